@@ -1,0 +1,1 @@
+"""The summarization engine: document → chunks → batched heights → tree with evidence."""

@@ -1,0 +1,43 @@
+"""Errors a user can cause, raised by the engine and mapped to a CLI message or HTTP 4xx in one place each.
+
+    RecursumError
+    ├── InputError                 the document itself is unusable
+    │   ├── EmptyDocument          nothing but whitespace after normalization
+    │   ├── DocumentTooLarge       more bytes than the configured limit
+    │   └── NotText                binary data or bytes that are not UTF-8
+    ├── ConfigError                settings that cannot work together (names the setting and the fix)
+    └── ModelError                 the model cannot be found, fetched or loaded
+        └── ModelNotInstalled      the default model was never pulled
+"""
+
+
+class RecursumError(Exception):
+    """Base of every error recursum reports to a user instead of a traceback."""
+
+
+class InputError(RecursumError):
+    """Raised when a submitted document cannot be summarized."""
+
+
+class EmptyDocument(InputError):
+    """Raised when a document holds no text after normalization."""
+
+
+class DocumentTooLarge(InputError):
+    """Raised when a document exceeds the configured size limit."""
+
+
+class NotText(InputError):
+    """Raised when a document is binary or not valid UTF-8."""
+
+
+class ConfigError(RecursumError):
+    """Raised when settings contradict each other or the model's limits."""
+
+
+class ModelError(RecursumError):
+    """Raised when a model cannot be fetched, verified or loaded."""
+
+
+class ModelNotInstalled(ModelError):
+    """Raised when the default model is asked for before `recursum models pull`."""
