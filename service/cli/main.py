@@ -1,0 +1,136 @@
+"""The `recursum` console script. User errors become one line on stderr and exit code 1."""
+
+import sys
+from pathlib import Path
+
+import click
+import msgspec
+
+from service.cli.render import render_tree
+from service.engine.errors import ConfigError, RecursumError
+
+
+class _RecursumGroup(click.Group):
+    """Turns every `RecursumError` (and unreadable files) into a one-line message, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RecursumError as error:
+            click.echo(f"recursum: error: {error}", err=True)
+            sys.exit(1)
+        except OSError as error:
+            click.echo(f"recursum: error: {error.strerror or error}: {error.filename}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_RecursumGroup)
+def cli() -> None:
+    """recursum: recursive summaries of book-length documents, with evidence."""
+
+
+@cli.group()
+def models() -> None:
+    """Fetch and list models."""
+
+
+@models.command("pull")
+def models_pull() -> None:
+    """Download, verify and convert the embedded default model (SmolLM2-135M-Instruct)."""
+    from service.engine.model_store import pull_default_model
+
+    installed = pull_default_model()
+    click.echo(f"{installed.name}: {installed.path} ({installed.size_bytes / 1e6:.0f} MB, "
+               f"from {installed.source}, sha256 {installed.sha256[:12]}…)")
+
+
+@models.command("list")
+def models_list() -> None:
+    """Show installed models."""
+    from service.engine.model_store import installed_models, models_dir
+
+    found = installed_models()
+    if not found:
+        click.echo(f"no models installed in {models_dir()}; run `recursum models pull`")
+    for model in found:
+        click.echo(f"{model.name}\t{model.dtype}\t{model.size_bytes / 1e6:.0f} MB\t{model.path}")
+
+
+def _tree_config(**options):
+    from service.engine.tree import TreeConfig
+
+    try:
+        return msgspec.convert(options, TreeConfig)
+    except msgspec.ValidationError as error:
+        raise ConfigError(f"invalid option: {error}") from None
+
+
+def _parse_adapters(values: tuple[str, ...]) -> dict[str, str]:
+    adapters = {}
+    for value in values:
+        role, sep, path = value.partition("=")
+        if not sep or role not in ("chunk", "merge", "helper"):
+            raise ConfigError(f"--adapter expects ROLE=DIR with ROLE chunk|merge|helper, got {value!r}")
+        adapters[role] = path
+    return adapters
+
+
+@cli.command()
+@click.argument("book", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the whole tree (JSON) here.")
+@click.option("--format", "output_format", type=click.Choice(["text", "markdown", "json"]),
+              default="text", show_default=True, help="What to print on stdout.")
+@click.option("--title", default="", help="Document title (default: the file name).")
+@click.option("--chunk-tokens", type=int, default=600, show_default=True,
+              help="Chunk budget in cl100k tokens.")
+@click.option("--merge-tokens", type=int, default=900, show_default=True,
+              help="Token budget of the child summaries one merge reads.")
+@click.option("--summary-tokens", type=int, default=128, show_default=True,
+              help="Most tokens one summary may generate.")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--context", type=click.Choice(["none", "preceding-text"]), default="none",
+              show_default=True, help="Give each chunk the raw text just before it.")
+@click.option("--model", "model_path", default=None,
+              help="HF checkpoint dir, .gguf file or hub id (default: embedded SmolLM2-135M).")
+@click.option("--quantization", type=click.Choice(["nf4", "int8", "none"]), default="nf4",
+              show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--adapter", "adapters", multiple=True, metavar="ROLE=DIR",
+              help="A LoRA adapter for a role (chunk, merge, helper); repeatable.")
+@click.option("--max-bytes", type=int, default=20 * 1024 * 1024, show_default=True,
+              help="Refuse larger files.")
+@click.option("--no-cache", is_flag=True, help="Do not reuse or store generated nodes.")
+def summarize(book: Path, out: Path | None, output_format: str, title: str, chunk_tokens: int,
+              merge_tokens: int, summary_tokens: int, batch_size: int, context: str,
+              model_path: str | None, quantization: str, device: str, adapters: tuple[str, ...],
+              max_bytes: int, no_cache: bool) -> None:
+    """Summarize BOOK (a UTF-8 text file) recursively and print the root summary."""
+    from service.cli.progress import HeightProgress
+    from service.engine.document import decode_document_bytes, make_document
+    from service.engine.evidence import EvidenceScorer
+    from service.engine.model_store import pull_default_model, recursum_home
+    from service.engine.node_cache import DirectoryNodeCache, MemoryNodeCache
+    from service.engine.recursion import Summarizer
+    from service.engine.runtime import ModelSpec, load_runtime
+
+    config = _tree_config(chunk_tokens=chunk_tokens, merge_tokens=merge_tokens,
+                          summary_tokens=summary_tokens, batch_size=batch_size, context=context)
+    spec = ModelSpec(base=model_path, quantization=quantization, device=device,
+                     adapters=_parse_adapters(adapters))
+    size = book.stat().st_size
+    if size > max_bytes:
+        raise RecursumError(f"{book} is {size:,} bytes; the limit is {max_bytes:,} (--max-bytes)")
+    document = make_document(decode_document_bytes(book.read_bytes(), max_bytes),
+                             title=title or book.stem, max_bytes=max_bytes)
+    if model_path is None:
+        pull_default_model()  # a no-op once installed
+    runtime = load_runtime(spec)
+    cache = MemoryNodeCache() if no_cache else DirectoryNodeCache(recursum_home() / "cache" / "nodes")
+    summarizer = Summarizer(runtime, EvidenceScorer(), config, cache)
+    with HeightProgress() as progress:
+        tree = summarizer.summarize(document, on_event=progress.update)
+    if out is not None:
+        out.write_bytes(msgspec.json.encode(tree))
+    click.echo(render_tree(tree, output_format))

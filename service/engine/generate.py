@@ -1,0 +1,202 @@
+"""Batched generation: a whole height goes through the model in a few left-padded batches.
+
+Requests are grouped by adapter, sorted by prompt length (so a batch pads little) and cut into
+batches of `batch_size`. Every prompt is fitted to the model's context window with the model's
+own tokenizer before it is batched, whatever the chunk settings were.
+"""
+
+import time
+from collections.abc import Callable, Sequence
+from itertools import groupby
+
+import msgspec
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria
+
+from service.engine.errors import ConfigError
+from service.engine.prompts import PromptInput, render_messages
+from service.engine.runtime import ModelRuntime
+
+
+class GenerationSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Decoding settings; part of every node's content address."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    seed: int = 0
+    # Small models fall into loops on long inputs (the LangChain baseline did); these stop it.
+    repetition_penalty: float = 1.1
+    no_repeat_ngram_size: int = 4
+
+
+class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
+    key: str
+    adapter: str | None
+    prompt: PromptInput
+
+
+class GenerationResult(msgspec.Struct, frozen=True, kw_only=True):
+    key: str
+    text: str
+    prompt_tokens: int
+    generated_tokens: int
+    truncated: bool
+
+
+class GenerationStats(msgspec.Struct, kw_only=True):
+    """Where generation time went, for benchmarks and metrics."""
+
+    batches: int = 0
+    sequences: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    padded_tokens: int = 0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+
+
+class _FirstStepClock(LogitsProcessor):
+    """Records when the first logits arrive: the end of prefill for this batch."""
+
+    def __init__(self) -> None:
+        self.first_step: float | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.first_step is None:
+            self.first_step = time.perf_counter()
+        return scores
+
+
+class _StopWhen(StoppingCriteria):
+    """Ends a batch early when the caller cancels (checked once per decoding step)."""
+
+    def __init__(self, should_stop: Callable[[], bool]) -> None:
+        self.should_stop = should_stop
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> bool:
+        return self.should_stop()
+
+
+def fit_prompt(runtime: ModelRuntime, prompt: PromptInput, max_new_tokens: int) -> tuple[list[int], bool]:
+    """Token ids of the chat-formatted prompt, trimmed to leave room for `max_new_tokens`.
+
+    Trims the optional context first (from its start: the text nearest the passage matters
+    most), then the passage (from its end). Returns the ids and whether anything was cut.
+    """
+    limit = runtime.context_window - max_new_tokens
+    if limit < 64:
+        raise ConfigError(
+            f"summary length {max_new_tokens} tokens leaves no room for input in the model's "
+            f"{runtime.context_window}-token context window; lower the summary length"
+        )
+    truncated = False
+    while True:
+        ids = _render_ids(runtime, prompt)
+        overflow = len(ids) - limit
+        if overflow <= 0:
+            return ids, truncated
+        truncated = True
+        field = "context" if prompt.context else "passage"
+        tokens = runtime.tokenizer.encode(getattr(prompt, field), add_special_tokens=False)
+        keep = max(0, len(tokens) - overflow - 8)
+        kept = tokens[len(tokens) - keep :] if field == "context" else tokens[:keep]
+        prompt = msgspec.structs.replace(prompt, **{field: runtime.tokenizer.decode(kept)})
+
+
+def _render_ids(runtime: ModelRuntime, prompt: PromptInput) -> list[int]:
+    return list(
+        runtime.tokenizer.apply_chat_template(
+            render_messages(prompt), add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+    )
+
+
+def generate_batched(
+    runtime: ModelRuntime,
+    requests: Sequence[GenerationRequest],
+    settings: GenerationSettings,
+    batch_size: int,
+    stats: GenerationStats | None = None,
+    on_result: Callable[[GenerationResult], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[GenerationResult]:
+    """Generate every request; results come back in request order.
+
+    `on_result` is called as each batch finishes (progress, incremental commits); when
+    `should_stop` turns true, generation ends at the next step and unfinished requests
+    are left out of the result.
+    """
+    stats = stats if stats is not None else GenerationStats()
+    fitted = [(request, *fit_prompt(runtime, request.prompt, settings.max_new_tokens))
+              for request in requests]
+    ordered = sorted(fitted, key=lambda item: (item[0].adapter or "", len(item[1])))
+    results: dict[str, GenerationResult] = {}
+    for adapter, group in groupby(ordered, key=lambda item: item[0].adapter):
+        items = list(group)
+        with runtime.using(adapter):
+            for start in range(0, len(items), batch_size):
+                if should_stop is not None and should_stop():
+                    break
+                batch = items[start : start + batch_size]
+                for result in _generate_one_batch(runtime, batch, settings, stats, should_stop):
+                    results[result.key] = result
+                    if on_result is not None:
+                        on_result(result)
+    return [results[request.key] for request in requests if request.key in results]
+
+
+def _generate_one_batch(runtime, batch, settings, stats, should_stop) -> list[GenerationResult]:
+    tokenizer = runtime.tokenizer
+    padded = tokenizer.pad({"input_ids": [ids for _, ids, _ in batch]}, return_tensors="pt")
+    input_ids = padded["input_ids"].to(runtime.device)  # (batch, longest prompt), left-padded
+    attention_mask = padded["attention_mask"].to(runtime.device)
+    clock = _FirstStepClock()
+    stopping = [_StopWhen(should_stop)] if should_stop is not None else []
+    torch.manual_seed(settings.seed)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        output = runtime.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=settings.temperature > 0,
+            temperature=settings.temperature if settings.temperature > 0 else None,
+            top_p=None,
+            top_k=None,
+            repetition_penalty=settings.repetition_penalty,
+            no_repeat_ngram_size=settings.no_repeat_ngram_size,
+            pad_token_id=tokenizer.pad_token_id,
+            logits_processor=LogitsProcessorList([clock]),
+            stopping_criteria=stopping or None,
+        )
+    finished = time.perf_counter()
+    if should_stop is not None and should_stop():
+        return []
+    new_tokens = output[:, input_ids.shape[1] :]  # (batch, generated)
+    results = []
+    for (request, ids, truncated), row in zip(batch, new_tokens, strict=True):
+        generated = _strip_after_eos(row.tolist(), tokenizer)
+        results.append(GenerationResult(
+            key=request.key,
+            text=tokenizer.decode(generated, skip_special_tokens=True).strip(),
+            prompt_tokens=len(ids),
+            generated_tokens=len(generated),
+            truncated=truncated,
+        ))
+    first_step = clock.first_step or finished
+    stats.batches += 1
+    stats.sequences += len(batch)
+    stats.prompt_tokens += sum(len(ids) for _, ids, _ in batch)
+    stats.padded_tokens += input_ids.numel()
+    stats.generated_tokens += sum(r.generated_tokens for r in results)
+    stats.prefill_seconds += first_step - started
+    stats.decode_seconds += finished - first_step
+    return results
+
+
+def _strip_after_eos(tokens: list[int], tokenizer) -> list[int]:
+    eos = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    for position, token in enumerate(tokens):
+        if token in eos:
+            return tokens[:position]
+    return tokens
