@@ -1,10 +1,12 @@
 """Role prompts, shared by inference and training: both must format inputs exactly alike."""
 
+import re
+
 import msgspec
 
 from service.engine.tree import Role
 
-SYSTEM = "You are a careful assistant who summarizes books faithfully. Never invent events or names."
+SYSTEM = "You summarize stories faithfully, using only facts stated in the text."
 
 
 class PromptInput(msgspec.Struct, frozen=True, kw_only=True):
@@ -15,9 +17,18 @@ class PromptInput(msgspec.Struct, frozen=True, kw_only=True):
     context: str = ""
 
 
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+def unwrap(text: str) -> str:
+    """Join hard-wrapped lines inside paragraphs: small models copy line breaks into summaries."""
+    paragraphs = (" ".join(p.split()) for p in _PARAGRAPH_BREAK.split(text))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
 def chunk_prompt(passage: str, context: str = "") -> PromptInput:
     """Height 0: a raw passage, optionally with the raw text just before it."""
-    return PromptInput(role="chunk", passage=passage, context=context)
+    return PromptInput(role="chunk", passage=unwrap(passage), context=unwrap(context))
 
 
 def merge_prompt(child_summaries: list[str]) -> PromptInput:
@@ -35,15 +46,14 @@ def render_messages(prompt: PromptInput) -> list[dict[str, str]]:
                 else ""
             )
             user = (
-                f"{context}Summarize the following passage from a book in 2 to 4 sentences. "
-                "Name the characters and say what happens.\n\n"
-                f"Passage:\n{prompt.passage}"
+                f"{context}Passage:\n{prompt.passage}\n\n"
+                "Summarize what happens in this passage in 2 to 4 sentences."
             )
         case "merge":
             user = (
-                "Below are summaries of consecutive parts of a book, in order. Combine them into "
-                "one summary of 3 to 5 sentences that keeps the main events and characters.\n\n"
-                f"Summaries:\n{prompt.passage}"
+                f"Summaries of consecutive parts of a story, in order:\n{prompt.passage}\n\n"
+                "Combine them into one summary of 3 to 5 sentences that keeps the main events "
+                "and characters."
             )
         case _:
             raise ValueError(f"no summary prompt for role {prompt.role!r}")

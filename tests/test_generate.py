@@ -1,0 +1,78 @@
+import pytest
+
+from service.engine.errors import ConfigError
+from service.engine.generate import (
+    GenerationRequest,
+    GenerationSettings,
+    GenerationStats,
+    fit_prompt,
+    generate_batched,
+)
+from service.engine.prompts import chunk_prompt
+from service.engine.runtime import ModelSpec, load_runtime
+
+SETTINGS = GenerationSettings(max_new_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def runtime(tiny_model_dir):
+    return load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none", dtype="float32"))
+
+
+def _requests(lengths: list[int]) -> list[GenerationRequest]:
+    return [GenerationRequest(key=f"r{i}", adapter=None, prompt=chunk_prompt("Alice ran. " * n))
+            for i, n in enumerate(lengths)]
+
+
+def test_results_come_back_in_request_order_whatever_the_batching(runtime):
+    requests = _requests([30, 2, 15, 7, 22])
+    results = generate_batched(runtime, requests, SETTINGS, batch_size=2)
+    assert [r.key for r in results] == [r.key for r in requests]
+
+
+def test_a_height_runs_as_few_batches_not_one_call_per_node(runtime):
+    stats = GenerationStats()
+    generate_batched(runtime, _requests([5] * 7), SETTINGS, batch_size=4, stats=stats)
+    assert stats.batches == 2
+    assert stats.sequences == 7
+
+
+def test_length_sorting_keeps_padding_small(runtime):
+    lengths = [40, 1, 40, 1, 40, 1, 40, 1]
+    sorted_stats, mixed_stats = GenerationStats(), GenerationStats()
+    generate_batched(runtime, _requests(lengths), SETTINGS, batch_size=4, stats=sorted_stats)
+    # With sorting, short prompts share a batch: padding is a small share of the input.
+    assert sorted_stats.padded_tokens - sorted_stats.prompt_tokens < 0.1 * sorted_stats.prompt_tokens
+    generate_batched(runtime, _requests(lengths), SETTINGS, batch_size=8, stats=mixed_stats)
+    assert mixed_stats.padded_tokens > sorted_stats.padded_tokens
+
+
+def test_batched_greedy_output_equals_one_at_a_time(runtime):
+    requests = _requests([12, 3, 25])
+    batched = generate_batched(runtime, requests, SETTINGS, batch_size=3)
+    single = generate_batched(runtime, requests, SETTINGS, batch_size=1)
+    assert [r.text for r in batched] == [r.text for r in single]
+
+
+def test_prompts_longer_than_the_context_window_are_trimmed_to_fit(runtime):
+    ids, truncated = fit_prompt(runtime, chunk_prompt("The whale swam on. " * 400), 16)
+    assert truncated
+    assert len(ids) + 16 <= runtime.context_window
+
+
+def test_context_is_trimmed_before_the_passage(runtime):
+    prompt = chunk_prompt("The passage itself. " * 20, context="Earlier text. " * 400)
+    ids, truncated = fit_prompt(runtime, prompt, 16)
+    assert truncated
+    assert prompt.passage in runtime.tokenizer.decode(ids)
+
+
+def test_a_summary_length_that_fills_the_window_is_a_config_error(runtime):
+    with pytest.raises(ConfigError, match="summary length"):
+        fit_prompt(runtime, chunk_prompt("short"), runtime.context_window)
+
+
+def test_should_stop_ends_generation_without_results(runtime):
+    results = generate_batched(runtime, _requests([3, 3]), SETTINGS, batch_size=1,
+                               should_stop=lambda: True)
+    assert results == []
