@@ -1,0 +1,152 @@
+import pytest
+
+from service.engine.document import make_document
+from service.engine.events import HeightDone, HeightStarted, NodeDone
+from service.engine.node_cache import MemoryNodeCache
+from service.engine.recursion import Cancelled, RunStats, Summarizer, merge_groups
+from service.engine.runtime import ModelSpec, load_runtime
+from service.engine.tree import SOURCE, Node, Span, TreeConfig
+
+CONFIG = TreeConfig(chunk_tokens=60, merge_tokens=64, max_children=3, summary_tokens=12,
+                    batch_size=4)
+STORY = "\n\n".join(
+    f"Chapter {i}. Alice met the Rabbit near the river and asked about the Queen's garden. "
+    f"The Rabbit looked at his watch number {i} and ran away through the trees."
+    for i in range(10)
+)
+
+
+@pytest.fixture(scope="module")
+def runtime(tiny_model_dir):
+    return load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none"))
+
+
+@pytest.fixture(scope="module")
+def tree(runtime, evidence_scorer):
+    return Summarizer(runtime, evidence_scorer, CONFIG).summarize(make_document(STORY))
+
+
+def _spans_union(tree, node: Node) -> Span:
+    children = [tree.nodes[c] for c in node.children]
+    for left, right in zip(children, children[1:], strict=False):
+        assert left.span.end == right.span.start
+    return Span(children[0].span.start, children[-1].span.end)
+
+
+def test_a_long_document_becomes_several_heights_with_one_root(tree):
+    assert len(tree.heights[0]) == len(tree.chunks) > CONFIG.max_children
+    assert len(tree.heights) >= 3
+    assert tree.heights[-1] == [tree.root]
+    assert all(len(level) < len(below) for below, level in zip(tree.heights, tree.heights[1:], strict=False))
+
+
+def test_leaves_are_the_chunks_and_every_merge_spans_its_children(tree):
+    for chunk, node_id in zip(tree.chunks, tree.heights[0], strict=True):
+        assert tree.nodes[node_id].span == chunk.span
+        assert tree.nodes[node_id].role == "chunk"
+    for level in tree.heights[1:]:
+        for node_id in level:
+            node = tree.nodes[node_id]
+            assert node.role == "merge"
+            assert 2 <= len(node.children)
+            assert node.span == _spans_union(tree, node)
+    assert tree.root_node.span == Span(0, tree.text_length)
+
+
+def test_evidence_composes_down_to_spans_of_the_original_text(tree):
+    for node in tree.nodes.values():
+        for sentence in node.sentences:
+            for span in sentence.source_spans:
+                assert node.span.start <= span.start < span.end <= node.span.end
+            for link in sentence.links:
+                if link.target == SOURCE:
+                    assert link.sentence < len(node.source_sentences)
+                else:
+                    assert link.target in node.children
+                    assert link.sentence < len(tree.nodes[link.target].sentences)
+
+
+def test_a_second_run_reuses_every_node_from_the_cache(runtime, evidence_scorer):
+    cache = MemoryNodeCache()
+    document = make_document(STORY)
+    first_stats, second_stats = RunStats(), RunStats()
+    first = Summarizer(runtime, evidence_scorer, CONFIG, cache).summarize(document, stats=first_stats)
+    second = Summarizer(runtime, evidence_scorer, CONFIG, cache).summarize(document, stats=second_stats)
+    assert second_stats.cache_hits == len({n.key for n in first.nodes.values()})
+    assert all(n.cached for n in second.nodes.values())
+    assert second_stats.generation.sequences == 0
+    assert [n.key for n in second.nodes.values()] == [n.key for n in first.nodes.values()]
+
+
+def test_editing_the_end_recomputes_only_the_last_leaf_and_its_ancestors(runtime, evidence_scorer):
+    cache = MemoryNodeCache()
+    original = Summarizer(runtime, evidence_scorer, CONFIG, cache).summarize(make_document(STORY))
+    stats = RunStats()
+    edited = Summarizer(runtime, evidence_scorer, CONFIG, cache).summarize(
+        make_document(STORY + " The end came."), stats=stats)
+    assert len(edited.chunks) == len(original.chunks)
+    generated = {n.id for n in edited.nodes.values() if not n.cached}
+    chain, node_id = set(), edited.root
+    while True:
+        chain.add(node_id)
+        children = edited.nodes[node_id].children
+        if not children:
+            break
+        node_id = children[-1]
+    assert generated <= chain
+    assert stats.cache_misses <= len(edited.heights)
+
+
+def test_content_address_changes_with_generation_settings(runtime, evidence_scorer):
+    document = make_document("Alice fell down the hole. She landed softly.")
+    default = Summarizer(runtime, evidence_scorer, CONFIG).summarize(document)
+    longer = Summarizer(runtime, evidence_scorer,
+                        TreeConfig(chunk_tokens=60, summary_tokens=13)).summarize(document)
+    assert default.root_node.key != longer.root_node.key
+
+
+def test_a_one_chunk_document_is_its_own_root(runtime, evidence_scorer):
+    tree = Summarizer(runtime, evidence_scorer, CONFIG).summarize(make_document("Alice slept."))
+    assert tree.heights == [[tree.root]]
+
+
+def test_preceding_context_keeps_each_height_a_single_pass(runtime, evidence_scorer):
+    config = TreeConfig(chunk_tokens=60, merge_tokens=64, max_children=3, summary_tokens=8,
+                        batch_size=64, context="preceding-text", context_tokens=30)
+    stats = RunStats()
+    tree = Summarizer(runtime, evidence_scorer, config).summarize(make_document(STORY), stats=stats)
+    assert stats.generation.batches == len(tree.heights)
+
+
+def test_inputs_that_overflow_the_model_window_are_truncated_not_refused(runtime, evidence_scorer):
+    config = TreeConfig(chunk_tokens=2000, summary_tokens=12)
+    document = make_document(" ".join(["The Rabbit ran past the Hatter's house."] * 200))
+    tree = Summarizer(runtime, evidence_scorer, config).summarize(document)
+    leaf = tree.nodes[tree.heights[0][0]]
+    assert leaf.truncated
+    assert leaf.prompt_tokens + config.summary_tokens <= runtime.context_window
+
+
+def test_progress_events_announce_each_height_and_node(runtime, evidence_scorer):
+    events = []
+    tree = Summarizer(runtime, evidence_scorer, CONFIG).summarize(make_document(STORY),
+                                                                  on_event=events.append)
+    started = [e.height for e in events if isinstance(e, HeightStarted)]
+    done = [e.height for e in events if isinstance(e, HeightDone)]
+    assert started == done == list(range(len(tree.heights)))
+    assert sum(isinstance(e, NodeDone) for e in events) == len(tree.nodes)
+
+
+def test_cancelling_stops_the_run(runtime, evidence_scorer):
+    with pytest.raises(Cancelled):
+        Summarizer(runtime, evidence_scorer, CONFIG).summarize(make_document(STORY),
+                                                               should_stop=lambda: True)
+
+
+def test_merge_groups_respect_fan_in_and_never_leave_a_lone_child(tree):
+    leaves = [tree.nodes[i] for i in tree.heights[0]]
+    for size in range(2, len(leaves) + 1):
+        groups = merge_groups(leaves[:size], budget=10_000, max_children=3)
+        assert [n for g in groups for n in g] == leaves[:size]
+        assert all(len(g) >= 2 for g in groups)
+        assert all(len(g) <= 4 for g in groups)
