@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BOOK ?= ../shared/data/books/alice_in_wonderland.txt
+EXCERPT_BYTES ?= 30000
+
+.PHONY: setup run test lint
+
+$(BIN)/recursum: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU build installs from local disk; an unpinned torch pulls CUDA.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/recursum
+
+# The main job on embedded defaults: pull SmolLM2-135M and summarize a book excerpt.
+run: setup
+	$(BIN)/recursum models pull
+	head -c $(EXCERPT_BYTES) $(BOOK) > $(VENV)/excerpt.txt
+	$(BIN)/recursum summarize $(VENV)/excerpt.txt --format markdown --out $(VENV)/tree.json
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check service training clients tests bench

@@ -1,0 +1,43 @@
+"""The embedded default model on a real book excerpt (slow: pulls SmolLM2 once, ~1 minute)."""
+
+import pytest
+
+from service.engine.document import make_document
+from service.engine.model_store import pull_default_model
+from service.engine.recursion import Summarizer
+from service.engine.runtime import ModelSpec, load_runtime
+from service.engine.tree import TreeConfig
+
+from conftest import shared_data
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tree(evidence_scorer):
+    pull_default_model()
+    text = shared_data("books/alice_in_wonderland.txt").read_text()[:7000]
+    runtime = load_runtime(ModelSpec(quantization="nf4"))
+    config = TreeConfig(chunk_tokens=400, merge_tokens=300, summary_tokens=48, batch_size=4)
+    return Summarizer(runtime, evidence_scorer, config).summarize(make_document(text, "Alice"))
+
+
+def test_the_root_summary_is_real_text(tree):
+    assert len(tree.root_node.summary.split()) >= 5
+    assert tree.model.quantization == "nf4"
+    assert len(tree.heights) >= 2
+
+
+def test_every_evidence_span_lies_inside_the_document(tree):
+    spans = [span for node in tree.nodes.values() for s in node.sentences for span in s.source_spans]
+    assert spans
+    assert all(0 <= span.start < span.end <= tree.text_length for span in spans)
+
+
+def test_every_node_spans_exactly_its_children(tree):
+    for node in tree.nodes.values():
+        if node.children:
+            children = [tree.nodes[c] for c in node.children]
+            assert node.span.start == children[0].span.start
+            assert node.span.end == children[-1].span.end
+            assert all(a.span.end == b.span.start for a, b in zip(children, children[1:], strict=False))
