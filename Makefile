@@ -23,8 +23,9 @@ run: setup
 	head -c $(EXCERPT_BYTES) $(BOOK) > $(VENV)/excerpt.txt
 	$(BIN)/recursum summarize $(VENV)/excerpt.txt --format markdown --out $(VENV)/tree.json
 
+# Runs every test, slow real-model ones included; pytest's exit 5 (nothing collected) is not a failure.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
 
 lint: setup
 	$(BIN)/ruff check service training clients tests bench
