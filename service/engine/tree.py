@@ -82,7 +82,7 @@ class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = 0.0
     seed: int = 0
     evidence_links: Annotated[int, msgspec.Meta(ge=1, le=16)] = 3
-    evidence_threshold: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.35
+    evidence_threshold: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.25
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
