@@ -15,9 +15,10 @@ import time
 import torch
 
 from _data import shared_path
+from naive_mapreduce import NaiveMapReduce
 from service.engine.document import make_document
 from service.engine.evidence import EvidenceScorer
-from service.engine.model_store import default_model_path, pull_default_model
+from service.engine.model_store import pull_default_model
 from service.engine.prompts import chunk_prompt, merge_prompt, render_messages
 from service.engine.recursion import RunStats, Summarizer
 from service.engine.runtime import ModelSpec, load_runtime
@@ -37,23 +38,12 @@ def replay_prompts(tree: Tree, text: str) -> list[tuple[list[dict[str, str]], in
 
 
 def naive_loop(calls, dtype: torch.dtype) -> tuple[float, int]:
-    """One generate call per node, batch 1, plain transformers as a LangChain pipeline runs it."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = default_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
-    started, generated = time.perf_counter(), 0
+    """Replay every call one at a time, forcing the same number of new tokens as ours."""
+    naive = NaiveMapReduce(dtype)
     for messages, tokens in calls:
-        if tokens == 0:
-            continue
-        inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                               return_tensors="pt", return_dict=True)
-        with torch.inference_mode():
-            output = model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens,
-                                    do_sample=False, pad_token_id=tokenizer.eos_token_id)
-        generated += output.shape[1] - inputs["input_ids"].shape[1]
-    return time.perf_counter() - started, generated
+        if tokens:
+            naive.generate(messages, max_new_tokens=tokens, min_new_tokens=tokens)
+    return naive.seconds, naive.generated_tokens
 
 
 def main() -> None:

@@ -8,6 +8,9 @@ import msgspec
 
 from service.cli.render import render_tree
 from service.engine.errors import ConfigError, RecursumError
+from service.engine.tree import TreeConfig
+
+DEFAULTS = TreeConfig()
 
 
 class _RecursumGroup(click.Group):
@@ -56,9 +59,7 @@ def models_list() -> None:
         click.echo(f"{model.name}\t{model.dtype}\t{model.size_bytes / 1e6:.0f} MB\t{model.path}")
 
 
-def _tree_config(**options):
-    from service.engine.tree import TreeConfig
-
+def _tree_config(**options) -> TreeConfig:
     try:
         return msgspec.convert(options, TreeConfig)
     except msgspec.ValidationError as error:
@@ -82,13 +83,13 @@ def _parse_adapters(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--format", "output_format", type=click.Choice(["text", "markdown", "json"]),
               default="text", show_default=True, help="What to print on stdout.")
 @click.option("--title", default="", help="Document title (default: the file name).")
-@click.option("--chunk-tokens", type=int, default=600, show_default=True,
+@click.option("--chunk-tokens", type=int, default=DEFAULTS.chunk_tokens, show_default=True,
               help="Chunk budget in cl100k tokens.")
-@click.option("--merge-tokens", type=int, default=900, show_default=True,
+@click.option("--merge-tokens", type=int, default=DEFAULTS.merge_tokens, show_default=True,
               help="Token budget of the child summaries one merge reads.")
-@click.option("--summary-tokens", type=int, default=128, show_default=True,
+@click.option("--summary-tokens", type=int, default=DEFAULTS.summary_tokens, show_default=True,
               help="Most tokens one summary may generate.")
-@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True)
 @click.option("--context", type=click.Choice(["none", "preceding-text"]), default="none",
               show_default=True, help="Give each chunk the raw text just before it.")
 @click.option("--model", "model_path", default=None,

@@ -52,8 +52,8 @@ def render_messages(prompt: PromptInput) -> list[dict[str, str]]:
         case "merge":
             user = (
                 f"Summaries of consecutive parts of a story, in order:\n{prompt.passage}\n\n"
-                "Combine them into one summary of 3 to 5 sentences that keeps the main events "
-                "and characters."
+                "Combine them into one summary of 4 to 8 sentences that keeps the main events "
+                "and characters, in order."
             )
         case _:
             raise ValueError(f"no summary prompt for role {prompt.role!r}")

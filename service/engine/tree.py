@@ -75,7 +75,7 @@ class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     chunk_tokens: Annotated[int, msgspec.Meta(ge=32, le=32768)] = 600
     merge_tokens: Annotated[int, msgspec.Meta(ge=64, le=32768)] = 900
     max_children: Annotated[int, msgspec.Meta(ge=2, le=64)] = 6
-    summary_tokens: Annotated[int, msgspec.Meta(ge=8, le=4096)] = 128
+    summary_tokens: Annotated[int, msgspec.Meta(ge=8, le=4096)] = 200
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
     context: ContextMode = "none"
     context_tokens: Annotated[int, msgspec.Meta(ge=0, le=8192)] = 200
