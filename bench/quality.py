@@ -13,10 +13,10 @@ import re
 import statistics
 import time
 
-from rouge_score import rouge_scorer
-
 from _data import shared_path
 from naive_mapreduce import NaiveMapReduce
+from rouge_score import rouge_scorer
+
 from service.engine.document import make_document
 from service.engine.evidence import EvidenceScorer
 from service.engine.model_store import pull_default_model
@@ -39,7 +39,10 @@ def load_stories(limit: int | None) -> list[tuple[str, str, list[str]]]:
     return stories[:limit]
 
 
-def rouge(scorer: rouge_scorer.RougeScorer, summary: str, references: list[str]) -> dict[str, tuple[float, float]]:
+RougeRow = dict[str, tuple[float, float]]
+
+
+def rouge(scorer: rouge_scorer.RougeScorer, summary: str, references: list[str]) -> RougeRow:
     """(best, mean) F1 over the references, per metric."""
     scores = [scorer.score(reference, summary) for reference in references]
     return {m: (max(s[m].fmeasure for s in scores), statistics.mean(s[m].fmeasure for s in scores))
@@ -64,11 +67,12 @@ def evidence_figures(tree: Tree) -> dict[str, float]:
     }
 
 
-def report(label: str, rows: list[dict[str, tuple[float, float]]], seconds: float,
+def report(label: str, rows: list[RougeRow], seconds: float,
            repeats: list[float]) -> None:
-    cells = "  ".join(
-        f"{m} best {statistics.mean(r[m][0] for r in rows):.3f} mean {statistics.mean(r[m][1] for r in rows):.3f}"
-        for m in METRICS)
+    def average(metric: str, which: int) -> float:
+        return statistics.mean(row[metric][which] for row in rows)
+
+    cells = "  ".join(f"{m} best {average(m, 0):.3f} mean {average(m, 1):.3f}" for m in METRICS)
     print(f"{label}: {cells}  repeated-4gram {statistics.mean(repeats):.3f}  ({seconds:.0f} s)")
 
 

@@ -13,9 +13,9 @@ import argparse
 import time
 
 import torch
-
 from _data import shared_path
 from naive_mapreduce import NaiveMapReduce
+
 from service.engine.document import make_document
 from service.engine.evidence import EvidenceScorer
 from service.engine.model_store import pull_default_model

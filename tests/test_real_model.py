@@ -1,14 +1,13 @@
 """The embedded default model on a real book excerpt (slow: pulls SmolLM2 once, ~1 minute)."""
 
 import pytest
+from conftest import shared_data
 
 from service.engine.document import make_document
 from service.engine.model_store import pull_default_model
 from service.engine.recursion import Summarizer
 from service.engine.runtime import ModelSpec, load_runtime
 from service.engine.tree import TreeConfig
-
-from conftest import shared_data
 
 pytestmark = pytest.mark.slow
 
