@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from service.engine.errors import ModelError
+from service.engine.runtime import ModelSpec, load_runtime
+
+
+@pytest.fixture(scope="module")
+def chunk_adapter(tiny_model_dir, tmp_path_factory):
+    """A LoRA adapter with non-zero weights, so it really changes the model's output."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    directory = tmp_path_factory.mktemp("chunk-adapter")
+    get_peft_model(base, config).save_pretrained(directory)
+    return directory
+
+
+def _logits(runtime, adapter):
+    ids = torch.tensor([[1, 5, 9, 12]])
+    with runtime.using(adapter), torch.inference_mode():
+        return runtime.model(input_ids=ids).logits
+
+
+def test_a_role_with_an_adapter_uses_it_and_others_fall_back_to_the_base(tiny_model_dir, chunk_adapter):
+    runtime = load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none", dtype="float32",
+                                     adapters={"chunk": str(chunk_adapter)}))
+    assert runtime.adapter_for("chunk") == "chunk"
+    assert runtime.adapter_for("merge") is None
+    assert not torch.allclose(_logits(runtime, "chunk"), _logits(runtime, None))
+    plain = load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none", dtype="float32"))
+    assert torch.allclose(_logits(runtime, None), _logits(plain, None), atol=1e-5)
+    assert set(runtime.info.adapters) == {"chunk"}
+
+
+def test_adapters_load_on_the_nf4_quantized_base(tiny_model_dir, chunk_adapter):
+    runtime = load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="nf4",
+                                     adapters={"chunk": str(chunk_adapter)}))
+    assert runtime.info.quantization == "nf4"
+    assert _logits(runtime, "chunk").shape[-1] == runtime.model.config.vocab_size
+
+
+def test_an_adapter_directory_without_config_is_refused(tiny_model_dir, tmp_path):
+    with pytest.raises(ModelError, match="adapter_config.json"):
+        load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none",
+                               adapters={"merge": str(tmp_path)}))
+
+
+def test_int8_quantization_loads_and_runs(tiny_model_dir):
+    runtime = load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="int8"))
+    assert _logits(runtime, None).isfinite().all()
