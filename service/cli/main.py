@@ -32,6 +32,36 @@ def cli() -> None:
     """recursum: recursive summaries of book-length documents, with evidence."""
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--model", "model_path", default=None, help="Overrides RECURSUM_MODEL.")
+@click.option("--quantization", type=click.Choice(["nf4", "int8", "none"]), default=None,
+              help="Overrides RECURSUM_QUANTIZATION.")
+@click.option("--db", "database_url", default=None, help="SQLAlchemy URL; overrides RECURSUM_DATABASE_URL.")
+@click.option("--dev", is_flag=True, help="Serve without API keys (never in production).")
+def serve(host: str, port: int, model_path: str | None, quantization: str | None,
+          database_url: str | None, dev: bool) -> None:
+    """Run the REST service (configuration from RECURSUM_* environment variables)."""
+    import uvicorn
+
+    from service.api.app import create_app
+    from service.engine.model_store import pull_default_model
+    from service.settings import settings_from_env
+
+    settings = settings_from_env()
+    model = msgspec.structs.replace(settings.model, base=model_path or settings.model.base,
+                                    quantization=quantization or settings.model.quantization)
+    settings = msgspec.structs.replace(settings, model=model, dev_mode=dev or settings.dev_mode,
+                                       database_url=database_url or settings.database_url)
+    if not settings.dev_mode and not settings.api_keys:
+        raise ConfigError("no API keys configured: set RECURSUM_API_KEYS=name:secret:summarize, "
+                          "or pass --dev to serve without keys")
+    if model.base is None:
+        pull_default_model()  # a no-op once installed
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
 @cli.group()
 def models() -> None:
     """Fetch and list models."""

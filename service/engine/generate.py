@@ -53,6 +53,8 @@ class GenerationStats(msgspec.Struct, kw_only=True):
     padded_tokens: int = 0
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
+    batch_sizes: list[int] = []
+    batch_seconds: list[float] = []
 
 
 class _FirstStepClock(LogitsProcessor):
@@ -191,6 +193,8 @@ def _generate_one_batch(runtime, batch, settings, stats, should_stop) -> list[Ge
     stats.generated_tokens += sum(r.generated_tokens for r in results)
     stats.prefill_seconds += first_step - started
     stats.decode_seconds += finished - first_step
+    stats.batch_sizes.append(len(batch))
+    stats.batch_seconds.append(finished - started)
     return results
 
 

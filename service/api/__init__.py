@@ -1,0 +1,1 @@
+"""The REST API: Litestar app, routes, schemas, auth, metrics."""

@@ -1,0 +1,77 @@
+"""The Litestar app: `create_app()` is short; the wiring lives in the `_configure_*` functions."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.concurrency import sync_to_thread
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig
+
+from service.api.auth import scope_guard
+from service.api.broker import EventBroker
+from service.api.health import healthz, metrics, readyz
+from service.api.metrics import EngineMetrics
+from service.api.problems import problem_response
+from service.api.summaries.controller import SummaryController
+from service.api.summaries.service import SummaryService
+from service.api.worker import JobWorker
+from service.engine.facade import Engine
+from service.settings import ServiceSettings
+from service.store.database import default_database_url
+from service.store.repository import Store
+
+log = logging.getLogger("recursum.api")
+
+
+def create_app(settings: ServiceSettings, engine: Engine | None = None,
+               store: Store | None = None) -> Litestar:
+    """An app serving `settings`; tests pass a ready `engine` and `store`."""
+    state = State({"settings": settings, "broker": EventBroker(), "metrics": EngineMetrics(),
+                   "store": store or Store(settings.database_url or default_database_url())})
+    prometheus = PrometheusConfig(app_name="recursum", prefix="recursum_http", group_path=True,
+                                  exclude=["/metrics"])
+    return Litestar(
+        route_handlers=_configure_routes(),
+        dependencies=_configure_dependencies(),
+        exception_handlers={Exception: problem_response},
+        guards=[scope_guard],
+        middleware=[prometheus.middleware],
+        lifespan=[_model_worker(engine)],
+        state=state,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="recursum", version="0.1.0", path="/schema"),
+    )
+
+
+def _configure_routes() -> list:
+    return [SummaryController, healthz, readyz, metrics]
+
+
+def _configure_dependencies() -> dict[str, Provide]:
+    def summaries(state: State) -> SummaryService:
+        return SummaryService(state.store, state.settings.max_queue, state.settings.max_body_bytes)
+
+    return {"summaries": Provide(summaries, sync_to_thread=False)}
+
+
+def _model_worker(engine: Engine | None):
+    """Starts the worker (which loads the model on its thread) and stops it at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        state = app.state
+        if state.settings.dev_mode:
+            log.warning("DEV MODE: serving without API keys; every caller is admin")
+        state.worker = JobWorker(state.store, lambda: engine or Engine.load(state.settings.model),
+                                 state.broker, state.metrics)
+        state.worker.start()
+        try:
+            yield
+        finally:
+            await sync_to_thread(state.worker.stop)
+
+    return lifespan

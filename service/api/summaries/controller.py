@@ -1,0 +1,119 @@
+"""Routes of /v1/summaries: thin handlers over `SummaryService`."""
+
+from collections.abc import AsyncIterator
+
+import msgspec
+from litestar import Controller, Request, delete, get, post
+from litestar.concurrency import sync_to_thread
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from service.api.problems import UnsupportedMedia
+from service.api.schemas import (
+    JobAccepted,
+    JobEvent,
+    JobFinished,
+    JobRead,
+    JobState,
+    NodeRead,
+    SummaryCreate,
+    SummaryOptions,
+    TreeRead,
+)
+from service.api.summaries.service import SummaryService, job_read
+from service.engine.document import decode_document_bytes
+from service.store.records import FINISHED
+
+_decode_create = msgspec.json.Decoder(SummaryCreate).decode
+
+
+async def _read_submission(request: Request, max_bytes: int) -> SummaryCreate:
+    """A document as JSON, as text/plain, or as a multipart upload (field `file`)."""
+    media_type = request.content_type[0]
+    if media_type == "application/json":
+        return _decode_create(await request.body())
+    if media_type == "text/plain":
+        text = decode_document_bytes(await request.body(), max_bytes)
+        return SummaryCreate(text=text, title=request.query_params.get("title", ""))
+    if media_type == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise UnsupportedMedia("a multipart submission needs the document in a `file` field")
+        text = decode_document_bytes(await upload.read(), max_bytes)
+        options = msgspec.json.decode(form.get("options") or "{}", type=SummaryOptions)
+        return SummaryCreate(text=text, title=form.get("title") or upload.filename or "", options=options)
+    raise UnsupportedMedia("send application/json, text/plain or multipart/form-data")
+
+
+def _sse(event: JobEvent) -> ServerSentEventMessage:
+    tag = type(event).__struct_config__.tag
+    return ServerSentEventMessage(data=msgspec.json.encode(event).decode(), event=tag)
+
+
+class SummaryController(Controller):
+    path = "/v1/summaries"
+    tags = ["summaries"]
+
+    @post("/", status_code=HTTP_202_ACCEPTED, opt={"scope": "summarize"})
+    async def submit(self, request: Request, summaries: SummaryService) -> JobAccepted:
+        """Queue a document for summarization; answers 202 with the job id and URL."""
+        submission = await _read_submission(request, summaries.max_bytes)
+        job = await sync_to_thread(summaries.submit, submission, request.state.principal)
+        request.app.state.worker.notify()
+        return summaries.accepted(job, f"{self.path}/{job.id}", submission.options)
+
+    @get("/{job_id:str}", opt={"scope": "summarize"}, sync_to_thread=True)
+    def read(self, request: Request, job_id: str, summaries: SummaryService) -> JobRead:
+        """Status, progress per height, and the root summary once done."""
+        job = summaries.job(job_id, request.state.principal)
+        return job_read(summaries.store, job)
+
+    @get("/{job_id:str}/tree", opt={"scope": "summarize"}, sync_to_thread=True)
+    def tree(self, request: Request, job_id: str, summaries: SummaryService) -> TreeRead:
+        """Every node finished so far, with spans, children, sentences and evidence."""
+        job = summaries.job(job_id, request.state.principal)
+        engine = request.app.state.worker.engine
+        return summaries.tree(job, engine.info if engine else None)
+
+    @get("/{job_id:str}/nodes/{node_id:str}", opt={"scope": "summarize"}, sync_to_thread=True)
+    def node(self, request: Request, job_id: str, node_id: str, summaries: SummaryService,
+                   include: str | None = Parameter(default=None, description="`source` adds a leaf's text"),
+                   ) -> NodeRead:
+        job = summaries.job(job_id, request.state.principal)
+        return summaries.node(job, node_id, include == "source")
+
+    @delete("/{job_id:str}", status_code=200, opt={"scope": "summarize"}, sync_to_thread=True)
+    def remove(self, request: Request, job_id: str, summaries: SummaryService) -> dict[str, str]:
+        """Cancel a running job (generation stops at the next step) or delete a finished one."""
+        job = summaries.job(job_id, request.state.principal)
+        outcome = summaries.delete(job)
+        if outcome == "cancelling":
+            request.app.state.worker.cancel(job.id)
+        return {"id": job.id, "outcome": outcome}
+
+    @get("/{job_id:str}/events", opt={"scope": "summarize"})
+    async def events(self, request: Request, job_id: str, summaries: SummaryService) -> ServerSentEvent:
+        """Server-Sent Events: the current state first, then progress until the job ends."""
+        job = summaries.job(job_id, request.state.principal)
+        broker = request.app.state.broker
+
+        async def stream() -> AsyncIterator[ServerSentEventMessage]:
+            queue = broker.subscribe(job.id)
+            try:
+                current = summaries.store.get_job(job.id)
+                state = job_read(summaries.store, current)
+                if current.status in FINISHED:
+                    yield _sse(JobFinished(job=state))
+                    return
+                yield _sse(JobState(job=state))
+                while True:
+                    event = await queue.get()
+                    yield _sse(event)
+                    if isinstance(event, JobFinished):
+                        return
+            finally:
+                broker.unsubscribe(job.id, queue)
+
+        return ServerSentEvent(stream())

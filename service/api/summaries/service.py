@@ -1,0 +1,92 @@
+"""What the summary routes do, apart from HTTP: submit, read, cancel and delete jobs."""
+
+import time
+import uuid
+
+import msgspec
+
+from service.api.auth import Principal
+from service.api.problems import NotFound, QueueFull
+from service.api.schemas import JobAccepted, JobRead, NodeRead, SummaryCreate, SummaryOptions, TreeRead
+from service.engine.document import make_document
+from service.engine.tree import ModelInfo, TreeConfig
+from service.store.records import FINISHED, JobRecord
+from service.store.repository import Store
+
+RETRY_AFTER_SECONDS = 30
+
+
+def job_read(store: Store, job: JobRecord) -> JobRead:
+    root = store.get_job_node(job.id, job.root) if job.root else None
+    return JobRead(id=job.id, title=job.title, status=job.status, created=job.created,
+                   started=job.started, finished=job.finished, progress=job.progress,
+                   root=job.root, summary=root.summary if root else None, error=job.error)
+
+
+def tree_config(options: SummaryOptions) -> TreeConfig:
+    chosen = {f: v for f in ("chunk_tokens", "summary_tokens", "batch_size", "context")
+              if (v := getattr(options, f)) is not None}
+    return msgspec.structs.replace(TreeConfig(), **chosen)
+
+
+class SummaryService:
+    def __init__(self, store: Store, max_queue: int, max_bytes: int) -> None:
+        self.store = store
+        self.max_queue = max_queue
+        self.max_bytes = max_bytes
+
+    def submit(self, request: SummaryCreate, principal: Principal) -> JobRecord:
+        """Validate, check the queue bound, then store the document and the job in that order."""
+        document = make_document(request.text, request.title, self.max_bytes)
+        config = tree_config(request.options)
+        if self.store.count_jobs(("queued", "running")) >= self.max_queue:
+            raise QueueFull(f"{self.max_queue} jobs are already waiting; retry later",
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        job = JobRecord(id=uuid.uuid4().hex, owner=principal.name, document_id=document.id,
+                        title=request.title, config=config, created=time.time())
+        self.store.put_document(document)
+        self.store.create_job(job)
+        return job
+
+    @staticmethod
+    def accepted(job: JobRecord, url: str, options: SummaryOptions) -> JobAccepted:
+        notes = []
+        if options.best_of > 1:
+            notes.append(f"best_of={options.best_of} ignored: no reward adapter is loaded, "
+                         "so each node is generated once")
+        return JobAccepted(id=job.id, url=url, status=job.status, notes=notes)
+
+    def job(self, job_id: str, principal: Principal) -> JobRecord:
+        """The job if the caller may see it; others' jobs are 404, not 403, so ids do not leak."""
+        job = self.store.get_job(job_id)
+        if job is None or (job.owner != principal.name and not principal.is_admin):
+            raise NotFound(f"no summary job {job_id}")
+        return job
+
+    def tree(self, job: JobRecord, model: ModelInfo | None) -> TreeRead:
+        nodes = self.store.job_nodes(job.id)
+        heights: list[list[str]] = []
+        for node in nodes:
+            while len(heights) <= node.height:
+                heights.append([])
+            heights[node.height].append(node.id)
+        return TreeRead(job_id=job.id, document_id=job.document_id, model=model, heights=heights,
+                        nodes=nodes, root=job.root)
+
+    def node(self, job: JobRecord, node_id: str, include_source: bool) -> NodeRead:
+        node = self.store.get_job_node(job.id, node_id)
+        if node is None:
+            raise NotFound(f"job {job.id} has no node {node_id}")
+        source = None
+        if include_source and node.height == 0:
+            document = self.store.get_document(job.document_id)
+            source = document.text[node.span.start : node.span.end]
+        return NodeRead(node=node, source=source)
+
+    def delete(self, job: JobRecord) -> str:
+        """Cancels an unfinished job (returns "cancelling"), deletes a finished one ("deleted")."""
+        if job.status in FINISHED:
+            self.store.delete_job(job.id)
+            return "deleted"
+        self.store.update_job(job.id, cancel_requested=True)
+        return "cancelling"

@@ -1,0 +1,58 @@
+"""The engine's one narrow interface: what the HTTP layer and the job worker may call."""
+
+import time
+from collections.abc import Callable
+
+from service.engine.document import Document
+from service.engine.events import ProgressEvent
+from service.engine.evidence import EvidenceScorer
+from service.engine.node_cache import NodeCache
+from service.engine.recursion import RunStats, Summarizer
+from service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
+from service.engine.tree import ModelInfo, Tree, TreeConfig
+
+
+class Engine:
+    """One loaded model and evidence scorer, shared by every job of the process."""
+
+    def __init__(self, runtime: ModelRuntime, scorer: EvidenceScorer) -> None:
+        self.runtime = runtime
+        self.scorer = scorer
+        self.last_probe: float | None = None
+
+    @classmethod
+    def load(cls, spec: ModelSpec) -> "Engine":
+        return cls(load_runtime(spec), EvidenceScorer())
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.runtime.info
+
+    @property
+    def load_seconds(self) -> float:
+        return self.runtime.load_seconds
+
+    def summarize(
+        self,
+        document: Document,
+        config: TreeConfig,
+        cache: NodeCache,
+        on_event: Callable[[ProgressEvent], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        stats: RunStats | None = None,
+    ) -> Tree:
+        return Summarizer(self.runtime, self.scorer, config, cache).summarize(
+            document, on_event=on_event, should_stop=should_stop, stats=stats
+        )
+
+    def health(self) -> bool:
+        """A one-token generation probe: the model is loaded and produces logits."""
+        import torch
+
+        ids = torch.tensor([[self.runtime.tokenizer.bos_token_id or 0]], device=self.runtime.device)
+        with torch.inference_mode():
+            logits = self.runtime.model(input_ids=ids).logits
+        healthy = bool(torch.isfinite(logits).all())
+        if healthy:
+            self.last_probe = time.time()
+        return healthy

@@ -1,0 +1,80 @@
+"""Service configuration, from environment variables only (so a container needs no config file).
+
+    RECURSUM_DATABASE_URL   SQLAlchemy URL (default: SQLite under $RECURSUM_HOME)
+    RECURSUM_API_KEYS       `name:secret:scope+scope` entries separated by commas
+    RECURSUM_DEV_MODE       1 to serve without keys (logged loudly); never the default
+    RECURSUM_MAX_QUEUE      jobs queued or running before submissions get 429 (default 16)
+    RECURSUM_MAX_BODY_BYTES request body limit (default 20 MB)
+    RECURSUM_MODEL, RECURSUM_QUANTIZATION, RECURSUM_DEVICE   the model to serve
+"""
+
+import hashlib
+import os
+from typing import Literal
+
+import msgspec
+
+from service.engine.document import DEFAULT_MAX_BYTES
+from service.engine.errors import ConfigError
+from service.engine.runtime import ModelSpec
+
+Scope = Literal["summarize", "evaluate", "admin"]
+SCOPES: frozenset[str] = frozenset({"summarize", "evaluate", "admin"})
+
+
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A key as stored: its name (the job owner id), the sha256 of its secret, its scopes."""
+
+    name: str
+    secret_sha256: str
+    scopes: frozenset[str]
+
+
+class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str | None = None
+    api_keys: tuple[ApiKey, ...] = ()
+    dev_mode: bool = False
+    max_queue: int = 16
+    max_body_bytes: int = DEFAULT_MAX_BYTES
+    model: ModelSpec = ModelSpec()
+    readiness_probe_seconds: float = 60.0
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_api_keys(value: str) -> tuple[ApiKey, ...]:
+    """`name:secret:scope+scope,...` → hashed keys; the error names the bad entry and the format."""
+    keys = []
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        name, _, rest = entry.partition(":")
+        secret, _, scopes = rest.partition(":")
+        wanted = frozenset(filter(None, scopes.split("+")))
+        if not name or not secret or not wanted or not wanted <= SCOPES:
+            raise ConfigError(
+                f"RECURSUM_API_KEYS entry {name or entry!r} must look like name:secret:summarize+evaluate "
+                f"with scopes from {sorted(SCOPES)}"
+            )
+        keys.append(ApiKey(name=name, secret_sha256=hash_secret(secret), scopes=wanted))
+    return tuple(keys)
+
+
+def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
+    env = os.environ if environ is None else environ
+    try:
+        return ServiceSettings(
+            database_url=env.get("RECURSUM_DATABASE_URL") or None,
+            api_keys=parse_api_keys(env.get("RECURSUM_API_KEYS", "")),
+            dev_mode=env.get("RECURSUM_DEV_MODE", "") in ("1", "true", "yes"),
+            max_queue=int(env.get("RECURSUM_MAX_QUEUE", 16)),
+            max_body_bytes=int(env.get("RECURSUM_MAX_BODY_BYTES", DEFAULT_MAX_BYTES)),
+            model=msgspec.convert(
+                {"base": env.get("RECURSUM_MODEL") or None,
+                 "quantization": env.get("RECURSUM_QUANTIZATION", "nf4"),
+                 "device": env.get("RECURSUM_DEVICE", "auto")},
+                ModelSpec,
+            ),
+        )
+    except (ValueError, msgspec.ValidationError) as error:
+        raise ConfigError(f"invalid service setting: {error}") from None

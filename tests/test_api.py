@@ -1,0 +1,180 @@
+"""Route behaviour with Litestar's test client, a real store and the tiny model."""
+
+import time
+
+import msgspec
+import pytest
+from litestar.testing import TestClient
+
+from service.api.app import create_app
+from service.engine.facade import Engine
+from service.engine.runtime import ModelSpec, load_runtime
+from service.settings import ServiceSettings, parse_api_keys
+from service.store.repository import Store
+
+STORY = "\n\n".join(f"Part {i}. Alice followed the Rabbit into the hall and found a golden key."
+                    for i in range(8))
+KEYS = "alice:a-secret:summarize,bob:b-secret:summarize,eve:e-secret:evaluate,root:r-secret:admin"
+ALICE = {"Authorization": "Bearer a-secret"}
+BOB = {"X-API-Key": "b-secret"}
+OPTIONS = {"chunk_tokens": 40, "summary_tokens": 8}
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir, evidence_scorer):
+    return Engine(load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none")), evidence_scorer)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(f"sqlite:///{tmp_path / 'api.db'}")
+
+
+def _client(engine, store, **overrides):
+    settings = ServiceSettings(api_keys=parse_api_keys(KEYS), max_body_bytes=50_000, **overrides)
+    return TestClient(create_app(settings, engine=engine, store=store))
+
+
+@pytest.fixture
+def client(engine, store):
+    with _client(engine, store) as client:
+        yield client
+
+
+def _submit(client, headers=ALICE, **body):
+    payload = {"text": STORY, "title": "Alice", "options": OPTIONS} | body
+    return client.post("/v1/summaries", json=payload, headers=headers)
+
+
+def _wait(client, job_id, headers=ALICE, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.get(f"/v1/summaries/{job_id}", headers=headers).json()
+        if job["status"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_a_submitted_document_is_summarized_to_a_root(client):
+    accepted = _submit(client)
+    assert accepted.status_code == 202
+    body = accepted.json()
+    assert body["url"] == f"/v1/summaries/{body['id']}"
+    job = _wait(client, body["id"])
+    assert job["status"] == "done"
+    assert job["root"] and job["summary"] is not None
+    assert all(p["done"] == p["total"] for p in job["progress"])
+
+
+def test_the_tree_and_a_leaf_with_its_source_are_served(client):
+    job_id = _submit(client).json()["id"]
+    _wait(client, job_id)
+    tree = client.get(f"/v1/summaries/{job_id}/tree", headers=ALICE).json()
+    assert tree["heights"][-1] == [tree["root"]]
+    leaf_id = tree["heights"][0][0]
+    leaf = client.get(f"/v1/summaries/{job_id}/nodes/{leaf_id}?include=source", headers=ALICE).json()
+    span = leaf["node"]["span"]
+    assert leaf["source"] == STORY[span[0]:span[1]]
+
+
+def test_plain_text_and_multipart_uploads_are_accepted(client):
+    text = client.post("/v1/summaries?title=Plain", content=STORY.encode(),
+                       headers=ALICE | {"Content-Type": "text/plain"})
+    assert text.status_code == 202
+    upload = client.post("/v1/summaries", headers=ALICE, files={"file": ("book.txt", STORY.encode())},
+                         data={"options": msgspec.json.encode(OPTIONS).decode()})
+    assert upload.status_code == 202
+    assert _wait(client, upload.json()["id"])["title"] == "book.txt"
+
+
+def test_events_stream_ends_with_the_finished_job(client):
+    job_id = _submit(client).json()["id"]
+    with client.stream("GET", f"/v1/summaries/{job_id}/events", headers=ALICE) as response:
+        kinds = [line.split(":", 1)[1].strip() for line in response.iter_lines()
+                 if line.startswith("event:")]
+    assert kinds[-1] == "finished"
+    assert kinds[0] in ("state", "finished")
+    late = client.get(f"/v1/summaries/{job_id}/events", headers=ALICE).text
+    assert "event: finished" in late
+
+
+def test_best_of_n_is_accepted_with_a_note_until_a_reward_adapter_exists(client):
+    body = _submit(client, options=OPTIONS | {"best_of": 4}).json()
+    assert any("best_of=4 ignored" in note for note in body["notes"])
+
+
+def test_a_key_sees_only_its_own_jobs_unless_admin(client):
+    job_id = _submit(client).json()["id"]
+    assert client.get(f"/v1/summaries/{job_id}", headers=BOB).status_code == 404
+    assert client.get(f"/v1/summaries/{job_id}", headers={"X-API-Key": "r-secret"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), ({"X-API-Key": "wrong"}, 401), ({"X-API-Key": "e-secret"}, 403)],
+)
+def test_submitting_needs_a_key_with_the_summarize_scope(client, store, headers, status):
+    before = store.counts()
+    response = _submit(client, headers=headers)
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["status"] == status
+    assert store.counts() == before
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "status"),
+    [
+        ({"json": {"text": "", "options": OPTIONS}}, 422),
+        ({"json": {"text": "  \n\t ", "options": OPTIONS}}, 422),
+        ({"json": {"text": STORY, "options": {"batch_size": 0}}}, 400),
+        ({"json": {"txt": STORY}}, 400),
+        ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400),
+        ({"content": b"caf\xe9", "headers": {"Content-Type": "text/plain"}}, 400),
+        ({"content": b"<a/>", "headers": {"Content-Type": "application/xml"}}, 415),
+        ({"content": b"x" * 60_000, "headers": {"Content-Type": "text/plain"}}, 413),
+    ],
+)
+def test_bad_submissions_get_a_problem_and_leave_the_store_unchanged(client, store, request_kwargs, status):
+    before = store.counts()
+    headers = ALICE | request_kwargs.pop("headers", {})
+    response = client.post("/v1/summaries", headers=headers, **request_kwargs)
+    assert response.status_code == status, response.text
+    assert response.json()["status"] == status
+    assert store.counts() == before
+
+
+def test_unknown_job_is_404(client):
+    response = client.get("/v1/summaries/nope", headers=ALICE)
+    assert response.status_code == 404
+    assert response.json()["title"] == "Not found"
+
+
+def test_a_full_queue_answers_429_with_retry_after(engine, store):
+    with _client(engine, store, max_queue=0) as client:
+        response = _submit(client)
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_deleting_a_finished_job_removes_it(client):
+    job_id = _submit(client).json()["id"]
+    _wait(client, job_id)
+    assert client.delete(f"/v1/summaries/{job_id}", headers=ALICE).json()["outcome"] == "deleted"
+    assert client.get(f"/v1/summaries/{job_id}", headers=ALICE).status_code == 404
+
+
+def test_health_readiness_and_metrics_need_no_key(client):
+    job_id = _submit(client).json()["id"]
+    _wait(client, job_id)
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").json()["status"] == "ready"
+    metrics = client.get("/metrics").text
+    assert 'recursum_jobs_total{status="done"}' in metrics
+    assert "recursum_nodes_generated_total" in metrics
+    assert "recursum_model_info" in metrics
+
+
+def test_openapi_schema_is_served(client):
+    assert "/v1/summaries" in client.get("/schema/openapi.json").json()["paths"]
