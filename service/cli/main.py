@@ -165,3 +165,7 @@ def summarize(book: Path, out: Path | None, output_format: str, title: str, chun
     if out is not None:
         out.write_bytes(msgspec.json.encode(tree))
     click.echo(render_tree(tree, output_format))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,126 @@
+"""`recursum serve` as a real process: end to end over HTTP, and resuming after `kill -9`."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.store.repository import Store
+
+from conftest import shared_data
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """A `recursum serve --dev` process on a loopback port, with its own home and database."""
+
+    def __init__(self, home: Path, model: Path, database_url: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = home / f"server-{self.port}.log"
+        home.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "service.cli.main", "serve", "--dev", "--port", str(self.port),
+                   "--model", str(model), "--quantization", "none", "--db", database_url]
+        env = os.environ | {"RECURSUM_HOME": str(home)}
+        self.process = subprocess.Popen(command, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"server not ready: {self.log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#"))
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'service.db'}"
+
+
+def test_a_real_book_excerpt_goes_through_the_server_with_sse_and_metrics(tmp_path, tiny_model_dir,
+                                                                        database_url):
+    excerpt = shared_data("books/jekyll_and_hyde.txt").read_text()[2000:8000]
+    server = Server(tmp_path / "home", tiny_model_dir, database_url)
+    try:
+        job = httpx.post(f"{server.url}/v1/summaries", json={
+            "text": excerpt, "title": "Jekyll", "options": {"chunk_tokens": 200, "summary_tokens": 16}},
+        ).json()
+        events = []
+        with httpx.stream("GET", f"{server.url}{job['url']}/events", timeout=120) as response:
+            events = [line.split(":", 1)[1].strip() for line in response.iter_lines()
+                      if line.startswith("event:")]
+        assert events[-1] == "finished"
+        assert "node_done" in events or events == ["finished"]
+        final = httpx.get(f"{server.url}{job['url']}").json()
+        assert final["status"] == "done" and final["summary"] is not None
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert _metric(metrics, 'recursum_jobs_total{status="done"}') == 1
+        assert _metric(metrics, "recursum_generated_tokens_total") > 0
+        assert _metric(metrics, "recursum_http_requests_total") > 0
+    finally:
+        server.stop()
+
+
+def test_after_kill_9_a_restart_resumes_the_job_without_recomputing_nodes(tmp_path, tiny_model_dir,
+                                                                          database_url):
+    story = "\n\n".join(f"Part {i}. The Rabbit {i} ran past Alice and the Queen shouted at the Hatter."
+                        for i in range(60))
+    first = Server(tmp_path / "home", tiny_model_dir, database_url)
+    job_id = httpx.post(f"{first.url}/v1/summaries", json={
+        "text": story, "options": {"chunk_tokens": 40, "summary_tokens": 48, "batch_size": 1}},
+    ).json()["id"]
+    store = Store(database_url)
+    deadline = time.time() + 120
+    while len(store.job_nodes(job_id)) < 5:
+        assert time.time() < deadline, "no nodes were committed"
+        time.sleep(0.05)
+    first.kill()
+    completed_before = {node.key for node in store.job_nodes(job_id)}
+    assert store.get_job(job_id).status == "running"
+
+    second = Server(tmp_path / "home", tiny_model_dir, database_url)
+    try:
+        deadline = time.time() + 180
+        while (status := httpx.get(f"{second.url}/v1/summaries/{job_id}").json()["status"]) != "done":
+            assert status in ("queued", "running"), status
+            assert time.time() < deadline, "the resumed job did not finish"
+            time.sleep(0.2)
+        metrics = httpx.get(f"{second.url}/metrics").text
+        all_keys = {node.key for node in store.job_nodes(job_id)}
+        assert completed_before < all_keys
+        assert _metric(metrics, "recursum_node_cache_hits_total") >= len(completed_before)
+        assert _metric(metrics, "recursum_node_cache_misses_total") <= len(all_keys - completed_before)
+    finally:
+        second.stop()
