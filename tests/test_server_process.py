@@ -10,10 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import shared_data
 
 from service.store.repository import Store
-
-from conftest import shared_data
 
 
 def _free_port() -> int:
