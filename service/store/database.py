@@ -1,0 +1,62 @@
+"""Where the service's database lives, how a connection to it is configured, and how it is migrated."""
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from service.engine.model_store import recursum_home
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+# Any constant will do: it only has to be the same for every replica migrating the same database.
+_MIGRATION_LOCK = 7_316_911
+
+
+def default_database_url() -> str:
+    """An embedded SQLite file in `$RECURSUM_HOME`: zero setup for one machine."""
+    return f"sqlite:///{recursum_home() / 'recursum.db'}"
+
+
+def create_database_engine(url: str) -> sa.Engine:
+    """An engine for SQLite or PostgreSQL; SQLite connections get WAL, foreign keys and a busy timeout."""
+    parsed = sa.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise ValueError(f"unsupported database {url!r}: use a sqlite:/// or postgresql:// URL")
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":  # SQLAlchemy's default driver is psycopg2; we ship psycopg 3
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(parsed)
+    sa.event.listen(engine, "connect", _configure_sqlite_connection)
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
+    # WAL lets readers (API threads) proceed while the worker writes; SQLite leaves foreign keys off
+    # unless asked, and without a busy timeout a second writer fails at once instead of waiting. In WAL mode
+    # synchronous=NORMAL survives a process crash and spares an fsync per committed node.
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=5000", "synchronous=NORMAL"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def migrate(url: str) -> None:
+    """Bring the database at `url` to the newest schema (`alembic upgrade head`); safe to run every start."""
+    engine = create_database_engine(url)
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Replicas starting together would otherwise race to create the same tables.
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()

@@ -1,0 +1,177 @@
+"""`Store`: the service's one door to its database. Structs in, structs out, one short transaction a call.
+
+Each call opens its own session from a shared sessionmaker, so API threads and the worker thread can use
+one `Store` at once. It also implements the engine's `NodeCache`, which makes the generation cache a
+table every job (and every replica on PostgreSQL) shares.
+"""
+
+import time
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import sessionmaker
+
+from service.engine.document import Document
+from service.engine.generate import GenerationResult
+from service.engine.tree import Node
+from service.store.database import create_database_engine, migrate
+from service.store.records import CallbackAttempt, JobRecord
+from service.store.tables import Base, CallbackAttemptRow, DocumentRow, GenerationRow, JobNodeRow, JobRow
+
+UNFINISHED: tuple[str, ...] = ("queued", "running")
+_SETTABLE_JOB_FIELDS = frozenset(JobRecord.__struct_fields__) - {"id"}
+# Both supported dialects spell "insert unless the key exists" the same way, from their own module.
+_DIALECT_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+StructT = TypeVar("StructT", bound=msgspec.Struct)
+
+
+def _as_struct(row: Base, struct_type: type[StructT]) -> StructT:
+    """Read a struct back from the columns named like its fields (validated, so bad rows fail loudly)."""
+    return msgspec.convert({name: getattr(row, name) for name in struct_type.__struct_fields__}, struct_type)
+
+
+class Store:
+    """Documents, jobs, their finished nodes, callback attempts, and the shared generation cache."""
+
+    def __init__(self, url: str) -> None:
+        migrate(url)
+        self._engine = create_database_engine(url)
+        self._session = sessionmaker(self._engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        """Release pooled connections (at shutdown)."""
+        self._engine.dispose()
+
+    def _insert_new(self, row_type: type[Base], values: dict[str, Any]) -> None:
+        """Insert unless the primary key exists, so writers racing on one key all succeed."""
+        insert = _DIALECT_INSERT[self._engine.dialect.name](row_type)
+        with self._session.begin() as session:
+            session.execute(insert.values(values).on_conflict_do_nothing())
+
+    # Documents
+
+    def put_document(self, document: Document) -> None:
+        self._insert_new(DocumentRow, {**msgspec.to_builtins(document), "created": time.time()})
+
+    def get_document(self, document_id: str) -> Document | None:
+        with self._session() as session:
+            row = session.get(DocumentRow, document_id)
+            return None if row is None else _as_struct(row, Document)
+
+    # Jobs
+
+    def create_job(self, job: JobRecord) -> None:
+        with self._session.begin() as session:
+            session.add(JobRow(**msgspec.to_builtins(job)))
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        with self._session() as session:
+            row = session.get(JobRow, job_id)
+            return None if row is None else _as_struct(row, JobRecord)
+
+    def list_jobs(self, owner: str | None = None, limit: int = 100) -> list[JobRecord]:
+        """Newest first; `owner=None` lists every owner's jobs."""
+        query = sa.select(JobRow).order_by(JobRow.created.desc(), JobRow.id.desc()).limit(limit)
+        if owner is not None:
+            query = query.where(JobRow.owner == owner)
+        return self._jobs(query)
+
+    def unfinished_jobs(self) -> list[JobRecord]:
+        """Queued and running jobs, oldest first: what a restarted worker picks up again."""
+        return self._jobs(
+            sa.select(JobRow).where(JobRow.status.in_(UNFINISHED)).order_by(JobRow.created, JobRow.id)
+        )
+
+    def _jobs(self, query: sa.Select[tuple[JobRow]]) -> list[JobRecord]:
+        with self._session() as session:
+            return [_as_struct(row, JobRecord) for row in session.scalars(query)]
+
+    def count_jobs(self, statuses: Iterable[str]) -> int:
+        query = sa.select(sa.func.count()).select_from(JobRow).where(JobRow.status.in_(list(statuses)))
+        with self._session() as session:
+            return session.scalar(query) or 0
+
+    def update_job(self, job_id: str, **changes: Any) -> JobRecord:
+        """Set JobRecord fields and return the updated record; KeyError if there is no such job."""
+        if not changes or changes.keys() - _SETTABLE_JOB_FIELDS:
+            raise TypeError(
+                f"update_job() sets JobRecord fields other than id, got {sorted(changes)}; "
+                f"choose from {sorted(_SETTABLE_JOB_FIELDS)}"
+            )
+        values = {name: msgspec.to_builtins(value) for name, value in changes.items()}
+        with self._session.begin() as session:
+            # Writing before reading takes SQLite's write lock first, so concurrent writers wait on the busy
+            # timeout instead of one failing to upgrade a stale read snapshot.
+            updated = session.execute(sa.update(JobRow).where(JobRow.id == job_id).values(values))
+            if updated.rowcount == 0:
+                raise KeyError(job_id)
+            # Converting inside the transaction rolls back a change that makes the record invalid.
+            return _as_struct(session.get_one(JobRow, job_id), JobRecord)
+
+    def delete_job(self, job_id: str) -> bool:
+        """Delete a job with its nodes and callback attempts; the shared documents and generations stay."""
+        with self._session.begin() as session:
+            return session.execute(sa.delete(JobRow).where(JobRow.id == job_id)).rowcount > 0
+
+    # Finished nodes of a job
+
+    def put_job_node(self, job_id: str, node: Node) -> None:
+        self._insert_new(
+            JobNodeRow,
+            {
+                "job_id": job_id,
+                "node_id": node.id,
+                "height": node.height,
+                "index": node.index,
+                "node": msgspec.to_builtins(node),
+            },
+        )
+
+    def job_nodes(self, job_id: str) -> list[Node]:
+        """The job's finished nodes by height, then reading order."""
+        query = (
+            sa.select(JobNodeRow.node)
+            .where(JobNodeRow.job_id == job_id)
+            .order_by(JobNodeRow.height, JobNodeRow.index)
+        )
+        with self._session() as session:
+            return [msgspec.convert(node, Node) for node in session.scalars(query)]
+
+    def get_job_node(self, job_id: str, node_id: str) -> Node | None:
+        with self._session() as session:
+            row = session.get(JobNodeRow, (job_id, node_id))
+            return None if row is None else msgspec.convert(row.node, Node)
+
+    # NodeCache: generations by content address
+
+    def get(self, key: str) -> GenerationResult | None:
+        with self._session() as session:
+            row = session.get(GenerationRow, key)
+            return None if row is None else _as_struct(row, GenerationResult)
+
+    def put(self, result: GenerationResult) -> None:
+        self._insert_new(GenerationRow, {**msgspec.to_builtins(result), "created": time.time()})
+
+    # Callback delivery
+
+    def add_callback_attempt(self, job_id: str, attempt: CallbackAttempt) -> None:
+        with self._session.begin() as session:
+            session.add(CallbackAttemptRow(job_id=job_id, **msgspec.to_builtins(attempt)))
+
+    def callback_attempts(self, job_id: str) -> list[CallbackAttempt]:
+        query = sa.select(CallbackAttemptRow).where(CallbackAttemptRow.job_id == job_id)
+        with self._session() as session:
+            rows = session.scalars(query.order_by(CallbackAttemptRow.attempt))
+            return [_as_struct(row, CallbackAttempt) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, e.g. to check that a refused request left the store unchanged."""
+        with self._session() as session:
+            return {
+                table.name: session.scalar(sa.select(sa.func.count()).select_from(table)) or 0
+                for table in Base.metadata.sorted_tables
+            }

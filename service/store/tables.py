@@ -1,0 +1,88 @@
+"""The database schema as SQLAlchemy models; the migrations under `migrations/` must build exactly this.
+
+Structs that only the service reads back whole (a job's config and progress, a finished node) are kept
+as JSON, so adding a field to them needs no migration.
+"""
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    # Times are epoch seconds: double precision keeps the microseconds (SQLAlchemy 2.0 would map to Float).
+    type_annotation_map = {float: sa.Double}
+
+
+class DocumentRow(Base):
+    """A normalized document; shared by every job that summarizes the same text."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(sa.Text)
+    text: Mapped[str] = mapped_column(sa.Text)
+    created: Mapped[float]
+
+
+class JobRow(Base):
+    """One `JobRecord`, column for field."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.Index("ix_jobs_owner_created", "owner", "created"),
+        sa.Index("ix_jobs_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    owner: Mapped[str] = mapped_column(sa.String)
+    document_id: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("documents.id"))
+    title: Mapped[str] = mapped_column(sa.Text)
+    config: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    created: Mapped[float]
+    started: Mapped[float | None]
+    finished: Mapped[float | None]
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    callback_url: Mapped[str | None] = mapped_column(sa.Text)
+    progress: Mapped[list[Any]] = mapped_column(sa.JSON)
+    root: Mapped[str | None] = mapped_column(sa.String)
+    cancel_requested: Mapped[bool]
+
+
+class JobNodeRow(Base):
+    """A finished node of a job, written as soon as it exists so a restarted worker can resume."""
+
+    __tablename__ = "job_nodes"
+
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    node_id: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    height: Mapped[int]
+    index: Mapped[int]
+    node: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class GenerationRow(Base):
+    """A `GenerationResult` by content address: the node cache every job shares."""
+
+    __tablename__ = "generations"
+
+    key: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    text: Mapped[str] = mapped_column(sa.Text)
+    prompt_tokens: Mapped[int]
+    generated_tokens: Mapped[int]
+    truncated: Mapped[bool]
+    created: Mapped[float]
+
+
+class CallbackAttemptRow(Base):
+    """One delivery attempt of a job's final event to its callback URL."""
+
+    __tablename__ = "callback_attempts"
+
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[float]
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(sa.Text)

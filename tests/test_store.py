@@ -1,0 +1,358 @@
+"""The service store: schema by migration, jobs and their nodes surviving restarts, a shared node cache.
+
+Every behaviour runs on a SQLite file and, where the server binaries and psycopg are installed, on a
+throwaway PostgreSQL cluster too.
+"""
+
+import os
+import pwd
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from service.engine.document import make_document
+from service.engine.generate import GenerationResult
+from service.engine.tree import EvidenceLink, Node, Sentence, Span, TreeConfig
+from service.store.database import create_database_engine, default_database_url, migrate
+from service.store.records import CallbackAttempt, HeightProgress, JobRecord
+from service.store.repository import Store
+from service.store.tables import Base
+
+TABLES = {"documents", "jobs", "job_nodes", "generations", "callback_attempts"}
+
+
+def _postgres_bin_dir() -> Path | None:
+    installed = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    pg_ctl = shutil.which("pg_ctl") or (installed[-1] if installed else None)
+    return Path(pg_ctl).resolve().parent if pg_ctl else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway cluster on a Unix socket in a temp dir; yields a URL with `{}` for the database name."""
+    pytest.importorskip("psycopg", reason="PostgreSQL tests need the driver: pip install 'psycopg[binary]'")
+    bin_dir = _postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the PostgreSQL server as")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    root = Path(tempfile.mkdtemp(prefix="recursum-pg-"))
+    if as_user:
+        shutil.chown(root, "postgres")
+    data = root / "data"
+    pg_ctl = [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data)]
+    subprocess.run(
+        [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        check=True, capture_output=True,
+    )
+    options = f"-k {root} -c listen_addresses='' -F"
+    subprocess.run(
+        [*pg_ctl, "-l", str(root / "log"), "-w", "-o", options, "start"], check=True, capture_output=True
+    )
+    try:
+        yield f"postgresql://postgres@/{{}}?host={root}"
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'recursum.db'}"
+    server = request.getfixturevalue("postgres_server")
+    name = f"test_{uuid.uuid4().hex}"
+    admin = create_database_engine(server.format("postgres"))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return server.format(name)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    store = Store(database_url)
+    yield store
+    store.close()
+
+
+def make_job(job_id: str, created: float, owner: str = "alice", status: str = "queued") -> JobRecord:
+    return JobRecord(
+        id=job_id, owner=owner, document_id=DOCUMENT.id, title="Alice", status=status, created=created,
+        config=TreeConfig(chunk_tokens=300, context="preceding-text", temperature=0.7),
+    )
+
+
+def make_node(node_id: str, height: int, index: int) -> Node:
+    sentence = Sentence(
+        text="Alice follows the Rabbit.", support=0.8125, source_support=0.5, unsupported=False,
+        links=(EvidenceLink(target="source", sentence=0, score=0.8125),), source_spans=(Span(0, 25),),
+    )
+    return Node(
+        id=node_id, key=f"key-{node_id}", height=height, index=index, role="merge" if height else "chunk",
+        adapter=None, span=Span(0, 40), children=("a", "b") if height else (), summary=sentence.text,
+        sentences=(sentence,), source_sentences=(Span(0, 25),), prompt_tokens=120, generated_tokens=9,
+    )
+
+
+def make_generation(key: str) -> GenerationResult:
+    return GenerationResult(key=key, text="Alice follows the Rabbit.", prompt_tokens=120, generated_tokens=9,
+                            truncated=False)
+
+
+DOCUMENT = make_document("Alice was beginning to get very tired.\n", title="Alice")
+
+
+@pytest.fixture
+def stored_document(store: Store) -> None:
+    store.put_document(DOCUMENT)
+
+
+def run_in_threads(count: int, work) -> None:
+    """Start `count` threads together and re-raise the first error any of them hit."""
+    barrier, errors = threading.Barrier(count), []
+
+    def run(number: int) -> None:
+        barrier.wait()
+        try:
+            work(number)
+        except Exception as error:  # surfaced below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(number,)) for number in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+# Schema and connection
+
+
+def test_migration_creates_every_table_and_running_it_again_changes_nothing(database_url: str) -> None:
+    migrate(database_url)
+    migrate(database_url)
+    engine = create_database_engine(database_url)
+    assert set(sa.inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
+    engine.dispose()
+
+
+def test_migrations_build_exactly_the_schema_the_models_declare(database_url: str) -> None:
+    migrate(database_url)
+    engine = create_database_engine(database_url)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    engine.dispose()
+
+
+def test_sqlite_database_is_in_wal_mode(tmp_path: Path) -> None:
+    Store(f"sqlite:///{tmp_path / 'recursum.db'}").close()
+    with sqlite3.connect(tmp_path / "recursum.db") as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_sqlite_connections_enforce_foreign_keys_and_wait_when_busy(tmp_path: Path) -> None:
+    engine = create_database_engine(f"sqlite:///{tmp_path / 'recursum.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    engine.dispose()
+
+
+def test_default_database_is_a_file_in_recursum_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECURSUM_HOME", str(tmp_path / "home"))
+    Store(default_database_url()).close()
+    assert (tmp_path / "home" / "recursum.db").is_file()
+
+
+def test_unsupported_database_url_is_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="sqlite:/// or postgresql://"):
+        create_database_engine("mysql://localhost/recursum")
+
+
+# Documents and jobs
+
+
+def test_document_round_trips_and_putting_it_again_is_harmless(store: Store) -> None:
+    store.put_document(DOCUMENT)
+    store.put_document(DOCUMENT)
+    assert store.get_document(DOCUMENT.id) == DOCUMENT
+    assert store.get_document("missing") is None
+    assert store.counts()["documents"] == 1
+
+
+def test_job_round_trips_with_its_config_and_progress(store: Store, stored_document: None) -> None:
+    job = make_job("job-1", created=100.0)
+    job.progress = [HeightProgress(height=0, done=3, total=4)]
+    job.callback_url = "https://example.org/hook"
+    store.create_job(job)
+    assert store.get_job("job-1") == job
+    assert store.get_job("missing") is None
+
+
+def test_a_job_needs_a_stored_document(store: Store) -> None:
+    with pytest.raises(sa.exc.IntegrityError):
+        store.create_job(make_job("job-1", created=100.0))
+
+
+def test_list_jobs_is_newest_first_and_filters_by_owner(store: Store, stored_document: None) -> None:
+    for number, owner in enumerate(["alice", "bob", "alice"]):
+        store.create_job(make_job(f"job-{number}", created=100.0 + number, owner=owner))
+    assert [job.id for job in store.list_jobs()] == ["job-2", "job-1", "job-0"]
+    assert [job.id for job in store.list_jobs(owner="alice")] == ["job-2", "job-0"]
+    assert [job.id for job in store.list_jobs(limit=1)] == ["job-2"]
+
+
+def test_unfinished_jobs_are_the_queued_and_running_ones_oldest_first(
+    store: Store, stored_document: None
+) -> None:
+    statuses = ["running", "done", "queued", "failed", "queued", "cancelled"]
+    for number, status in enumerate(statuses):
+        store.create_job(make_job(f"job-{number}", created=200.0 - number, status=status))
+    assert [job.id for job in store.unfinished_jobs()] == ["job-4", "job-2", "job-0"]
+    assert store.count_jobs(["queued", "running"]) == 3
+    assert store.count_jobs(["done"]) == 1
+    assert store.count_jobs([]) == 0
+
+
+def test_update_job_sets_fields_and_returns_the_new_record(store: Store, stored_document: None) -> None:
+    store.create_job(make_job("job-1", created=100.0))
+    progress = [HeightProgress(height=0, done=4, total=4), HeightProgress(height=1, done=0, total=1)]
+    updated = store.update_job("job-1", status="running", started=101.5, progress=progress)
+    assert updated == store.get_job("job-1")
+    assert (updated.status, updated.started, updated.progress) == ("running", 101.5, progress)
+    assert updated.config == make_job("job-1", created=100.0).config
+
+
+def test_update_job_of_an_unknown_id_raises_key_error(store: Store) -> None:
+    with pytest.raises(KeyError):
+        store.update_job("missing", status="running")
+
+
+def test_update_job_refuses_fields_a_job_does_not_have(store: Store, stored_document: None) -> None:
+    store.create_job(make_job("job-1", created=100.0))
+    with pytest.raises(TypeError, match="colour"):
+        store.update_job("job-1", colour="blue")
+    with pytest.raises(TypeError):
+        store.update_job("job-1", id="job-2")
+
+
+def test_update_job_to_an_invalid_record_changes_nothing(store: Store, stored_document: None) -> None:
+    store.create_job(make_job("job-1", created=100.0))
+    with pytest.raises(msgspec.ValidationError):
+        store.update_job("job-1", status="exploded", error="boom")
+    assert store.get_job("job-1") == make_job("job-1", created=100.0)
+
+
+# Nodes of a job
+
+
+def test_job_nodes_are_committed_one_by_one_and_survive_a_restart(database_url: str) -> None:
+    writer, reader = Store(database_url), Store(database_url)  # the worker, and an API replica
+    writer.put_document(DOCUMENT)
+    writer.create_job(make_job("job-1", created=100.0))
+    nodes = [make_node("leaf-1", 0, 1), make_node("leaf-0", 0, 0), make_node("root", 1, 0)]
+    for count, node in enumerate(nodes, start=1):
+        writer.put_job_node("job-1", node)
+        assert len(reader.job_nodes("job-1")) == count
+    writer.close()
+    reader.close()
+
+    restarted = Store(database_url)
+    assert restarted.job_nodes("job-1") == [nodes[1], nodes[0], nodes[2]]
+    assert restarted.get_job_node("job-1", "root") == nodes[2]
+    assert restarted.get_job_node("job-1", "missing") is None
+    restarted.close()
+
+
+def test_putting_a_job_node_again_is_harmless(store: Store, stored_document: None) -> None:
+    store.create_job(make_job("job-1", created=100.0))
+    store.put_job_node("job-1", make_node("leaf-0", 0, 0))
+    store.put_job_node("job-1", make_node("leaf-0", 0, 0))
+    assert store.job_nodes("job-1") == [make_node("leaf-0", 0, 0)]
+
+
+def test_a_job_node_needs_an_existing_job(store: Store) -> None:
+    with pytest.raises(sa.exc.IntegrityError):
+        store.put_job_node("missing", make_node("leaf-0", 0, 0))
+
+
+def test_writers_in_several_threads_wait_for_each_other(store: Store, stored_document: None) -> None:
+    store.create_job(make_job("job-1", created=100.0))
+
+    def finish_a_node(number: int) -> None:
+        store.put_job_node("job-1", make_node(f"leaf-{number}", 0, number))
+        store.update_job("job-1", progress=[HeightProgress(height=0, done=number, total=8)])
+
+    run_in_threads(8, finish_a_node)
+    assert len(store.job_nodes("job-1")) == 8
+
+
+# The generation cache
+
+
+def test_generation_cache_is_shared_across_jobs_and_put_is_idempotent(store: Store) -> None:
+    assert store.get("key-1") is None
+    store.put(make_generation("key-1"))
+    store.put(make_generation("key-1"))
+    assert store.get("key-1") == make_generation("key-1")
+    assert store.counts()["generations"] == 1
+
+
+def test_concurrent_puts_of_one_generation_do_not_raise(database_url: str) -> None:
+    stores = [Store(database_url), Store(database_url)]  # two workers, or two replicas
+    run_in_threads(8, lambda number: stores[number % 2].put(make_generation("key-1")))
+    assert stores[0].get("key-1") == make_generation("key-1")
+    for store in stores:
+        store.close()
+
+
+# Deleting and callbacks
+
+
+def test_deleting_a_job_removes_its_nodes_and_callbacks_but_keeps_shared_rows(
+    store: Store, stored_document: None
+) -> None:
+    for job_id in ("job-1", "job-2"):
+        store.create_job(make_job(job_id, created=100.0))
+        store.put_job_node(job_id, make_node("leaf-0", 0, 0))
+        store.add_callback_attempt(job_id, CallbackAttempt(attempt=1, at=110.0, status_code=500))
+    store.put(make_generation("key-leaf-0"))
+
+    assert store.delete_job("job-1") is True
+    assert store.delete_job("job-1") is False
+    assert store.get_job("job-1") is None
+    assert store.counts() == {
+        "documents": 1, "jobs": 1, "job_nodes": 1, "generations": 1, "callback_attempts": 1
+    }
+    assert store.job_nodes("job-2") == [make_node("leaf-0", 0, 0)]
+
+
+def test_callback_attempts_are_listed_in_attempt_order(store: Store, stored_document: None) -> None:
+    store.create_job(make_job("job-1", created=100.0))
+    attempts = [
+        CallbackAttempt(attempt=1, at=110.0, error="connection refused"),
+        CallbackAttempt(attempt=2, at=112.0, status_code=204),
+    ]
+    for attempt in reversed(attempts):
+        store.add_callback_attempt("job-1", attempt)
+    assert store.callback_attempts("job-1") == attempts
+    assert store.callback_attempts("job-2") == []
