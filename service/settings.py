@@ -5,6 +5,7 @@
     RECURSUM_DEV_MODE       1 to serve without keys (logged loudly); never the default
     RECURSUM_MAX_QUEUE      jobs queued or running before submissions get 429 (default 16)
     RECURSUM_MAX_BODY_BYTES request body limit (default 20 MB)
+    RECURSUM_CALLBACK_HOSTS hosts (or host:port) that job-end callbacks may be sent to, comma-separated
     RECURSUM_MODEL, RECURSUM_QUANTIZATION, RECURSUM_DEVICE   the model to serve
 """
 
@@ -38,6 +39,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = DEFAULT_MAX_BYTES
     model: ModelSpec = ModelSpec()
     readiness_probe_seconds: float = 60.0
+    callback_hosts: frozenset[str] = frozenset()
 
 
 def hash_secret(secret: str) -> str:
@@ -69,6 +71,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
             dev_mode=env.get("RECURSUM_DEV_MODE", "") in ("1", "true", "yes"),
             max_queue=int(env.get("RECURSUM_MAX_QUEUE", 16)),
             max_body_bytes=int(env.get("RECURSUM_MAX_BODY_BYTES", DEFAULT_MAX_BYTES)),
+            callback_hosts=frozenset(filter(None, env.get("RECURSUM_CALLBACK_HOSTS", "").split(","))),
             model=msgspec.convert(
                 {"base": env.get("RECURSUM_MODEL") or None,
                  "quantization": env.get("RECURSUM_QUANTIZATION", "nf4"),

@@ -178,3 +178,56 @@ def test_health_readiness_and_metrics_need_no_key(client):
 
 def test_openapi_schema_is_served(client):
     assert "/v1/summaries" in client.get("/schema/openapi.json").json()["paths"]
+
+
+class _Receiver:
+    """A loopback HTTP server that fails its first request, then records what it gets."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((dict(self.headers), body))
+                self.send_response(500 if len(received) == 1 else 204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_callback_is_signed_retried_and_every_attempt_recorded(engine, store):
+    from service.api.callbacks import sign
+    from service.settings import hash_secret
+
+    receiver = _Receiver()
+    with _client(engine, store, callback_hosts=frozenset({"127.0.0.1"})) as client:
+        job_id = _submit(client, callback_url=receiver.url).json()["id"]
+        _wait(client, job_id)
+        deadline = time.time() + 20
+        while len(client.get(f"/v1/summaries/{job_id}", headers=ALICE).json()["callbacks"]) < 2:
+            assert time.time() < deadline, "callback was not retried"
+            time.sleep(0.1)
+        attempts = client.get(f"/v1/summaries/{job_id}", headers=ALICE).json()["callbacks"]
+    assert [a["status_code"] for a in attempts] == [500, 204]
+    headers, body = receiver.received[-1]
+    expected = sign(hash_secret("a-secret"), headers["X-Recursum-Timestamp"], body)
+    assert headers["X-Recursum-Signature"] == expected
+    assert msgspec.json.decode(body)["job"]["status"] == "done"
+    receiver.server.shutdown()
+
+
+def test_a_callback_to_a_host_off_the_allowlist_is_refused_at_submit(client, store):
+    before = store.counts()
+    response = _submit(client, callback_url="http://169.254.169.254/latest/meta-data")
+    assert response.status_code == 422
+    assert "RECURSUM_CALLBACK_HOSTS" in response.json()["detail"]
+    assert store.counts() == before

@@ -13,6 +13,7 @@ from litestar.plugins.prometheus import PrometheusConfig
 
 from service.api.auth import scope_guard
 from service.api.broker import EventBroker
+from service.api.callbacks import CallbackSender
 from service.api.health import healthz, metrics, readyz
 from service.api.metrics import EngineMetrics
 from service.api.problems import problem_response
@@ -53,7 +54,8 @@ def _configure_routes() -> list:
 
 def _configure_dependencies() -> dict[str, Provide]:
     def summaries(state: State) -> SummaryService:
-        return SummaryService(state.store, state.settings.max_queue, state.settings.max_body_bytes)
+        settings = state.settings
+        return SummaryService(state.store, settings.max_queue, settings.max_body_bytes, settings.callback_hosts)
 
     return {"summaries": Provide(summaries, sync_to_thread=False)}
 
@@ -66,8 +68,9 @@ def _model_worker(engine: Engine | None):
         state = app.state
         if state.settings.dev_mode:
             log.warning("DEV MODE: serving without API keys; every caller is admin")
+        keys = {key.name: key.secret_sha256 for key in state.settings.api_keys}
         state.worker = JobWorker(state.store, lambda: engine or Engine.load(state.settings.model),
-                                 state.broker, state.metrics)
+                                 state.broker, state.metrics, CallbackSender(state.store, keys))
         state.worker.start()
         try:
             yield

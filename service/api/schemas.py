@@ -6,7 +6,7 @@ import msgspec
 
 from service.engine.events import HeightDone, HeightStarted
 from service.engine.tree import ContextMode, ModelInfo, Node
-from service.store.records import HeightProgress, JobStatus
+from service.store.records import CallbackAttempt, HeightProgress, JobStatus
 
 
 class SummaryOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -44,6 +44,7 @@ class JobRead(msgspec.Struct, kw_only=True):
     root: str | None = None
     summary: str | None = None
     error: str | None = None
+    callbacks: list[CallbackAttempt] = []
 
 
 class TreeRead(msgspec.Struct, kw_only=True):

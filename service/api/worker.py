@@ -9,7 +9,10 @@ import threading
 import time
 from collections.abc import Callable
 
+import msgspec
+
 from service.api.broker import EventBroker
+from service.api.callbacks import CallbackSender
 from service.api.metrics import EngineMetrics
 from service.api.schemas import JobFinished, NodeSummary
 from service.api.summaries.service import job_read
@@ -26,8 +29,9 @@ class JobWorker:
     """Loads the model on its own thread (so /healthz answers meanwhile), then runs jobs."""
 
     def __init__(self, store: Store, load_engine: Callable[[], Engine], broker: EventBroker,
-                 metrics: EngineMetrics) -> None:
+                 metrics: EngineMetrics, callbacks: CallbackSender) -> None:
         self.store = store
+        self.callbacks = callbacks
         self.engine: Engine | None = None
         self.load_error: str | None = None
         self._load_engine = load_engine
@@ -117,7 +121,10 @@ class JobWorker:
         self._cancelled.discard(job_id)
         record = self.store.update_job(job_id, finished=time.time(), **changes)
         self.metrics.jobs.labels(status=record.status).inc()
-        self.broker.publish(job_id, JobFinished(job=job_read(self.store, record)))
+        finished = JobFinished(job=job_read(self.store, record))
+        self.broker.publish(job_id, finished)
+        if record.callback_url:
+            self.callbacks.send(job_id, record.callback_url, record.owner, msgspec.json.encode(finished))
 
 
 def _wire(event: ProgressEvent):

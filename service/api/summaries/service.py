@@ -6,6 +6,7 @@ import uuid
 import msgspec
 
 from service.api.auth import Principal
+from service.api.callbacks import check_callback_url
 from service.api.problems import NotFound, QueueFull
 from service.api.schemas import JobAccepted, JobRead, NodeRead, SummaryCreate, SummaryOptions, TreeRead
 from service.engine.document import make_document
@@ -18,9 +19,11 @@ RETRY_AFTER_SECONDS = 30
 
 def job_read(store: Store, job: JobRecord) -> JobRead:
     root = store.get_job_node(job.id, job.root) if job.root else None
+    callbacks = store.callback_attempts(job.id) if job.callback_url else []
     return JobRead(id=job.id, title=job.title, status=job.status, created=job.created,
                    started=job.started, finished=job.finished, progress=job.progress,
-                   root=job.root, summary=root.summary if root else None, error=job.error)
+                   root=job.root, summary=root.summary if root else None, error=job.error,
+                   callbacks=callbacks)
 
 
 def tree_config(options: SummaryOptions) -> TreeConfig:
@@ -30,20 +33,24 @@ def tree_config(options: SummaryOptions) -> TreeConfig:
 
 
 class SummaryService:
-    def __init__(self, store: Store, max_queue: int, max_bytes: int) -> None:
+    def __init__(self, store: Store, max_queue: int, max_bytes: int, callback_hosts: frozenset[str]) -> None:
         self.store = store
         self.max_queue = max_queue
         self.max_bytes = max_bytes
+        self.callback_hosts = callback_hosts
 
     def submit(self, request: SummaryCreate, principal: Principal) -> JobRecord:
         """Validate, check the queue bound, then store the document and the job in that order."""
         document = make_document(request.text, request.title, self.max_bytes)
         config = tree_config(request.options)
+        if request.callback_url is not None:
+            check_callback_url(request.callback_url, self.callback_hosts)
         if self.store.count_jobs(("queued", "running")) >= self.max_queue:
             raise QueueFull(f"{self.max_queue} jobs are already waiting; retry later",
                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         job = JobRecord(id=uuid.uuid4().hex, owner=principal.name, document_id=document.id,
-                        title=request.title, config=config, created=time.time())
+                        title=request.title, config=config, created=time.time(),
+                        callback_url=request.callback_url)
         self.store.put_document(document)
         self.store.create_job(job)
         return job
