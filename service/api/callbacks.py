@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from service.api.problems import ApiError
-from service.store.records import CallbackAttempt
 from service.settings import hash_secret
+from service.store.records import CallbackAttempt
 from service.store.repository import Store
 
 log = logging.getLogger("recursum.callbacks")
