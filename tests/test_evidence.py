@@ -2,6 +2,7 @@
 
 import pytest
 
+from clients.schemas import SOURCE, Node, Sentence, Span
 from service.engine.entities import known_names, sentence_entities
 from service.engine.evidence import (
     EvidenceScorer,
@@ -10,7 +11,6 @@ from service.engine.evidence import (
     merge_evidence,
 )
 from service.engine.sentences import sentence_spans
-from service.engine.tree import SOURCE, Node, Sentence, Span
 
 THRESHOLD = 0.25
 

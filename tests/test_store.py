@@ -21,11 +21,12 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from clients.schemas import CallbackAttempt, EvidenceLink, HeightProgress, Node, Sentence, Span
 from service.engine.document import make_document
 from service.engine.generate import GenerationResult
-from service.engine.tree import EvidenceLink, Node, Sentence, Span, TreeConfig
+from service.engine.tree import TreeConfig
 from service.store.database import create_database_engine, default_database_url, migrate
-from service.store.records import CallbackAttempt, HeightProgress, JobRecord
+from service.store.records import JobRecord
 from service.store.repository import Store
 from service.store.tables import Base
 

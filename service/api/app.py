@@ -55,7 +55,8 @@ def _configure_routes() -> list:
 def _configure_dependencies() -> dict[str, Provide]:
     def summaries(state: State) -> SummaryService:
         settings = state.settings
-        return SummaryService(state.store, settings.max_queue, settings.max_body_bytes, settings.callback_hosts)
+        return SummaryService(state.store, settings.max_queue, settings.max_body_bytes,
+                              settings.callback_hosts)
 
     return {"summaries": Provide(summaries, sync_to_thread=False)}
 

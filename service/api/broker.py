@@ -4,7 +4,7 @@ import asyncio
 import threading
 from collections import defaultdict
 
-from service.api.schemas import JobEvent
+from clients.schemas import JobEvent
 
 
 class EventBroker:

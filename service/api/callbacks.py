@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from clients.schemas import CallbackAttempt
 from service.api.problems import ApiError
 from service.settings import hash_secret
-from service.store.records import CallbackAttempt
 from service.store.repository import Store
 
 log = logging.getLogger("recursum.callbacks")
@@ -36,7 +36,8 @@ def check_callback_url(url: str, allowed_hosts: frozenset[str]) -> None:
     host_port = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
     if parts.hostname not in allowed_hosts and host_port not in allowed_hosts:
         raise CallbackRefused(
-            f"callback host {parts.hostname!r} is not in RECURSUM_CALLBACK_HOSTS; ask an operator to allow it")
+            f"callback host {parts.hostname!r} is not in RECURSUM_CALLBACK_HOSTS; "
+            "ask an operator to allow it")
 
 
 def sign(key: str, timestamp: str, body: bytes) -> str:

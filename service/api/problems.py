@@ -16,7 +16,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from service.api.schemas import Problem
+from clients.schemas import Problem
 from service.engine.errors import ConfigError, DocumentTooLarge, EmptyDocument, NotText, RecursumError
 
 log = logging.getLogger("recursum.api")

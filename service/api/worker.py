@@ -11,15 +11,15 @@ from collections.abc import Callable
 
 import msgspec
 
+from clients.schemas import HeightDone, HeightProgress, HeightStarted, JobFinished, NodeSummary
 from service.api.broker import EventBroker
 from service.api.callbacks import CallbackSender
 from service.api.metrics import EngineMetrics
-from service.api.schemas import JobFinished, NodeSummary
 from service.api.summaries.service import job_read
-from service.engine.events import HeightDone, HeightStarted, NodeDone, ProgressEvent
+from service.engine.events import NodeDone, ProgressEvent
 from service.engine.facade import Engine
 from service.engine.recursion import Cancelled, RunStats
-from service.store.records import HeightProgress, JobRecord
+from service.store.records import JobRecord
 from service.store.repository import Store
 
 log = logging.getLogger("recursum.worker")

@@ -4,7 +4,8 @@ import sys
 
 from tqdm import tqdm
 
-from service.engine.events import HeightDone, HeightStarted, NodeDone, ProgressEvent
+from clients.schemas import HeightDone, HeightStarted
+from service.engine.events import NodeDone, ProgressEvent
 
 
 class HeightProgress:

@@ -4,7 +4,8 @@ from typing import Literal
 
 import msgspec
 
-from service.engine.tree import Node, Tree
+from clients.schemas import Node
+from service.engine.tree import Tree
 
 OutputFormat = Literal["text", "markdown", "json"]
 

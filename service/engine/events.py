@@ -2,22 +2,11 @@
 
 import msgspec
 
-from service.engine.tree import Node
-
-
-class HeightStarted(msgspec.Struct, frozen=True, kw_only=True, tag="height_started"):
-    height: int
-    nodes: int
-    cached: int
+from clients.schemas import HeightDone, HeightStarted, Node
 
 
 class NodeDone(msgspec.Struct, frozen=True, kw_only=True, tag="node_done"):
     node: Node
-
-
-class HeightDone(msgspec.Struct, frozen=True, kw_only=True, tag="height_done"):
-    height: int
-    nodes: int
 
 
 ProgressEvent = HeightStarted | NodeDone | HeightDone

@@ -3,13 +3,14 @@
 import time
 from collections.abc import Callable
 
+from clients.schemas import ModelInfo
 from service.engine.document import Document
 from service.engine.events import ProgressEvent
 from service.engine.evidence import EvidenceScorer
 from service.engine.node_cache import NodeCache
 from service.engine.recursion import RunStats, Summarizer
 from service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
-from service.engine.tree import ModelInfo, Tree, TreeConfig
+from service.engine.tree import Tree, TreeConfig
 
 
 class Engine:

@@ -4,7 +4,7 @@ import re
 
 import msgspec
 
-from service.engine.tree import Role
+from clients.schemas import Role
 
 SYSTEM = "You summarize stories faithfully, using only facts stated in the text."
 

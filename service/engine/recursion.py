@@ -10,9 +10,10 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from clients.schemas import HeightDone, HeightStarted, Node, Role, Span
 from service.engine.chunking import chunk_document
 from service.engine.document import Document
-from service.engine.events import HeightDone, HeightStarted, NodeDone, ProgressEvent
+from service.engine.events import NodeDone, ProgressEvent
 from service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
 from service.engine.generate import (
     GenerationRequest,
@@ -26,7 +27,7 @@ from service.engine.prompts import PromptInput, chunk_prompt, merge_prompt
 from service.engine.runtime import ModelRuntime
 from service.engine.sentences import sentence_spans
 from service.engine.tokens import count_tokens_batch, encoding
-from service.engine.tree import Chunk, Node, Role, Span, Tree, TreeConfig
+from service.engine.tree import Chunk, Tree, TreeConfig
 
 
 class RunStats(msgspec.Struct, kw_only=True):

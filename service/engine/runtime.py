@@ -12,9 +12,9 @@ from typing import Literal
 import msgspec
 import torch
 
+from clients.schemas import ModelInfo
 from service.engine.errors import ConfigError, ModelError
 from service.engine.model_store import convert_gguf, default_model_path, recursum_home
-from service.engine.tree import ModelInfo
 
 Quantization = Literal["nf4", "int8", "none"]
 Device = Literal["auto", "cpu", "cuda"]

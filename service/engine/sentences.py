@@ -2,7 +2,7 @@
 
 import blingfire
 
-from service.engine.tree import Span
+from clients.schemas import Span
 
 
 def sentence_spans(text: str, offset: int = 0) -> list[Span]:

@@ -1,19 +1,10 @@
 """What the store keeps about a job, as msgspec structs the API and worker share."""
 
-from typing import Literal
 
 import msgspec
 
+from clients.schemas import HeightProgress, JobStatus
 from service.engine.tree import TreeConfig
-
-JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
-FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
-
-
-class HeightProgress(msgspec.Struct, kw_only=True):
-    height: int
-    done: int
-    total: int
 
 
 class JobRecord(msgspec.Struct, kw_only=True):
@@ -35,10 +26,3 @@ class JobRecord(msgspec.Struct, kw_only=True):
     cancel_requested: bool = False
 
 
-class CallbackAttempt(msgspec.Struct, kw_only=True):
-    """One delivery attempt of a job's final event to its callback URL."""
-
-    attempt: int
-    at: float
-    status_code: int | None = None
-    error: str | None = None

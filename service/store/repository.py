@@ -14,11 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import sessionmaker
 
+from clients.schemas import CallbackAttempt, Node
 from service.engine.document import Document
 from service.engine.generate import GenerationResult
-from service.engine.tree import Node
 from service.store.database import create_database_engine, migrate
-from service.store.records import CallbackAttempt, JobRecord
+from service.store.records import JobRecord
 from service.store.tables import Base, CallbackAttemptRow, DocumentRow, GenerationRow, JobNodeRow, JobRow
 
 UNFINISHED: tuple[str, ...] = ("queued", "running")

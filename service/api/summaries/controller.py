@@ -9,8 +9,8 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from service.api.problems import UnsupportedMedia
-from service.api.schemas import (
+from clients.schemas import (
+    FINISHED,
     JobAccepted,
     JobEvent,
     JobFinished,
@@ -21,9 +21,9 @@ from service.api.schemas import (
     SummaryOptions,
     TreeRead,
 )
+from service.api.problems import UnsupportedMedia
 from service.api.summaries.service import SummaryService, job_read
 from service.engine.document import decode_document_bytes
-from service.store.records import FINISHED
 
 _decode_create = msgspec.json.Decoder(SummaryCreate).decode
 

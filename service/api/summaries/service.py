@@ -5,13 +5,22 @@ import uuid
 
 import msgspec
 
+from clients.schemas import (
+    FINISHED,
+    JobAccepted,
+    JobRead,
+    ModelInfo,
+    NodeRead,
+    SummaryCreate,
+    SummaryOptions,
+    TreeRead,
+)
 from service.api.auth import Principal
 from service.api.callbacks import check_callback_url
 from service.api.problems import NotFound, QueueFull
-from service.api.schemas import JobAccepted, JobRead, NodeRead, SummaryCreate, SummaryOptions, TreeRead
 from service.engine.document import make_document
-from service.engine.tree import ModelInfo, TreeConfig
-from service.store.records import FINISHED, JobRecord
+from service.engine.tree import TreeConfig
+from service.store.records import JobRecord
 from service.store.repository import Store
 
 RETRY_AFTER_SECONDS = 30
