@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 BOOK ?= ../shared/data/books/alice_in_wonderland.txt
 EXCERPT_BYTES ?= 30000
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
-.PHONY: setup run test lint
+.PHONY: setup run summarize test lint
 
 $(BIN)/recursum: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +19,14 @@ $(BIN)/recursum: pyproject.toml
 
 setup: $(BIN)/recursum
 
-# The main job on embedded defaults: pull SmolLM2-135M and summarize a book excerpt.
+# The main job on embedded defaults: the REST service with SmolLM2-135M (nf4) and SQLite under
+# $RECURSUM_HOME. Without RECURSUM_API_KEYS it serves in explicit dev mode (no keys; logged loudly).
 run: setup
+	$(BIN)/recursum models pull
+	$(BIN)/recursum serve --host $(HOST) --port $(PORT) $(if $(RECURSUM_API_KEYS),,--dev)
+
+# Summarize a book excerpt locally, without the service.
+summarize: setup
 	$(BIN)/recursum models pull
 	head -c $(EXCERPT_BYTES) $(BOOK) > $(VENV)/excerpt.txt
 	$(BIN)/recursum summarize $(VENV)/excerpt.txt --format markdown --out $(VENV)/tree.json
