@@ -72,7 +72,15 @@ def test_a_summary_length_that_fills_the_window_is_a_config_error(runtime):
         fit_prompt(runtime, chunk_prompt("short"), runtime.context_window)
 
 
-def test_should_stop_ends_generation_without_results(runtime):
-    results = generate_batched(runtime, _requests([3, 3]), SETTINGS, batch_size=1,
-                               should_stop=lambda: True)
-    assert results == []
+def test_withdrawn_requests_are_skipped_and_the_rest_still_generated(runtime):
+    withdrawn = {"r1"}
+    stats = GenerationStats()
+    results = generate_batched(runtime, _requests([3, 3, 3]), SETTINGS, batch_size=1, stats=stats,
+                               wanted=lambda key: key not in withdrawn)
+    assert [r.key for r in results] == ["r0", "r2"]
+    assert stats.batches == 2
+
+
+def test_nothing_wanted_generates_nothing(runtime):
+    assert generate_batched(runtime, _requests([3, 3]), SETTINGS, batch_size=1,
+                            wanted=lambda key: False) == []

@@ -11,7 +11,7 @@ from itertools import groupby
 
 import msgspec
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from service.engine.errors import ConfigError
 from service.engine.prompts import PromptInput, render_messages
@@ -69,14 +69,15 @@ class _FirstStepClock(LogitsProcessor):
         return scores
 
 
-class _StopWhen(StoppingCriteria):
-    """Ends a batch early when the caller cancels (checked once per decoding step)."""
+class _StopWhenUnwanted(StoppingCriteria):
+    """Ends a batch early once no request in it is wanted any more (checked every decoding step)."""
 
-    def __init__(self, should_stop: Callable[[], bool]) -> None:
-        self.should_stop = should_stop
+    def __init__(self, keys: list[str], wanted: Callable[[str], bool]) -> None:
+        self.keys = keys
+        self.wanted = wanted
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> bool:
-        return self.should_stop()
+        return not any(self.wanted(key) for key in self.keys)
 
 
 def fit_prompt(runtime: ModelRuntime, prompt: PromptInput, max_new_tokens: int) -> tuple[list[int], bool]:
@@ -120,14 +121,16 @@ def generate_batched(
     batch_size: int,
     stats: GenerationStats | None = None,
     on_result: Callable[[GenerationResult], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    wanted: Callable[[str], bool] | None = None,
 ) -> list[GenerationResult]:
     """Generate every request; results come back in request order.
 
-    `on_result` is called as each batch finishes (progress, incremental commits); when
-    `should_stop` turns true, generation ends at the next step and unfinished requests
-    are left out of the result.
+    `on_result` is called as each batch finishes (progress, incremental commits). `wanted(key)`
+    lets a caller withdraw requests (a cancelled job): withdrawn ones are skipped at the next
+    batch, a batch none of whose requests is wanted stops at the next decoding step, and
+    withdrawn requests are left out of the result.
     """
+    wanted = wanted or (lambda key: True)
     stats = stats if stats is not None else GenerationStats()
     fitted = [(request, *fit_prompt(runtime, request.prompt, settings.max_new_tokens))
               for request in requests]
@@ -137,23 +140,23 @@ def generate_batched(
         items = list(group)
         with runtime.using(adapter):
             for start in range(0, len(items), batch_size):
-                if should_stop is not None and should_stop():
-                    break
-                batch = items[start : start + batch_size]
-                for result in _generate_one_batch(runtime, batch, settings, stats, should_stop):
+                batch = [item for item in items[start : start + batch_size] if wanted(item[0].key)]
+                if not batch:
+                    continue
+                for result in _generate_one_batch(runtime, batch, settings, stats, wanted):
                     results[result.key] = result
                     if on_result is not None:
                         on_result(result)
     return [results[request.key] for request in requests if request.key in results]
 
 
-def _generate_one_batch(runtime, batch, settings, stats, should_stop) -> list[GenerationResult]:
+def _generate_one_batch(runtime, batch, settings, stats, wanted) -> list[GenerationResult]:
     tokenizer = runtime.tokenizer
     padded = tokenizer.pad({"input_ids": [ids for _, ids, _ in batch]}, return_tensors="pt")
     input_ids = padded["input_ids"].to(runtime.device)  # (batch, longest prompt), left-padded
     attention_mask = padded["attention_mask"].to(runtime.device)
     clock = _FirstStepClock()
-    stopping = [_StopWhen(should_stop)] if should_stop is not None else []
+    stopping = _StopWhenUnwanted([request.key for request, _, _ in batch], wanted)
     torch.manual_seed(settings.seed)
     started = time.perf_counter()
     with torch.inference_mode():
@@ -169,14 +172,14 @@ def _generate_one_batch(runtime, batch, settings, stats, should_stop) -> list[Ge
             no_repeat_ngram_size=settings.no_repeat_ngram_size,
             pad_token_id=tokenizer.pad_token_id,
             logits_processor=LogitsProcessorList([clock]),
-            stopping_criteria=stopping or None,
+            stopping_criteria=StoppingCriteriaList([stopping]),
         )
     finished = time.perf_counter()
-    if should_stop is not None and should_stop():
-        return []
     new_tokens = output[:, input_ids.shape[1] :]  # (batch, generated)
     results = []
     for (request, ids, truncated), row in zip(batch, new_tokens, strict=True):
+        if not wanted(request.key):
+            continue
         generated = _strip_after_eos(row.tolist(), tokenizer)
         results.append(GenerationResult(
             key=request.key,

@@ -107,8 +107,111 @@ def merge_groups(children: Sequence[Node], budget: int, max_children: int) -> li
     return groups
 
 
+class TreeBuild:
+    """One document's recursion, advanced a height at a time so builds can share batches.
+
+    A height goes: plan its nodes, take what the cache has (`requests` lists the rest), accept
+    generated results as they arrive, then `advance` to the next height until one root remains.
+    """
+
+    def __init__(self, summarizer: "Summarizer", document: Document,
+                 emit: Callable[[ProgressEvent], None], stats: RunStats) -> None:
+        self.summarizer = summarizer
+        self.document = document
+        self.emit = emit
+        self.stats = stats
+        self.chunks = chunk_document(document.text, summarizer.config.chunk_tokens)
+        self.heights: list[list[Node]] = []
+        self._start_height(summarizer._plan_leaves(document.text, self.chunks))
+
+    @property
+    def done(self) -> bool:
+        return bool(self.heights) and len(self.heights[-1]) == 1 and not self._plans
+
+    def _start_height(self, planned: list[_Planned]) -> None:
+        self._plans: dict[str, list[_Planned]] = {}
+        for plan in planned:
+            self._plans.setdefault(plan.key, []).append(plan)
+        self._total = len(planned)
+        self._nodes: dict[int, Node] = {}
+        cache = self.summarizer.cache
+        cached = [hit for key in self._plans if (hit := cache.get(key)) is not None]
+        self.stats.cache_hits += len(cached)
+        self.stats.cache_misses += len(self._plans) - len(cached)
+        self.emit(HeightStarted(height=planned[0].height, nodes=len(planned), cached=len(cached)))
+        for result in cached:
+            self.accept(result, from_cache=True)
+
+    @property
+    def requests(self) -> list[GenerationRequest]:
+        """The current height's nodes that still need generating."""
+        adapter_for = self.summarizer.runtime.adapter_for
+        return [GenerationRequest(key=key, adapter=adapter_for(plans[0].role), prompt=plans[0].prompt)
+                for key, plans in self._plans.items() if plans[0].index not in self._nodes]
+
+    def accept(self, result: GenerationResult, from_cache: bool = False) -> None:
+        for plan in self._plans.get(result.key, ()):
+            if plan.index not in self._nodes:
+                node = self.summarizer._build_node(self.document.text, plan, result, from_cache, self.stats)
+                self._nodes[plan.index] = node
+                self.emit(NodeDone(node=node))
+
+    def advance(self) -> None:
+        """Close the finished height and plan the next; raises `Cancelled` if nodes are missing."""
+        height = len(self.heights)
+        if len(self._nodes) < self._total:
+            raise Cancelled(f"stopped at height {height} with {len(self._nodes)}/{self._total} nodes")
+        self.emit(HeightDone(height=height, nodes=self._total))
+        level = [self._nodes[index] for index in range(self._total)]
+        self.heights.append(level)
+        if len(level) > 1:
+            self._start_height(self.summarizer._plan_merges(level))
+        else:
+            self._plans = {}
+
+    def tree(self) -> Tree:
+        summarizer = self.summarizer
+        return Tree(
+            document_id=self.document.id,
+            title=self.document.title,
+            text_length=len(self.document.text),
+            config=summarizer.config,
+            model=summarizer.runtime.info,
+            chunks=self.chunks,
+            heights=[[node.id for node in nodes] for nodes in self.heights],
+            nodes={node.id: node for nodes in self.heights for node in nodes},
+            root=self.heights[-1][0].id,
+        )
+
+
+def run_round(builds: Sequence[TreeBuild], wanted: Callable[[str], bool] | None = None,
+              stats: GenerationStats | None = None) -> None:
+    """Generate the current height of every build in shared batches, then advance each one.
+
+    Builds whose summarizers share generation settings share batches (a node both need is
+    generated once); `wanted` withdraws keys of cancelled builds at the next batch.
+    """
+    groups: dict[tuple[GenerationSettings, int], list[TreeBuild]] = {}
+    for build in builds:
+        summarizer = build.summarizer
+        groups.setdefault((summarizer.settings, summarizer.config.batch_size), []).append(build)
+    for (settings, batch_size), members in groups.items():
+        requests = list({r.key: r for build in members for r in build.requests}.values())
+        cache = members[0].summarizer.cache
+
+        def deliver(result: GenerationResult, members: list[TreeBuild] = members,
+                    cache: NodeCache = cache) -> None:
+            cache.put(result)
+            for build in members:
+                build.accept(result)
+
+        generate_batched(members[0].summarizer.runtime, requests, settings, batch_size,
+                         stats if stats is not None else members[0].stats.generation,
+                         on_result=deliver, wanted=wanted)
+
+
 class Summarizer:
-    """Runs the recursion for one document with a loaded runtime and evidence scorer."""
+    """Runs the recursion with a loaded runtime and evidence scorer under one configuration."""
 
     def __init__(self, runtime: ModelRuntime, scorer: EvidenceScorer, config: TreeConfig,
                  cache: NodeCache | None = None) -> None:
@@ -118,6 +221,12 @@ class Summarizer:
         self.cache = cache if cache is not None else MemoryNodeCache()
         self.settings = generation_settings(config)
 
+    def start(self, document: Document, on_event: Callable[[ProgressEvent], None] | None = None,
+              stats: RunStats | None = None) -> TreeBuild:
+        """Chunk the document and take cached leaves; generation happens in `run_round`."""
+        return TreeBuild(self, document, on_event or (lambda event: None),
+                         stats if stats is not None else RunStats())
+
     def summarize(
         self,
         document: Document,
@@ -126,28 +235,14 @@ class Summarizer:
         stats: RunStats | None = None,
     ) -> Tree:
         """Build the whole tree; raises `Cancelled` if `should_stop` fires first."""
-        stats = stats if stats is not None else RunStats()
-        emit = on_event or (lambda event: None)
         started = time.perf_counter()
-        chunks = chunk_document(document.text, self.config.chunk_tokens)
-        level = self._run_height(document, self._plan_leaves(document.text, chunks),
-                                 emit, should_stop, stats)
-        heights = [level]
-        while len(level) > 1:
-            level = self._run_height(document, self._plan_merges(level), emit, should_stop, stats)
-            heights.append(level)
-        stats.total_seconds += time.perf_counter() - started
-        return Tree(
-            document_id=document.id,
-            title=document.title,
-            text_length=len(document.text),
-            config=self.config,
-            model=self.runtime.info,
-            chunks=chunks,
-            heights=[[node.id for node in nodes] for nodes in heights],
-            nodes={node.id: node for nodes in heights for node in nodes},
-            root=level[0].id,
-        )
+        build = self.start(document, on_event, stats)
+        wanted = None if should_stop is None else (lambda key: not should_stop())
+        while not build.done:
+            run_round([build], wanted)
+            build.advance()
+        build.stats.total_seconds += time.perf_counter() - started
+        return build.tree()
 
     def _plan(self, height: int, index: int, role: Role, span: Span,
               children: tuple[Node, ...], prompt: PromptInput) -> _Planned:
@@ -174,45 +269,6 @@ class Summarizer:
                        tuple(group), merge_prompt([child.summary for child in group]))
             for index, group in enumerate(groups)
         ]
-
-    def _run_height(self, document: Document, planned: list[_Planned], emit,
-                    should_stop, stats: RunStats) -> list[Node]:
-        height = planned[0].height
-        cached = {key: hit for key in {p.key for p in planned}
-                  if (hit := self.cache.get(key)) is not None}
-        stats.cache_hits += len(cached)
-        emit(HeightStarted(height=height, nodes=len(planned), cached=len(cached)))
-        plans_by_key: dict[str, list[_Planned]] = {}
-        for plan in planned:
-            plans_by_key.setdefault(plan.key, []).append(plan)
-        nodes: dict[int, Node] = {}
-
-        def finish(result: GenerationResult, from_cache: bool) -> None:
-            for plan in plans_by_key[result.key]:
-                node = self._build_node(document.text, plan, result, from_cache, stats)
-                nodes[plan.index] = node
-                emit(NodeDone(node=node))
-
-        for result in cached.values():
-            finish(result, from_cache=True)
-
-        def store(result: GenerationResult) -> None:
-            self.cache.put(result)
-            finish(result, from_cache=False)
-
-        missing = [plans[0] for key, plans in plans_by_key.items() if key not in cached]
-        stats.cache_misses += len(missing)
-        requests = [
-            GenerationRequest(key=plan.key, adapter=self.runtime.adapter_for(plan.role),
-                              prompt=plan.prompt)
-            for plan in missing
-        ]
-        generate_batched(self.runtime, requests, self.settings, self.config.batch_size,
-                         stats.generation, on_result=store, should_stop=should_stop)
-        if len(nodes) < len(planned):
-            raise Cancelled(f"stopped at height {height} with {len(nodes)}/{len(planned)} nodes")
-        emit(HeightDone(height=height, nodes=len(planned)))
-        return [nodes[index] for index in range(len(planned))]
 
     def _build_node(self, text: str, plan: _Planned, result: GenerationResult,
                     from_cache: bool, stats: RunStats) -> Node:
