@@ -231,3 +231,24 @@ def test_a_callback_to_a_host_off_the_allowlist_is_refused_at_submit(client, sto
     assert response.status_code == 422
     assert "RECURSUM_CALLBACK_HOSTS" in response.json()["detail"]
     assert store.counts() == before
+
+
+def test_jobs_waiting_together_share_generation_batches(engine, store):
+    from service.engine.document import make_document
+    from service.engine.tree import TreeConfig
+    from service.store.records import JobRecord
+
+    config = TreeConfig(chunk_tokens=40, summary_tokens=8, batch_size=16)
+    for name in ("first", "second"):
+        document = make_document(STORY.replace("Alice", f"Alice the {name}"))
+        store.put_document(document)
+        store.create_job(JobRecord(id=name, owner="alice", document_id=document.id, title=name,
+                                   config=config, created=time.time()))
+    leaves_per_job = 4
+    with _client(engine, store) as client:
+        assert _wait(client, "first")["status"] == "done"
+        assert _wait(client, "second")["status"] == "done"
+        registry = client.app.state.metrics.registry
+    small = registry.get_sample_value("recursum_generation_batch_size_bucket", {"le": str(float(leaves_per_job))})
+    total = registry.get_sample_value("recursum_generation_batch_size_count")
+    assert small < total  # some batch held more nodes than one job's leaves: the jobs shared it

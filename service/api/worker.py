@@ -1,5 +1,9 @@
 """The model worker: one thread runs jobs height by height, committing every node as it finishes.
 
+Jobs run together: each round generates the current height of every active job in shared
+batches (nodes of the same role and settings from different jobs share a batch), so a second
+job does not wait for the first to finish.
+
 The store is the queue: queued and running jobs are picked oldest first, so after a crash the
 restarted worker resumes them, and the store's generation cache hands back every completed node.
 """
@@ -8,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -18,7 +23,7 @@ from service.api.metrics import EngineMetrics
 from service.api.summaries.service import job_read
 from service.engine.events import NodeDone, ProgressEvent
 from service.engine.facade import Engine
-from service.engine.recursion import Cancelled, RunStats
+from service.engine.recursion import RunStats, TreeBuild
 from service.store.records import JobRecord
 from service.store.repository import Store
 
@@ -29,8 +34,9 @@ class JobWorker:
     """Loads the model on its own thread (so /healthz answers meanwhile), then runs jobs."""
 
     def __init__(self, store: Store, load_engine: Callable[[], Engine], broker: EventBroker,
-                 metrics: EngineMetrics, callbacks: CallbackSender) -> None:
+                 metrics: EngineMetrics, callbacks: CallbackSender, max_active: int = 8) -> None:
         self.store = store
+        self.max_active = max_active
         self.callbacks = callbacks
         self.engine: Engine | None = None
         self.load_error: str | None = None
@@ -67,55 +73,90 @@ class JobWorker:
             self.load_error = f"{type(error).__name__}: {error}"
             return
         self.metrics.observe_model(self.engine)
+        active: dict[str, _ActiveJob] = {}
         while not self._stopping.is_set():
-            pending = self.store.unfinished_jobs()
-            self.metrics.queue_depth.set(len(pending))
-            if not pending:
+            self._admit(active)
+            self.metrics.queue_depth.set(self.store.count_jobs(("queued", "running")))
+            if active:
+                self._round(active)
+            else:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
+
+    def _admit(self, active: dict[str, "_ActiveJob"]) -> None:
+        """Start waiting jobs (oldest first) up to `max_active`; their heights join the next round."""
+        for job in self.store.unfinished_jobs():
+            if len(active) >= self.max_active:
+                return
+            if job.id in active:
                 continue
-            self._run(pending[0])
+            if job.cancel_requested or job.id in self._cancelled:
+                self._finish(job.id, status="cancelled")
+                continue
+            try:
+                active[job.id] = self._start(job)
+            except Exception as error:  # a bad job must not take the worker down
+                log.exception("job %s failed to start", job.id)
+                self._finish(job.id, status="failed", error=f"{type(error).__name__}: {error}")
 
-    def _run(self, job: JobRecord) -> None:
-        if job.cancel_requested or job.id in self._cancelled:
-            self._finish(job.id, status="cancelled")
-            return
-        started = time.time()
-        job = self.store.update_job(job.id, status="running", started=job.started or started)
-        document = self.store.get_document(job.document_id)
-        progress: dict[int, HeightProgress] = {p.height: p for p in job.progress}
-        first_node: list[float] = []
+    def _start(self, job: JobRecord) -> "_ActiveJob":
+        job = self.store.update_job(job.id, status="running", started=job.started or time.time())
+        running = _ActiveJob(job=job, started=time.time(),
+                             progress={p.height: p for p in job.progress})
+        running.build = self.engine.start(self.store.get_document(job.document_id), job.config,
+                                          self.store, lambda event: self._on_event(running, event),
+                                          running.stats)
+        return running
 
-        def on_event(event: ProgressEvent) -> None:
-            match event:
-                case HeightStarted(height=height, nodes=nodes):
-                    progress[height] = HeightProgress(height=height, done=0, total=nodes)
-                case NodeDone(node=node):
-                    self.store.put_job_node(job.id, node)
-                    progress[node.height].done += 1
-                    if not first_node:
-                        first_node.append(time.time())
-                        self.metrics.time_to_first_node.observe(first_node[0] - started)
-                    self.metrics.observe_node(node)
-                case HeightDone():
-                    pass
-            self.store.update_job(job.id, progress=[progress[h] for h in sorted(progress)])
-            self.broker.publish(job.id, _wire(event))
+    def _on_event(self, running: "_ActiveJob", event: ProgressEvent) -> None:
+        job_id = running.job.id
+        match event:
+            case HeightStarted(height=height, nodes=nodes):
+                running.progress[height] = HeightProgress(height=height, done=0, total=nodes)
+            case NodeDone(node=node):
+                self.store.put_job_node(job_id, node)
+                running.progress[node.height].done += 1
+                if not running.first_node_seen:
+                    running.first_node_seen = True
+                    self.metrics.time_to_first_node.observe(time.time() - running.started)
+                self.metrics.observe_node(node)
+            case HeightDone():
+                pass
+        self.store.update_job(job_id, progress=[running.progress[h] for h in sorted(running.progress)])
+        self.broker.publish(job_id, _wire(event))
 
-        stats = RunStats()
+    def _round(self, active: dict[str, "_ActiveJob"]) -> None:
+        """One height of every active job in shared batches; then finish the jobs that ended."""
+        pending = {job_id: {r.key for r in running.build.requests} for job_id, running in active.items()}
+
+        def wanted(key: str) -> bool:
+            return any(key in keys for job_id, keys in pending.items() if job_id not in self._cancelled)
+
         try:
-            tree = self.engine.summarize(document, job.config, self.store, on_event,
-                                         should_stop=lambda: job.id in self._cancelled, stats=stats)
-        except Cancelled:
-            self._finish(job.id, status="cancelled")
-        except Exception as error:  # a failed job must not take the worker down
-            log.exception("job %s failed", job.id)
-            self._finish(job.id, status="failed", error=f"{type(error).__name__}: {error}")
-        else:
-            self._finish(job.id, status="done", root=tree.root)
-        finally:
-            self.metrics.observe_run(stats)
-            self.metrics.job_duration.observe(time.time() - started)
+            self.engine.run_round([running.build for running in active.values()], wanted)
+        except Exception as error:  # e.g. the model failing: every job of the round fails alike
+            log.exception("generation round failed")
+            for job_id in list(active):
+                self._end(active.pop(job_id), status="failed", error=f"{type(error).__name__}: {error}")
+            return
+        for job_id in list(active):
+            running = active[job_id]
+            if job_id in self._cancelled:
+                self._end(active.pop(job_id), status="cancelled")
+                continue
+            try:
+                running.build.advance()
+            except Exception as error:
+                log.exception("job %s failed", job_id)
+                self._end(active.pop(job_id), status="failed", error=f"{type(error).__name__}: {error}")
+                continue
+            if running.build.done:
+                self._end(active.pop(job_id), status="done", root=running.build.tree().root)
+
+    def _end(self, running: "_ActiveJob", **changes) -> None:
+        self.metrics.observe_run(running.stats)
+        self.metrics.job_duration.observe(time.time() - running.started)
+        self._finish(running.job.id, **changes)
 
     def _finish(self, job_id: str, **changes) -> None:
         self._cancelled.discard(job_id)
@@ -125,6 +166,18 @@ class JobWorker:
         self.broker.publish(job_id, finished)
         if record.callback_url:
             self.callbacks.send(job_id, record.callback_url, record.owner, msgspec.json.encode(finished))
+
+
+@dataclass
+class _ActiveJob:
+    """A job the worker is running: its tree build and the progress it reports."""
+
+    job: JobRecord
+    started: float
+    progress: dict[int, HeightProgress]
+    build: TreeBuild | None = None
+    stats: RunStats = field(default_factory=RunStats)
+    first_node_seen: bool = False
 
 
 def _wire(event: ProgressEvent):

@@ -1,16 +1,16 @@
 """The engine's one narrow interface: what the HTTP layer and the job worker may call."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from clients.schemas import ModelInfo
 from service.engine.document import Document
 from service.engine.events import ProgressEvent
 from service.engine.evidence import EvidenceScorer
 from service.engine.node_cache import NodeCache
-from service.engine.recursion import RunStats, Summarizer
+from service.engine.recursion import RunStats, Summarizer, TreeBuild, run_round
 from service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
-from service.engine.tree import Tree, TreeConfig
+from service.engine.tree import TreeConfig
 
 
 class Engine:
@@ -33,18 +33,13 @@ class Engine:
     def load_seconds(self) -> float:
         return self.runtime.load_seconds
 
-    def summarize(
-        self,
-        document: Document,
-        config: TreeConfig,
-        cache: NodeCache,
-        on_event: Callable[[ProgressEvent], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        stats: RunStats | None = None,
-    ) -> Tree:
-        return Summarizer(self.runtime, self.scorer, config, cache).summarize(
-            document, on_event=on_event, should_stop=should_stop, stats=stats
-        )
+    def start(self, document: Document, config: TreeConfig, cache: NodeCache,
+              on_event: Callable[[ProgressEvent], None], stats: RunStats) -> TreeBuild:
+        """Begin a tree whose heights advance in `run_round`, possibly alongside other trees."""
+        return Summarizer(self.runtime, self.scorer, config, cache).start(document, on_event, stats)
+
+    def run_round(self, builds: Sequence[TreeBuild], wanted: Callable[[str], bool]) -> None:
+        run_round(builds, wanted)
 
     def health(self) -> bool:
         """A one-token generation probe: the model is loaded and produces logits."""
