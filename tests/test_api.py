@@ -249,6 +249,7 @@ def test_jobs_waiting_together_share_generation_batches(engine, store):
         assert _wait(client, "first")["status"] == "done"
         assert _wait(client, "second")["status"] == "done"
         registry = client.app.state.metrics.registry
-    small = registry.get_sample_value("recursum_generation_batch_size_bucket", {"le": str(float(leaves_per_job))})
+    bucket = {"le": str(float(leaves_per_job))}
+    small = registry.get_sample_value("recursum_generation_batch_size_bucket", bucket)
     total = registry.get_sample_value("recursum_generation_batch_size_count")
     assert small < total  # some batch held more nodes than one job's leaves: the jobs shared it
