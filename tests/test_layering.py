@@ -11,7 +11,7 @@ def _modules_loaded_by(statement: str) -> set[str]:
 
 
 def test_clients_import_neither_service_nor_training():
-    loaded = _modules_loaded_by("import clients.schemas")
+    loaded = _modules_loaded_by("import clients.schemas, clients.exceptions, clients.client, clients.cli")
     assert not loaded & {"service", "training"}
 
 

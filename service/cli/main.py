@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 import msgspec
 
+from clients.cli import client as client_cli
 from service.cli.render import render_tree
 from service.engine.errors import ConfigError, RecursumError
 from service.engine.tree import TreeConfig
@@ -166,6 +167,8 @@ def summarize(book: Path, out: Path | None, output_format: str, title: str, chun
         out.write_bytes(msgspec.json.encode(tree))
     click.echo(render_tree(tree, output_format))
 
+
+cli.add_command(client_cli, name="client")
 
 if __name__ == "__main__":
     cli()

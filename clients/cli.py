@@ -1,0 +1,133 @@
+"""`recursum client ...`: summarize with a remote service. Client errors become one line on stderr, exit 1."""
+
+import sys
+from pathlib import Path
+
+import click
+import msgspec
+from tqdm import tqdm
+
+from clients.client import Client
+from clients.exceptions import RecursumClientError
+from clients.schemas import HeightDone, HeightStarted, JobEvent, JobState, NodeSummary, SummaryOptions
+
+
+class _ClientGroup(click.Group):
+    """Turns every `RecursumClientError` into a one-line message instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RecursumClientError as error:
+            click.echo(f"recursum: error: {error}", err=True)
+            sys.exit(1)
+
+
+class _HeightBars:
+    """One tqdm bar per height on stderr, driven by the job's events."""
+
+    def __init__(self) -> None:
+        self._bar: tqdm | None = None
+
+    def __enter__(self) -> "_HeightBars":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._close()
+
+    def update(self, event: JobEvent) -> None:
+        match event:
+            case JobState(job=job):
+                # Joining mid-height (or after a reconnect): resume the height in progress.
+                current = [p for p in job.progress if p.done < p.total]
+                if current:
+                    self._open(f"height {current[0].height}", current[0].total, current[0].done)
+            case HeightStarted(height=height, nodes=nodes, cached=cached):
+                self._open(f"height {height}" + (f" ({cached} cached)" if cached else ""), nodes, 0)
+            case NodeSummary():
+                if self._bar is not None:
+                    self._bar.update(1)
+            case HeightDone():
+                self._close()
+
+    def _open(self, label: str, total: int, done: int) -> None:
+        self._close()
+        self._bar = tqdm(total=total, initial=done, desc=label, unit="node", file=sys.stderr,
+                         dynamic_ncols=True)
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _connection(command):
+    command = click.option("--api-key", envvar="RECURSUM_API_KEY", default=None,
+                           help="Sent as `Authorization: Bearer` (env RECURSUM_API_KEY).")(command)
+    return click.option("--server", envvar="RECURSUM_SERVER", required=True, metavar="URL",
+                        help="Base URL of the service (env RECURSUM_SERVER).")(command)
+
+
+def _echo_json(value: msgspec.Struct) -> None:
+    click.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
+
+
+@click.group(cls=_ClientGroup)
+def client() -> None:
+    """Use a remote recursum service."""
+
+
+@client.command()
+@click.argument("book", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_connection
+@click.option("--title", default="", help="Document title (default: the file name).")
+@click.option("--chunk-tokens", type=int, default=None, help="Chunk budget in cl100k tokens.")
+@click.option("--summary-tokens", type=int, default=None, help="Most tokens one summary may generate.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the whole tree (JSON) here.")
+@click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
+def summarize(book: Path, server: str, api_key: str | None, title: str, chunk_tokens: int | None,
+              summary_tokens: int | None, out: Path | None, no_wait: bool) -> None:
+    """Upload BOOK, follow its progress, and print the root summary."""
+    if no_wait and out is not None:
+        raise click.UsageError("--out needs the finished tree; drop --no-wait")
+    options = SummaryOptions(chunk_tokens=chunk_tokens, summary_tokens=summary_tokens)
+    with Client(server, api_key) as remote:
+        accepted = remote.submit_file(book, title=title, options=options)
+        for note in accepted.notes:
+            click.echo(f"recursum: note: {note}", err=True)
+        if no_wait:
+            click.echo(accepted.id)
+            return
+        with _HeightBars() as bars:
+            job = remote.wait(accepted.id, on_event=bars.update)
+        if out is not None:
+            out.write_bytes(msgspec.json.encode(remote.tree(job.id)))
+    click.echo(job.summary or "")
+
+
+@client.command()
+@click.argument("job_id", metavar="ID")
+@_connection
+def get(job_id: str, server: str, api_key: str | None) -> None:
+    """Print the job's state (JSON)."""
+    with Client(server, api_key) as remote:
+        _echo_json(remote.get(job_id))
+
+
+@client.command()
+@click.argument("job_id", metavar="ID")
+@_connection
+def tree(job_id: str, server: str, api_key: str | None) -> None:
+    """Print the job's summary tree (JSON)."""
+    with Client(server, api_key) as remote:
+        _echo_json(remote.tree(job_id))
+
+
+@client.command()
+@click.argument("job_id", metavar="ID")
+@_connection
+def cancel(job_id: str, server: str, api_key: str | None) -> None:
+    """Cancel a running job or delete a finished one; prints `cancelling` or `deleted`."""
+    with Client(server, api_key) as remote:
+        click.echo(remote.cancel(job_id))

@@ -1,0 +1,411 @@
+"""Typed client of the recursum REST service, blocking (`Client`) and asyncio (`AsyncClient`).
+
+`_BaseClient` builds every request and decodes every answer into the wire structs of
+`clients.schemas`; the two clients add only the I/O, with the same methods in the same order.
+"""
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Self, TypeVar
+
+import httpx
+import msgspec
+
+from clients.exceptions import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    JobFailed,
+    NotFound,
+    NotReady,
+    QueueFull,
+    RecursumClientError,
+    ServerError,
+    TransportError,
+    Unauthorized,
+    WaitTimeout,
+)
+from clients.schemas import (
+    JobAccepted,
+    JobEvent,
+    JobFinished,
+    JobRead,
+    NodeRead,
+    Problem,
+    SummaryCreate,
+    SummaryOptions,
+    TreeRead,
+)
+
+T = TypeVar("T")
+EventHandler = Callable[[JobEvent], None]
+
+_STATUS_ERRORS: dict[int, type[ApiError]] = {
+    400: BadRequest, 413: BadRequest, 415: BadRequest, 422: BadRequest,
+    401: Unauthorized, 403: Forbidden, 404: NotFound, 429: QueueFull, 503: NotReady,
+}
+_RETRIED_STATUSES = frozenset({429, 503})  # the server asks us to come back (Retry-After)
+_STREAM_CONNECTIONS = 2  # wait() reconnects once when the event stream drops before `finished`
+
+_decode_problem = msgspec.json.Decoder(Problem).decode
+_decode_event = msgspec.json.Decoder(JobEvent).decode
+
+
+class _Removed(msgspec.Struct):
+    """The answer of DELETE /v1/summaries/{id}."""
+
+    id: str
+    outcome: str
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds; the HTTP-date form is not used by the service, so it reads as absent."""
+    try:
+        return max(0.0, float(response.headers["retry-after"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    """The typed error for an error answer; a body that is no Problem (say, a proxy's page) gets one."""
+    try:
+        problem = _decode_problem(response.content)
+    except msgspec.DecodeError:
+        problem = Problem(type="about:blank", title=response.reason_phrase or "HTTP error",
+                          status=response.status_code, detail=response.text[:200])
+    status = response.status_code
+    kind = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else ApiError)
+    return kind(problem, _retry_after(response))
+
+
+def _reader(kind: type[T]) -> Callable[[httpx.Response], T]:
+    decode = msgspec.json.Decoder(kind).decode
+
+    def read(response: httpx.Response) -> T:
+        if response.is_error:
+            raise _api_error(response)
+        return decode(response.content)
+
+    return read
+
+
+_read_accepted = _reader(JobAccepted)
+_read_job = _reader(JobRead)
+_read_tree = _reader(TreeRead)
+_read_node = _reader(NodeRead)
+_read_removed = _reader(_Removed)
+
+
+def _answers_ok(response: httpx.Response) -> bool:
+    return response.status_code == 200
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    """One request (httpx keyword arguments) and how to read its answer."""
+
+    method: str
+    path: str
+    read: Callable[[httpx.Response], T]
+    request: dict[str, Any] = field(default_factory=dict)
+    retried: bool = True  # probes answer at once: their 503 is the answer, not a reason to wait
+    unreachable: T | None = None  # a probe's answer when the server cannot be reached; None raises
+
+
+class _Watch:
+    """Follows one job's event stream: SSE lines in, the finished job (or the reason it is not) out."""
+
+    def __init__(self, job_id: str, on_event: EventHandler | None, timeout: float | None,
+                 http_timeout: float) -> None:
+        self.job_id = job_id
+        self.path = f"/v1/summaries/{job_id}/events"
+        self._on_event = on_event
+        self._timeout = timeout
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._http_timeout = http_timeout
+        self._data: list[str] = []
+
+    def connect(self) -> dict[str, Any]:
+        """Request options of a (re)connection; a dropped stream's partial event is discarded."""
+        self._data.clear()
+        read = None if self._deadline is None else self._deadline - time.monotonic()
+        if read is not None and read <= 0:
+            raise self.timed_out()
+        return {"headers": {"accept": "text/event-stream"},
+                "timeout": httpx.Timeout(self._http_timeout, read=read)}
+
+    def feed(self, line: str) -> JobRead | None:
+        """Take one SSE line; the job once its `finished` event arrives. Only `data:` matters:
+        the event name repeats the union's tag, which the typed decoder reads from the data."""
+        if line.startswith("data:"):
+            self._data.append(line.removeprefix("data:").removeprefix(" "))
+        elif not line and self._data:
+            event = _decode_event("\n".join(self._data))
+            self._data.clear()
+            return self._dispatch(event)
+        return None
+
+    def _dispatch(self, event: JobEvent) -> JobRead | None:
+        if self._on_event is not None:
+            self._on_event(event)
+        match event:
+            case JobFinished(job=job) if job.status == "done":
+                return job
+            case JobFinished(job=job):
+                raise JobFailed(job)
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise self.timed_out()
+        return None
+
+    def dropped(self, error: httpx.TransportError, connection: int) -> RecursumClientError | None:
+        """What to raise when the stream breaks, or None to reconnect."""
+        if isinstance(error, httpx.ReadTimeout) and self._deadline is not None:
+            return self.timed_out()
+        if connection + 1 < _STREAM_CONNECTIONS:
+            return None
+        return TransportError(f"the event stream of job {self.job_id} broke: {type(error).__name__}: {error}")
+
+    def ended(self) -> TransportError:
+        return TransportError(f"the event stream of job {self.job_id} ended {_STREAM_CONNECTIONS} times "
+                              "before the job finished")
+
+    def timed_out(self) -> WaitTimeout:
+        return WaitTimeout(f"job {self.job_id} did not finish within {self._timeout:g} s")
+
+
+class _BaseClient:
+    """Request building and answer decoding shared by `Client` and `AsyncClient`."""
+
+    def __init__(self, base_url: str, api_key: str | None, *, timeout: float, max_retries: int,
+                 backoff: float) -> None:
+        self.base_url = base_url
+        self._api_key = api_key
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._backoff = backoff
+
+    def _http_options(self) -> dict[str, Any]:
+        headers = {"user-agent": "recursum-client"}
+        if self._api_key:
+            headers["authorization"] = f"Bearer {self._api_key}"
+        return {"base_url": self.base_url, "headers": headers, "timeout": self._timeout}
+
+    def _submit_call(self, text: str, title: str, options: SummaryOptions | None,
+                     callback_url: str | None) -> _Call[JobAccepted]:
+        body = SummaryCreate(text=text, title=title, options=options or SummaryOptions(),
+                             callback_url=callback_url)
+        return _Call("POST", "/v1/summaries", _read_accepted,
+                     {"content": msgspec.json.encode(body), "headers": {"content-type": "application/json"}})
+
+    def _submit_file_call(self, path: str | Path, title: str,
+                          options: SummaryOptions | None) -> _Call[JobAccepted]:
+        # Read into memory (the service caps documents anyway) so that a retry can send it again.
+        path = Path(path)
+        form = {"options": msgspec.json.encode(options or SummaryOptions()).decode()}
+        if title:
+            form["title"] = title
+        files = {"file": (path.name, path.read_bytes(), "text/plain")}
+        return _Call("POST", "/v1/summaries", _read_accepted, {"data": form, "files": files})
+
+    def _get_call(self, job_id: str) -> _Call[JobRead]:
+        return _Call("GET", f"/v1/summaries/{job_id}", _read_job)
+
+    def _watch(self, job_id: str, on_event: EventHandler | None, timeout: float | None) -> _Watch:
+        return _Watch(job_id, on_event, timeout, self._timeout)
+
+    def _tree_call(self, job_id: str) -> _Call[TreeRead]:
+        return _Call("GET", f"/v1/summaries/{job_id}/tree", _read_tree)
+
+    def _node_call(self, job_id: str, node_id: str, include_source: bool) -> _Call[NodeRead]:
+        params = {"include": "source"} if include_source else {}
+        return _Call("GET", f"/v1/summaries/{job_id}/nodes/{node_id}", _read_node, {"params": params})
+
+    def _cancel_call(self, job_id: str) -> _Call[str]:
+        return _Call("DELETE", f"/v1/summaries/{job_id}", lambda response: _read_removed(response).outcome)
+
+    def _probe_call(self, path: str) -> _Call[bool]:
+        return _Call("GET", path, _answers_ok, retried=False, unreachable=False)
+
+    def _retry_delay(self, call: _Call[Any], response: httpx.Response, attempt: int) -> float | None:
+        """Seconds to wait before asking again, or None to take this answer as final."""
+        if not call.retried or response.status_code not in _RETRIED_STATUSES or attempt >= self._max_retries:
+            return None
+        delay = _retry_after(response)
+        return self._backoff * 2**attempt if delay is None else delay
+
+    def _unreachable(self, call: _Call[T], error: httpx.TransportError) -> T:
+        if call.unreachable is not None:
+            return call.unreachable
+        raise TransportError(f"{call.method} {self.base_url.rstrip('/')}{call.path}: "
+                             f"{type(error).__name__}: {error}") from error
+
+
+class Client(_BaseClient):
+    """Blocking client: `with Client(url, api_key) as c: job = c.wait(c.submit(text).id)`.
+
+    429 and 503 answers are retried up to `max_retries` times, after Retry-After seconds (or
+    `backoff * 2**attempt` when absent); `transport` replaces the network (tests use MockTransport).
+    """
+
+    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float = 30.0,
+                 max_retries: int = 3, backoff: float = 1.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__(base_url, api_key, timeout=timeout, max_retries=max_retries, backoff=backoff)
+        self._http = httpx.Client(transport=transport, **self._http_options())
+
+    def submit(self, text: str, title: str = "", options: SummaryOptions | None = None,
+               callback_url: str | None = None) -> JobAccepted:
+        """Queue `text` for summarization; answers at once with the job's id and URL."""
+        return self._send(self._submit_call(text, title, options, callback_url))
+
+    def submit_file(self, path: str | Path, title: str = "",
+                    options: SummaryOptions | None = None) -> JobAccepted:
+        """Upload a text file (multipart); the server decodes it and titles it by its name by default."""
+        return self._send(self._submit_file_call(path, title, options))
+
+    def get(self, job_id: str) -> JobRead:
+        """The job's status, progress per height, and its root summary once done."""
+        return self._send(self._get_call(job_id))
+
+    def wait(self, job_id: str, on_event: EventHandler | None = None,
+             timeout: float | None = None) -> JobRead:
+        """Follow the job's event stream until it finishes and return its final state.
+
+        `on_event` sees every event. Raises JobFailed when the job fails or is cancelled, and
+        WaitTimeout once `timeout` seconds have passed (checked as events arrive, and no silence
+        lasts longer). A stream that drops before `finished` is reconnected once.
+        """
+        watch = self._watch(job_id, on_event, timeout)
+        for connection in range(_STREAM_CONNECTIONS):
+            try:
+                with self._http.stream("GET", watch.path, **watch.connect()) as response:
+                    if response.is_error:
+                        response.read()
+                        raise _api_error(response)
+                    for line in response.iter_lines():
+                        if (job := watch.feed(line)) is not None:
+                            return job
+            except httpx.TransportError as error:
+                if (failure := watch.dropped(error, connection)) is not None:
+                    raise failure from error
+        raise watch.ended()
+
+    def tree(self, job_id: str) -> TreeRead:
+        """Every node finished so far, with spans, children, sentences and evidence."""
+        return self._send(self._tree_call(job_id))
+
+    def node(self, job_id: str, node_id: str, include_source: bool = False) -> NodeRead:
+        """One node; `include_source` adds a leaf's original text."""
+        return self._send(self._node_call(job_id, node_id, include_source))
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel a running job or delete a finished one: answers "cancelling" or "deleted"."""
+        return self._send(self._cancel_call(job_id))
+
+    def health(self) -> bool:
+        """True when the process answers /healthz; False when it errs or cannot be reached."""
+        return self._send(self._probe_call("/healthz"))
+
+    def ready(self) -> bool:
+        """True when /readyz says the model is loaded and answering; never waits for it."""
+        return self._send(self._probe_call("/readyz"))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _send(self, call: _Call[T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(call.method, call.path, **call.request)
+            except httpx.TransportError as error:
+                return self._unreachable(call, error)
+            delay = self._retry_delay(call, response, attempt)
+            if delay is None:
+                return call.read(response)
+            time.sleep(delay)
+            attempt += 1
+
+
+class AsyncClient(_BaseClient):
+    """The asyncio twin of `Client`: the same methods, awaited; `async with AsyncClient(url) as c`."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float = 30.0,
+                 max_retries: int = 3, backoff: float = 1.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__(base_url, api_key, timeout=timeout, max_retries=max_retries, backoff=backoff)
+        self._http = httpx.AsyncClient(transport=transport, **self._http_options())
+
+    async def submit(self, text: str, title: str = "", options: SummaryOptions | None = None,
+                     callback_url: str | None = None) -> JobAccepted:
+        return await self._send(self._submit_call(text, title, options, callback_url))
+
+    async def submit_file(self, path: str | Path, title: str = "",
+                          options: SummaryOptions | None = None) -> JobAccepted:
+        return await self._send(self._submit_file_call(path, title, options))
+
+    async def get(self, job_id: str) -> JobRead:
+        return await self._send(self._get_call(job_id))
+
+    async def wait(self, job_id: str, on_event: EventHandler | None = None,
+                   timeout: float | None = None) -> JobRead:
+        watch = self._watch(job_id, on_event, timeout)
+        for connection in range(_STREAM_CONNECTIONS):
+            try:
+                async with self._http.stream("GET", watch.path, **watch.connect()) as response:
+                    if response.is_error:
+                        await response.aread()
+                        raise _api_error(response)
+                    async for line in response.aiter_lines():
+                        if (job := watch.feed(line)) is not None:
+                            return job
+            except httpx.TransportError as error:
+                if (failure := watch.dropped(error, connection)) is not None:
+                    raise failure from error
+        raise watch.ended()
+
+    async def tree(self, job_id: str) -> TreeRead:
+        return await self._send(self._tree_call(job_id))
+
+    async def node(self, job_id: str, node_id: str, include_source: bool = False) -> NodeRead:
+        return await self._send(self._node_call(job_id, node_id, include_source))
+
+    async def cancel(self, job_id: str) -> str:
+        return await self._send(self._cancel_call(job_id))
+
+    async def health(self) -> bool:
+        return await self._send(self._probe_call("/healthz"))
+
+    async def ready(self) -> bool:
+        return await self._send(self._probe_call("/readyz"))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _send(self, call: _Call[T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(call.method, call.path, **call.request)
+            except httpx.TransportError as error:
+                return self._unreachable(call, error)
+            delay = self._retry_delay(call, response, attempt)
+            if delay is None:
+                return call.read(response)
+            await asyncio.sleep(delay)
+            attempt += 1
