@@ -5,6 +5,7 @@
     RECURSUM_DEV_MODE       1 to serve without keys (logged loudly); never the default
     RECURSUM_MAX_QUEUE      jobs queued or running before submissions get 429 (default 16)
     RECURSUM_MAX_BODY_BYTES request body limit (default 20 MB)
+    RECURSUM_MAX_ACTIVE_JOBS jobs generated together in shared batches (default 8; 1 = one at a time)
     RECURSUM_CALLBACK_HOSTS hosts (or host:port) that job-end callbacks may be sent to, comma-separated
     RECURSUM_MODEL, RECURSUM_QUANTIZATION, RECURSUM_DEVICE   the model to serve
 """
@@ -36,6 +37,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     api_keys: tuple[ApiKey, ...] = ()
     dev_mode: bool = False
     max_queue: int = 16
+    max_active_jobs: int = 8
     max_body_bytes: int = DEFAULT_MAX_BYTES
     model: ModelSpec = ModelSpec()
     readiness_probe_seconds: float = 60.0
@@ -70,6 +72,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
             api_keys=parse_api_keys(env.get("RECURSUM_API_KEYS", "")),
             dev_mode=env.get("RECURSUM_DEV_MODE", "") in ("1", "true", "yes"),
             max_queue=int(env.get("RECURSUM_MAX_QUEUE", 16)),
+            max_active_jobs=max(1, int(env.get("RECURSUM_MAX_ACTIVE_JOBS", 8))),
             max_body_bytes=int(env.get("RECURSUM_MAX_BODY_BYTES", DEFAULT_MAX_BYTES)),
             callback_hosts=frozenset(filter(None, env.get("RECURSUM_CALLBACK_HOSTS", "").split(","))),
             model=msgspec.convert(

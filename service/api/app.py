@@ -71,7 +71,8 @@ def _model_worker(engine: Engine | None):
             log.warning("DEV MODE: serving without API keys; every caller is admin")
         keys = {key.name: key.secret_sha256 for key in state.settings.api_keys}
         state.worker = JobWorker(state.store, lambda: engine or Engine.load(state.settings.model),
-                                 state.broker, state.metrics, CallbackSender(state.store, keys))
+                                 state.broker, state.metrics, CallbackSender(state.store, keys),
+                                 max_active=state.settings.max_active_jobs)
         state.worker.start()
         try:
             yield
