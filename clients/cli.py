@@ -5,11 +5,11 @@ from pathlib import Path
 
 import click
 import msgspec
-from tqdm import tqdm
 
 from clients.client import Client
 from clients.exceptions import RecursumClientError
-from clients.schemas import HeightDone, HeightStarted, JobEvent, JobState, NodeSummary, SummaryOptions
+from clients.progress import HeightBars
+from clients.schemas import SummaryOptions
 
 
 class _ClientGroup(click.Group):
@@ -21,44 +21,6 @@ class _ClientGroup(click.Group):
         except RecursumClientError as error:
             click.echo(f"recursum: error: {error}", err=True)
             sys.exit(1)
-
-
-class _HeightBars:
-    """One tqdm bar per height on stderr, driven by the job's events."""
-
-    def __init__(self) -> None:
-        self._bar: tqdm | None = None
-
-    def __enter__(self) -> "_HeightBars":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._close()
-
-    def update(self, event: JobEvent) -> None:
-        match event:
-            case JobState(job=job):
-                # Joining mid-height (or after a reconnect): resume the height in progress.
-                current = [p for p in job.progress if p.done < p.total]
-                if current:
-                    self._open(f"height {current[0].height}", current[0].total, current[0].done)
-            case HeightStarted(height=height, nodes=nodes, cached=cached):
-                self._open(f"height {height}" + (f" ({cached} cached)" if cached else ""), nodes, 0)
-            case NodeSummary():
-                if self._bar is not None:
-                    self._bar.update(1)
-            case HeightDone():
-                self._close()
-
-    def _open(self, label: str, total: int, done: int) -> None:
-        self._close()
-        self._bar = tqdm(total=total, initial=done, desc=label, unit="node", file=sys.stderr,
-                         dynamic_ncols=True)
-
-    def _close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 def _connection(command):
@@ -99,7 +61,7 @@ def summarize(book: Path, server: str, api_key: str | None, title: str, chunk_to
         if no_wait:
             click.echo(accepted.id)
             return
-        with _HeightBars() as bars:
+        with HeightBars() as bars:
             job = remote.wait(accepted.id, on_event=bars.update)
         if out is not None:
             out.write_bytes(msgspec.json.encode(remote.tree(job.id)))

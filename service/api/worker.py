@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from clients.schemas import HeightDone, HeightProgress, HeightStarted, JobFinished, NodeSummary
+from clients.schemas import HeightDone, HeightProgress, HeightStarted, JobFinished
 from service.api.broker import EventBroker
 from service.api.callbacks import CallbackSender
 from service.api.metrics import EngineMetrics
 from service.api.summaries.service import job_read
-from service.engine.events import NodeDone, ProgressEvent
+from service.engine.events import NodeDone, ProgressEvent, to_wire
 from service.engine.facade import Engine
 from service.engine.recursion import RunStats, TreeBuild
 from service.store.records import JobRecord
@@ -123,7 +123,7 @@ class JobWorker:
             case HeightDone():
                 pass
         self.store.update_job(job_id, progress=[running.progress[h] for h in sorted(running.progress)])
-        self.broker.publish(job_id, _wire(event))
+        self.broker.publish(job_id, to_wire(event))
 
     def _round(self, active: dict[str, "_ActiveJob"]) -> None:
         """One height of every active job in shared batches; then finish the jobs that ended."""
@@ -178,11 +178,3 @@ class _ActiveJob:
     build: TreeBuild | None = None
     stats: RunStats = field(default_factory=RunStats)
     first_node_seen: bool = False
-
-
-def _wire(event: ProgressEvent):
-    """Node events go out without the evidence payload; clients fetch the node when they want it."""
-    if isinstance(event, NodeDone):
-        node = event.node
-        return NodeSummary(node_id=node.id, height=node.height, index=node.index, summary=node.summary)
-    return event

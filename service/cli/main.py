@@ -139,8 +139,9 @@ def summarize(book: Path, out: Path | None, output_format: str, title: str, chun
               model_path: str | None, quantization: str, device: str, adapters: tuple[str, ...],
               max_bytes: int, no_cache: bool) -> None:
     """Summarize BOOK (a UTF-8 text file) recursively and print the root summary."""
-    from service.cli.progress import HeightProgress
+    from clients.progress import HeightBars
     from service.engine.document import decode_document_bytes, make_document
+    from service.engine.events import to_wire
     from service.engine.evidence import EvidenceScorer
     from service.engine.model_store import pull_default_model, recursum_home
     from service.engine.node_cache import DirectoryNodeCache, MemoryNodeCache
@@ -161,8 +162,8 @@ def summarize(book: Path, out: Path | None, output_format: str, title: str, chun
     runtime = load_runtime(spec)
     cache = MemoryNodeCache() if no_cache else DirectoryNodeCache(recursum_home() / "cache" / "nodes")
     summarizer = Summarizer(runtime, EvidenceScorer(), config, cache)
-    with HeightProgress() as progress:
-        tree = summarizer.summarize(document, on_event=progress.update)
+    with HeightBars() as bars:
+        tree = summarizer.summarize(document, on_event=lambda event: bars.update(to_wire(event)))
     if out is not None:
         out.write_bytes(msgspec.json.encode(tree))
     click.echo(render_tree(tree, output_format))

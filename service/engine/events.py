@@ -2,7 +2,7 @@
 
 import msgspec
 
-from clients.schemas import HeightDone, HeightStarted, Node
+from clients.schemas import HeightDone, HeightStarted, JobEvent, Node, NodeSummary
 
 
 class NodeDone(msgspec.Struct, frozen=True, kw_only=True, tag="node_done"):
@@ -10,3 +10,11 @@ class NodeDone(msgspec.Struct, frozen=True, kw_only=True, tag="node_done"):
 
 
 ProgressEvent = HeightStarted | NodeDone | HeightDone
+
+
+def to_wire(event: ProgressEvent) -> JobEvent:
+    """Node events go out without the evidence payload; clients fetch the node when they want it."""
+    if isinstance(event, NodeDone):
+        node = event.node
+        return NodeSummary(node_id=node.id, height=node.height, index=node.index, summary=node.summary)
+    return event
