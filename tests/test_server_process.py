@@ -12,6 +12,8 @@ import httpx
 import pytest
 from conftest import shared_data
 
+from clients.client import Client
+from clients.schemas import JobFinished, NodeSummary
 from service.store.repository import Store
 
 
@@ -73,17 +75,13 @@ def test_a_real_book_excerpt_goes_through_the_server_with_sse_and_metrics(tmp_pa
     excerpt = shared_data("books/jekyll_and_hyde.txt").read_text()[2000:8000]
     server = Server(tmp_path / "home", tiny_model_dir, database_url)
     try:
-        job = httpx.post(f"{server.url}/v1/summaries", json={
-            "text": excerpt, "title": "Jekyll", "options": {"chunk_tokens": 200, "summary_tokens": 16}},
-        ).json()
-        events = []
-        with httpx.stream("GET", f"{server.url}{job['url']}/events", timeout=120) as response:
-            events = [line.split(":", 1)[1].strip() for line in response.iter_lines()
-                      if line.startswith("event:")]
-        assert events[-1] == "finished"
-        assert "node_done" in events or events == ["finished"]
-        final = httpx.get(f"{server.url}{job['url']}").json()
-        assert final["status"] == "done" and final["summary"] is not None
+        with Client(server.url) as client:
+            accepted = client.submit(excerpt, "Jekyll", {"chunk_tokens": 200, "summary_tokens": 16})
+            events = []
+            final = client.wait(accepted.id, on_event=events.append)
+        assert final.status == "done" and final.summary is not None
+        assert isinstance(events[-1], JobFinished)
+        assert any(isinstance(event, NodeSummary) for event in events)
         metrics = httpx.get(f"{server.url}/metrics").text
         assert _metric(metrics, 'recursum_jobs_total{status="done"}') == 1
         assert _metric(metrics, "recursum_generated_tokens_total") > 0
