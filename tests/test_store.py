@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -357,3 +358,49 @@ def test_callback_attempts_are_listed_in_attempt_order(store: Store, stored_docu
         store.add_callback_attempt("job-1", attempt)
     assert store.callback_attempts("job-1") == attempts
     assert store.callback_attempts("job-2") == []
+
+
+def test_a_claimed_job_is_not_claimed_by_another_replica_until_its_lease_expires(
+    store: Store, stored_document: None
+) -> None:
+    store.create_job(make_job("j1", created=1.0))
+    store.create_job(make_job("j2", created=2.0))
+    assert [job.id for job in store.claim_jobs("a", limit=1, lease_seconds=60)] == ["j1"]
+    assert [job.id for job in store.claim_jobs("b", limit=5, lease_seconds=0.05)] == ["j2"]
+    assert store.claim_jobs("c", limit=5, lease_seconds=60) == []
+    time.sleep(0.1)
+    assert [job.id for job in store.claim_jobs("c", limit=5, lease_seconds=60)] == ["j2"]
+
+
+def test_a_replica_reclaims_its_own_jobs_after_a_restart(store: Store, stored_document: None) -> None:
+    store.create_job(make_job("j1", created=1.0))
+    store.claim_jobs("a", limit=1, lease_seconds=60)
+    assert [job.id for job in store.claim_jobs("a", limit=1, lease_seconds=60)] == ["j1"]
+    assert store.claim_jobs("a", limit=1, lease_seconds=60, exclude=["j1"]) == []
+
+
+def test_renewing_reports_held_jobs_and_their_cancel_requests(store: Store, stored_document: None) -> None:
+    store.create_job(make_job("j1", created=1.0))
+    store.create_job(make_job("j2", created=2.0))
+    store.claim_jobs("a", limit=2, lease_seconds=0.05)
+    time.sleep(0.1)
+    store.claim_jobs("b", limit=1, lease_seconds=60)  # takes over the expired j1
+    store.update_job("j2", cancel_requested=True)
+    assert store.renew_leases("a", ["j1", "j2"], lease_seconds=60) == {"j2": True}
+
+
+def test_concurrent_claims_never_hand_out_a_job_twice(database_url: str) -> None:
+    setup = Store(database_url)
+    setup.put_document(DOCUMENT)
+    for number in range(20):
+        setup.create_job(make_job(f"j{number:02d}", created=float(number)))
+    claimed: list[str] = []
+
+    def claim(number: int) -> None:
+        store = Store(database_url)
+        while jobs := store.claim_jobs(f"replica-{number}", limit=2, lease_seconds=60):
+            claimed.extend(job.id for job in jobs)
+        store.close()
+
+    run_in_threads(4, claim)
+    assert sorted(claimed) == [f"j{number:02d}" for number in range(20)]

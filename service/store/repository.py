@@ -86,6 +86,46 @@ class Store:
             sa.select(JobRow).where(JobRow.status.in_(UNFINISHED)).order_by(JobRow.created, JobRow.id)
         )
 
+    def claim_jobs(self, replica: str, limit: int, lease_seconds: float,
+                   exclude: Iterable[str] = ()) -> list[JobRecord]:
+        """Lease up to `limit` unfinished jobs, oldest first, that no live replica holds.
+
+        On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets replicas claim concurrently without ever
+        taking the same job. SQLite serializes writers on one file and serves a single replica.
+        """
+        if limit <= 0:
+            return []
+        now = time.time()
+        query = (
+            sa.select(JobRow.id)
+            .where(JobRow.status.in_(UNFINISHED), JobRow.id.not_in(list(exclude)))
+            .where(sa.or_(JobRow.lease_owner.is_(None), JobRow.lease_owner == replica,
+                          JobRow.lease_expires < now))
+            .order_by(JobRow.created, JobRow.id)
+            .limit(limit)
+        )
+        if self._engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        with self._session.begin() as session:
+            ids = list(session.scalars(query))
+            if not ids:
+                return []
+            session.execute(sa.update(JobRow).where(JobRow.id.in_(ids))
+                            .values(lease_owner=replica, lease_expires=now + lease_seconds))
+            rows = session.scalars(sa.select(JobRow).where(JobRow.id.in_(ids))
+                                   .order_by(JobRow.created, JobRow.id))
+            return [_as_struct(row, JobRecord) for row in rows]
+
+    def renew_leases(self, replica: str, job_ids: Iterable[str], lease_seconds: float) -> dict[str, bool]:
+        """Extend this replica's leases; returns {job id: cancel requested} for the jobs still held."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        held = sa.and_(JobRow.id.in_(ids), JobRow.lease_owner == replica)
+        with self._session.begin() as session:
+            session.execute(sa.update(JobRow).where(held).values(lease_expires=time.time() + lease_seconds))
+            return dict(session.execute(sa.select(JobRow.id, JobRow.cancel_requested).where(held)).all())
+
     def _jobs(self, query: sa.Select[tuple[JobRow]]) -> list[JobRecord]:
         with self._session() as session:
             return [_as_struct(row, JobRecord) for row in session.scalars(query)]

@@ -49,6 +49,9 @@ class JobRow(Base):
     progress: Mapped[list[Any]] = mapped_column(sa.JSON)
     root: Mapped[str | None] = mapped_column(sa.String)
     cancel_requested: Mapped[bool]
+    # Not part of JobRecord: only the claiming machinery reads them.
+    lease_owner: Mapped[str | None] = mapped_column(sa.String)
+    lease_expires: Mapped[float | None]
 
 
 class JobNodeRow(Base):
