@@ -6,12 +6,15 @@
     RECURSUM_MAX_QUEUE      jobs queued or running before submissions get 429 (default 16)
     RECURSUM_MAX_BODY_BYTES request body limit (default 20 MB)
     RECURSUM_MAX_ACTIVE_JOBS jobs generated together in shared batches (default 8; 1 = one at a time)
+    RECURSUM_REPLICA_ID     this replica's name in job leases (default: the host name; unique per replica)
+    RECURSUM_LEASE_SECONDS  how long a job lease lasts without renewal (default 30)
     RECURSUM_CALLBACK_HOSTS hosts (or host:port) that job-end callbacks may be sent to, comma-separated
     RECURSUM_MODEL, RECURSUM_QUANTIZATION, RECURSUM_DEVICE   the model to serve
 """
 
 import hashlib
 import os
+import socket
 from typing import Literal
 
 import msgspec
@@ -38,6 +41,8 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     dev_mode: bool = False
     max_queue: int = 16
     max_active_jobs: int = 8
+    replica_id: str = "local"
+    lease_seconds: float = 30.0
     max_body_bytes: int = DEFAULT_MAX_BYTES
     model: ModelSpec = ModelSpec()
     readiness_probe_seconds: float = 60.0
@@ -73,6 +78,8 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
             dev_mode=env.get("RECURSUM_DEV_MODE", "") in ("1", "true", "yes"),
             max_queue=int(env.get("RECURSUM_MAX_QUEUE", 16)),
             max_active_jobs=max(1, int(env.get("RECURSUM_MAX_ACTIVE_JOBS", 8))),
+            replica_id=env.get("RECURSUM_REPLICA_ID") or socket.gethostname(),
+            lease_seconds=float(env.get("RECURSUM_LEASE_SECONDS", 30)),
             max_body_bytes=int(env.get("RECURSUM_MAX_BODY_BYTES", DEFAULT_MAX_BYTES)),
             callback_hosts=frozenset(filter(None, env.get("RECURSUM_CALLBACK_HOSTS", "").split(","))),
             model=msgspec.convert(

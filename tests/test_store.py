@@ -223,13 +223,14 @@ def test_list_jobs_is_newest_first_and_filters_by_owner(store: Store, stored_doc
     assert [job.id for job in store.list_jobs(limit=1)] == ["job-2"]
 
 
-def test_unfinished_jobs_are_the_queued_and_running_ones_oldest_first(
+def test_claims_take_the_queued_and_running_jobs_oldest_first(
     store: Store, stored_document: None
 ) -> None:
     statuses = ["running", "done", "queued", "failed", "queued", "cancelled"]
     for number, status in enumerate(statuses):
         store.create_job(make_job(f"job-{number}", created=200.0 - number, status=status))
-    assert [job.id for job in store.unfinished_jobs()] == ["job-4", "job-2", "job-0"]
+    claimed = store.claim_jobs("a", limit=10, lease_seconds=60)
+    assert [job.id for job in claimed] == ["job-4", "job-2", "job-0"]
     assert store.count_jobs(["queued", "running"]) == 3
     assert store.count_jobs(["done"]) == 1
     assert store.count_jobs([]) == 0
@@ -395,12 +396,14 @@ def test_concurrent_claims_never_hand_out_a_job_twice(database_url: str) -> None
     for number in range(20):
         setup.create_job(make_job(f"j{number:02d}", created=float(number)))
     claimed: list[str] = []
+    replicas = [Store(database_url) for _ in range(4)]  # one engine each, as separate processes have
 
     def claim(number: int) -> None:
-        store = Store(database_url)
-        while jobs := store.claim_jobs(f"replica-{number}", limit=2, lease_seconds=60):
-            claimed.extend(job.id for job in jobs)
-        store.close()
+        mine: list[str] = []
+        while jobs := replicas[number].claim_jobs(f"replica-{number}", limit=2, lease_seconds=60,
+                                                  exclude=mine):
+            mine.extend(job.id for job in jobs)
+        claimed.extend(mine)
 
     run_in_threads(4, claim)
     assert sorted(claimed) == [f"j{number:02d}" for number in range(20)]

@@ -72,7 +72,9 @@ def _model_worker(engine: Engine | None):
         keys = {key.name: key.secret_sha256 for key in state.settings.api_keys}
         state.worker = JobWorker(state.store, lambda: engine or Engine.load(state.settings.model),
                                  state.broker, state.metrics, CallbackSender(state.store, keys),
-                                 max_active=state.settings.max_active_jobs)
+                                 max_active=state.settings.max_active_jobs,
+                                 replica_id=state.settings.replica_id,
+                                 lease_seconds=state.settings.lease_seconds)
         state.worker.start()
         try:
             yield

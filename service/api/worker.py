@@ -34,9 +34,14 @@ class JobWorker:
     """Loads the model on its own thread (so /healthz answers meanwhile), then runs jobs."""
 
     def __init__(self, store: Store, load_engine: Callable[[], Engine], broker: EventBroker,
-                 metrics: EngineMetrics, callbacks: CallbackSender, max_active: int = 8) -> None:
+                 metrics: EngineMetrics, callbacks: CallbackSender, max_active: int = 8,
+                 replica_id: str = "local", lease_seconds: float = 30.0) -> None:
         self.store = store
         self.max_active = max_active
+        self.replica_id = replica_id
+        self.lease_seconds = lease_seconds
+        self._running: frozenset[str] = frozenset()  # ids of active jobs, read by the heartbeat
+        self._lost: set[str] = set()  # leases another replica took over: drop without finishing
         self.callbacks = callbacks
         self.engine: Engine | None = None
         self.load_error: str | None = None
@@ -47,14 +52,28 @@ class JobWorker:
         self._stopping = threading.Event()
         self._cancelled: set[str] = set()
         self._thread = threading.Thread(target=self._loop, name="recursum-worker", daemon=True)
+        self._heartbeat = threading.Thread(target=self._renew, name="recursum-leases", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+        self._heartbeat.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout)
+
+    def is_running(self, job_id: str) -> bool:
+        """Whether this replica is generating `job_id` (its live events come from this process)."""
+        return job_id in self._running
+
+    def _renew(self) -> None:
+        """Keeps this replica's leases alive and learns of cancellations made on other replicas."""
+        while not self._stopping.wait(self.lease_seconds / 3):
+            running = self._running
+            held = self.store.renew_leases(self.replica_id, running, self.lease_seconds)
+            self._lost.update(running - held.keys())
+            self._cancelled.update(job_id for job_id, cancel in held.items() if cancel)
 
     def notify(self) -> None:
         """A job was queued."""
@@ -76,6 +95,7 @@ class JobWorker:
         active: dict[str, _ActiveJob] = {}
         while not self._stopping.is_set():
             self._admit(active)
+            self._running = frozenset(active)
             self.metrics.queue_depth.set(self.store.count_jobs(("queued", "running")))
             if active:
                 self._round(active)
@@ -84,12 +104,10 @@ class JobWorker:
                 self._wake.clear()
 
     def _admit(self, active: dict[str, "_ActiveJob"]) -> None:
-        """Start waiting jobs (oldest first) up to `max_active`; their heights join the next round."""
-        for job in self.store.unfinished_jobs():
-            if len(active) >= self.max_active:
-                return
-            if job.id in active:
-                continue
+        """Lease waiting jobs (oldest first) up to `max_active`; their heights join the next round."""
+        claimed = self.store.claim_jobs(self.replica_id, self.max_active - len(active), self.lease_seconds,
+                                        exclude=active)
+        for job in claimed:
             if job.cancel_requested or job.id in self._cancelled:
                 self._finish(job.id, status="cancelled")
                 continue
@@ -130,7 +148,8 @@ class JobWorker:
         pending = {job_id: {r.key for r in running.build.requests} for job_id, running in active.items()}
 
         def wanted(key: str) -> bool:
-            return any(key in keys for job_id, keys in pending.items() if job_id not in self._cancelled)
+            stopped = self._cancelled | self._lost
+            return any(key in keys for job_id, keys in pending.items() if job_id not in stopped)
 
         try:
             self.engine.run_round([running.build for running in active.values()], wanted)
@@ -141,6 +160,11 @@ class JobWorker:
             return
         for job_id in list(active):
             running = active[job_id]
+            if job_id in self._lost:
+                log.warning("lease on job %s was taken over by another replica; dropping it", job_id)
+                self._lost.discard(job_id)
+                del active[job_id]
+                continue
             if job_id in self._cancelled:
                 self._end(active.pop(job_id), status="cancelled")
                 continue

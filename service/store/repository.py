@@ -80,12 +80,6 @@ class Store:
             query = query.where(JobRow.owner == owner)
         return self._jobs(query)
 
-    def unfinished_jobs(self) -> list[JobRecord]:
-        """Queued and running jobs, oldest first: what a restarted worker picks up again."""
-        return self._jobs(
-            sa.select(JobRow).where(JobRow.status.in_(UNFINISHED)).order_by(JobRow.created, JobRow.id)
-        )
-
     def claim_jobs(self, replica: str, limit: int, lease_seconds: float,
                    exclude: Iterable[str] = ()) -> list[JobRecord]:
         """Lease up to `limit` unfinished jobs, oldest first, that no live replica holds.
@@ -106,12 +100,14 @@ class Store:
         )
         if self._engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
+        # One UPDATE ... WHERE id IN (SELECT ...) RETURNING: the write lock comes first, so SQLite
+        # writers queue on the busy timeout instead of failing to upgrade a read snapshot.
+        claim = (sa.update(JobRow).where(JobRow.id.in_(query))
+                 .values(lease_owner=replica, lease_expires=now + lease_seconds).returning(JobRow.id))
         with self._session.begin() as session:
-            ids = list(session.scalars(query))
+            ids = list(session.scalars(claim))
             if not ids:
                 return []
-            session.execute(sa.update(JobRow).where(JobRow.id.in_(ids))
-                            .values(lease_owner=replica, lease_expires=now + lease_seconds))
             rows = session.scalars(sa.select(JobRow).where(JobRow.id.in_(ids))
                                    .order_by(JobRow.created, JobRow.id))
             return [_as_struct(row, JobRecord) for row in rows]
