@@ -26,14 +26,14 @@ def _free_port() -> int:
 class Server:
     """A `recursum serve --dev` process on a loopback port, with its own home and database."""
 
-    def __init__(self, home: Path, model: Path, database_url: str) -> None:
+    def __init__(self, home: Path, model: Path, database_url: str, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = home / f"server-{self.port}.log"
         home.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "service.cli.main", "serve", "--dev", "--port", str(self.port),
                    "--model", str(model), "--quantization", "none", "--db", database_url]
-        env = os.environ | {"RECURSUM_HOME": str(home)}
+        env = os.environ | {"RECURSUM_HOME": str(home)} | (env or {})
         self.process = subprocess.Popen(command, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
         self._wait_ready()
 

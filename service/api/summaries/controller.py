@@ -1,5 +1,6 @@
 """Routes of /v1/summaries: thin handlers over `SummaryService`."""
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -23,9 +24,11 @@ from clients.schemas import (
 )
 from service.api.problems import UnsupportedMedia
 from service.api.summaries.service import SummaryService, job_read
+from service.api.worker import JobWorker
 from service.engine.document import decode_document_bytes
 
 _decode_create = msgspec.json.Decoder(SummaryCreate).decode
+_POLL_SECONDS = 1.0  # how often an SSE stream checks the store between live events
 
 
 async def _read_submission(request: Request, max_bytes: int) -> SummaryCreate:
@@ -93,23 +96,44 @@ class SummaryController(Controller):
             request.app.state.worker.cancel(job.id)
         return {"id": job.id, "outcome": outcome}
 
+    @staticmethod
+    def _poll(summaries: SummaryService, job_id: str, last: JobRead,
+              worker: JobWorker) -> JobState | JobFinished | None:
+        """The job's state from the store when it changed and no local event reported it."""
+        job = summaries.store.get_job(job_id)
+        if job is None:  # deleted meanwhile
+            return JobFinished(job=msgspec.structs.replace(last, status="cancelled"))
+        current = job_read(summaries.store, job)
+        if job.status in FINISHED:
+            return JobFinished(job=current)
+        if worker.is_running(job_id) or current.progress == last.progress:
+            return None
+        return JobState(job=current)
+
     @get("/{job_id:str}/events", opt={"scope": "summarize"})
     async def events(self, request: Request, job_id: str, summaries: SummaryService) -> ServerSentEvent:
         """Server-Sent Events: the current state first, then progress until the job ends."""
         job = summaries.job(job_id, request.state.principal)
-        broker = request.app.state.broker
+        broker, worker = request.app.state.broker, request.app.state.worker
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
             queue = broker.subscribe(job.id)
             try:
-                current = summaries.store.get_job(job.id)
-                state = job_read(summaries.store, current)
-                if current.status in FINISHED:
+                state = await sync_to_thread(job_read, summaries.store, job)
+                if job.status in FINISHED:
                     yield _sse(JobFinished(job=state))
                     return
                 yield _sse(JobState(job=state))
                 while True:
-                    event = await queue.get()
+                    try:
+                        event = await asyncio.wait_for(queue.get(), timeout=_POLL_SECONDS)
+                    except TimeoutError:
+                        # Another replica may be running the job: follow it through the store.
+                        update = await sync_to_thread(self._poll, summaries, job.id, state, worker)
+                        if update is None:
+                            continue
+                        state = update.job
+                        event = update
                     yield _sse(event)
                     if isinstance(event, JobFinished):
                         return

@@ -1,0 +1,85 @@
+"""Two `recursum serve` replicas on one PostgreSQL database: shared jobs, and take-over after kill -9."""
+
+import time
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from conftest import new_postgres_database
+from test_server_process import Server, _metric
+
+from service.store.repository import Store
+from service.store.tables import JobRow
+
+STORY = "\n\n".join(f"Part {i}. The Rabbit {i} ran past Alice and the Queen shouted at the Hatter."
+                    for i in range(40))
+OPTIONS = {"chunk_tokens": 40, "summary_tokens": 48, "batch_size": 1}
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    return new_postgres_database(postgres_server)
+
+
+def _replica(tmp_path, tiny_model_dir, url: str, name: str) -> Server:
+    return Server(tmp_path / name, tiny_model_dir, url,
+                  env={"RECURSUM_REPLICA_ID": name, "RECURSUM_LEASE_SECONDS": "3",
+                       "RECURSUM_MAX_ACTIVE_JOBS": "2"})
+
+
+def _lease_owners(store: Store, url: str) -> dict[str, str | None]:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as connection:
+        owners = dict(connection.execute(sa.select(JobRow.id, JobRow.lease_owner)).all())
+    engine.dispose()
+    return owners
+
+
+def _wait_all_done(server: Server, job_ids: list[str], timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        statuses = {httpx.get(f"{server.url}/v1/summaries/{j}").json()["status"] for j in job_ids}
+        if statuses == {"done"}:
+            return
+        assert statuses <= {"queued", "running", "done"}, statuses
+        time.sleep(0.3)
+    raise AssertionError("jobs did not finish")
+
+
+def test_two_replicas_share_the_queue_and_take_over_a_killed_replicas_jobs(tmp_path, tiny_model_dir,
+                                                                           postgres_url):
+    first = _replica(tmp_path, tiny_model_dir, postgres_url, "a")
+    second = _replica(tmp_path, tiny_model_dir, postgres_url, "b")
+    store = Store(postgres_url)
+    try:
+        job_ids = [
+            httpx.post(f"{server.url}/v1/summaries",
+                       json={"text": STORY.replace("Alice", f"Alice {n}"), "options": OPTIONS}).json()["id"]
+            for n, server in enumerate([first, second] * 3)
+        ]
+        deadline = time.time() + 120
+        while not any(owner == "a" and store.job_nodes(job) for job, owner in
+                      _lease_owners(store, postgres_url).items()):
+            assert time.time() < deadline, "replica a never started a job"
+            time.sleep(0.1)
+        first.kill()
+        held_by_a = [job for job, owner in _lease_owners(store, postgres_url).items()
+                     if owner == "a" and store.get_job(job).status != "done"]
+        assert held_by_a, "replica a finished everything before it was killed"
+        reusable = sum(len(store.job_nodes(job)) for job in held_by_a)
+
+        _wait_all_done(second, job_ids)
+        owners = _lease_owners(store, postgres_url)
+        assert all(owners[job] == "b" for job in held_by_a)
+        # The events and reads of a job work on the replica that did not run it.
+        assert httpx.get(f"{second.url}/v1/summaries/{job_ids[0]}/events").text.rstrip().endswith("}")
+        metrics = httpx.get(f"{second.url}/metrics").text
+        assert _metric(metrics, "recursum_node_cache_hits_total") >= reusable
+        for job in job_ids:
+            record = store.get_job(job)
+            assert record.root is not None
+            assert store.get_job_node(job, record.root) is not None
+    finally:
+        second.stop()
+        first.stop()
+        store.close()
