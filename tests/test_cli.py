@@ -105,3 +105,14 @@ def test_models_list_says_how_to_install_when_empty(run):
     result = run("models", "list")
     assert result.exit_code == 0
     assert "recursum models pull" in result.stdout
+
+
+def test_doctor_reports_what_the_runtime_loaded(run, tiny_model_dir):
+    result = run("doctor", "--model", str(tiny_model_dir), "--quantization", "nf4")
+    assert result.exit_code == 0, result.output
+    report = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    report = {key.strip(): value.strip() for key, value in report.items()}
+    assert report["quantization"] == "nf4"
+    assert report["device"] == "cpu"
+    assert float(report["decode_tokens_per_second"]) > 0
+    assert float(report["memory_footprint_mb"]) > 0

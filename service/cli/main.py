@@ -63,6 +63,25 @@ def serve(host: str, port: int, model_path: str | None, quantization: str | None
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
+@cli.command()
+@click.option("--model", "model_path", default=None, help="HF dir, .gguf or hub id (default: embedded).")
+@click.option("--quantization", type=click.Choice(["nf4", "int8", "none"]), default="nf4", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--adapter", "adapters", multiple=True, metavar="ROLE=DIR")
+def doctor(model_path: str | None, quantization: str, device: str, adapters: tuple[str, ...]) -> None:
+    """Load the model as the service would and report what the runtime found, with a speed probe."""
+    from service.engine.diagnostics import diagnose
+    from service.engine.model_store import pull_default_model
+    from service.engine.runtime import ModelSpec
+
+    if model_path is None:
+        pull_default_model()
+    spec = ModelSpec(base=model_path, quantization=quantization, device=device,
+                     adapters=_parse_adapters(adapters))
+    for name, value in msgspec.structs.asdict(diagnose(spec)).items():
+        click.echo(f"{name:>22}: {value}")
+
+
 @cli.group()
 def models() -> None:
     """Fetch and list models."""
