@@ -6,7 +6,7 @@ import time
 import msgspec
 import torch
 
-from service.engine.runtime import ModelSpec, load_runtime
+from service.engine.runtime import ModelSpec, bf16_native, load_runtime
 
 
 class Diagnosis(msgspec.Struct, kw_only=True):
@@ -53,7 +53,7 @@ def diagnose(spec: ModelSpec, probe_tokens: int = 32) -> Diagnosis:
         device=str(runtime.device),
         device_name=torch.cuda.get_device_name(runtime.device) if on_cuda else platform.processor() or "cpu",
         cuda_available=torch.cuda.is_available(),
-        bf16_native=torch.cuda.is_bf16_supported() if on_cuda else torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+        bf16_native=bf16_native(runtime.device),
         dtype=runtime.info.dtype,
         quantization=runtime.info.quantization,
         adapters=", ".join(f"{role}={digest}" for role, digest in runtime.info.adapters.items()) or "none",
