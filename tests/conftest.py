@@ -1,15 +1,10 @@
 """Shared fixtures: a tiny randomly initialised chat model (no download) and the shared data path."""
 
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from postgres_cluster import ClusterUnavailable, throwaway_cluster
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -84,55 +79,11 @@ def shared_data(relative: str) -> Path:
     return path
 
 
-def _postgres_bin_dir() -> Path | None:
-    installed = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    pg_ctl = shutil.which("pg_ctl") or (installed[-1] if installed else None)
-    return Path(pg_ctl).resolve().parent if pg_ctl else None
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """A throwaway cluster on a Unix socket in a temp dir; yields a URL with `{}` for the database name."""
-    pytest.importorskip("psycopg", reason="PostgreSQL tests need the driver: pip install 'psycopg[binary]'")
-    bin_dir = _postgres_bin_dir()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # the server refuses to run as root
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run the PostgreSQL server as")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    root = Path(tempfile.mkdtemp(prefix="recursum-pg-"))
-    if as_user:
-        shutil.chown(root, "postgres")
-    data = root / "data"
-    pg_ctl = [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data)]
-    subprocess.run(
-        [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-        check=True, capture_output=True,
-    )
-    options = f"-k {root} -c listen_addresses='' -F"
-    subprocess.run(
-        [*pg_ctl, "-l", str(root / "log"), "-w", "-o", options, "start"], check=True, capture_output=True
-    )
+    """A throwaway PostgreSQL cluster; skips with the reason where this machine cannot run one."""
     try:
-        yield f"postgresql://postgres@/{{}}?host={root}"
-    finally:
-        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def new_postgres_database(server: str) -> str:
-    """A fresh, empty database on the throwaway cluster; returns its URL."""
-    import sqlalchemy as sa
-
-    from service.store.database import create_database_engine
-
-    name = f"test_{uuid.uuid4().hex}"
-    admin = create_database_engine(server.format("postgres"))
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return server.format(name)
+        with throwaway_cluster() as url:
+            yield url
+    except ClusterUnavailable as reason:
+        pytest.skip(str(reason))

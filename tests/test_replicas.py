@@ -5,7 +5,7 @@ import time
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import new_postgres_database
+from postgres_cluster import new_database
 from test_server_process import Server, _metric
 
 from service.store.repository import Store
@@ -18,7 +18,7 @@ OPTIONS = {"chunk_tokens": 40, "summary_tokens": 48, "batch_size": 1}
 
 @pytest.fixture
 def postgres_url(postgres_server) -> str:
-    return new_postgres_database(postgres_server)
+    return new_database(postgres_server)
 
 
 def _replica(tmp_path, tiny_model_dir, url: str, name: str) -> Server:

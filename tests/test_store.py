@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import new_postgres_database
+from postgres_cluster import new_database
 
 from clients.schemas import CallbackAttempt, EvidenceLink, HeightProgress, Node, Sentence, Span
 from service.engine.document import make_document
@@ -34,7 +34,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'recursum.db'}"
-    return new_postgres_database(request.getfixturevalue("postgres_server"))
+    return new_database(request.getfixturevalue("postgres_server"))
 
 
 @pytest.fixture
