@@ -1,0 +1,95 @@
+"""Starting `recursum serve` processes for benchmarks, and driving them with polling clients."""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = Path(os.environ.get("RECURSUM_HOME", Path.home() / ".cache" / "recursum")) / "models"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class BenchServer:
+    """A dev-mode server with its own home (sharing the installed models), optionally on one core."""
+
+    def __init__(self, database_url: str | None, quantization: str, env: dict[str, str],
+                 cpu: int | None = None) -> None:
+        home = Path(tempfile.mkdtemp(prefix="recursum-bench-"))
+        (home / "models").symlink_to(MODELS)
+        port = _free_port()
+        pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+        threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if cpu is not None else {}
+        self.process = subprocess.Popen(
+            [*pin, sys.executable, "-m", "service.cli.main", "serve", "--dev", "--port", str(port),
+             "--quantization", quantization, "--db", database_url or f"sqlite:///{home / 'bench.db'}"],
+            cwd=ROOT, env=os.environ | {"RECURSUM_HOME": str(home), "RECURSUM_MAX_QUEUE": "1000"} | threads
+            | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        self.stop()
+        raise SystemExit("server did not become ready")
+
+    def metric(self, name: str) -> float:
+        text = httpx.get(f"{self.url}/metrics").text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def run_clients(urls: list[str], documents: list[list[str]], options: dict) -> tuple[float, list[float]]:
+    """Client i submits its documents to urls[i % len(urls)] and polls each job until it ends.
+
+    Returns the wall time and every GET latency."""
+    latencies: list[float] = []
+
+    def session(url: str, docs: list[str]) -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            jobs = [http.post("/v1/summaries", json={"text": d, "options": options}).json()["url"]
+                    for d in docs]
+            for job in jobs:
+                while True:
+                    started = time.perf_counter()
+                    status = http.get(job).json()["status"]
+                    latencies.append(time.perf_counter() - started)
+                    if status in ("done", "failed", "cancelled"):
+                        break
+                    time.sleep(0.5)
+
+    threads = [threading.Thread(target=session, args=(urls[i % len(urls)], docs))
+               for i, docs in enumerate(documents)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, latencies
+
+
+def book_documents(book: str, clients: int, per_client: int, chars: int) -> list[list[str]]:
+    """Consecutive, distinct excerpts of a book (so no two jobs share cached nodes)."""
+    from _data import shared_path
+
+    text = shared_path(f"books/{book}").read_text()
+    start = len(text) // 4
+    return [[text[start + (c * per_client + d) * chars : start + (c * per_client + d + 1) * chars]
+             for d in range(per_client)] for c in range(clients)]
