@@ -75,6 +75,9 @@ def test_two_replicas_share_the_queue_and_take_over_a_killed_replicas_jobs(tmp_p
         assert httpx.get(f"{second.url}/v1/summaries/{job_ids[0]}/events").text.rstrip().endswith("}")
         metrics = httpx.get(f"{second.url}/metrics").text
         assert _metric(metrics, "recursum_node_cache_hits_total") >= reusable
+        # No node is generated twice: what b generated is at most what nobody had committed before.
+        generated_by_b = _metric(metrics, "recursum_node_cache_misses_total")
+        assert generated_by_b <= store.counts()["generations"] - reusable
         for job in job_ids:
             record = store.get_job(job)
             assert record.root is not None
