@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.concurrency import sync_to_thread
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_202_ACCEPTED
 
@@ -28,6 +29,9 @@ from service.api.worker import JobWorker
 from service.engine.document import decode_document_bytes
 
 _decode_create = msgspec.json.Decoder(SummaryCreate).decode
+# Explicit parameter kinds (Litestar 3 drops inference from names).
+Summaries = NamedDependency[SummaryService]
+PathId = FromPath[str]
 _POLL_SECONDS = 1.0  # how often an SSE stream checks the store between live events
 
 
@@ -60,7 +64,7 @@ class SummaryController(Controller):
     tags = ["summaries"]
 
     @post("/", status_code=HTTP_202_ACCEPTED, opt={"scope": "summarize"})
-    async def submit(self, request: Request, summaries: SummaryService) -> JobAccepted:
+    async def submit(self, request: Request, summaries: Summaries) -> JobAccepted:
         """Queue a document for summarization; answers 202 with the job id and URL."""
         submission = await _read_submission(request, summaries.max_bytes)
         job = await sync_to_thread(summaries.submit, submission, request.state.principal)
@@ -68,27 +72,27 @@ class SummaryController(Controller):
         return summaries.accepted(job, f"{self.path}/{job.id}", submission.options)
 
     @get("/{job_id:str}", opt={"scope": "summarize"}, sync_to_thread=True)
-    def read(self, request: Request, job_id: str, summaries: SummaryService) -> JobRead:
+    def read(self, request: Request, job_id: PathId, summaries: Summaries) -> JobRead:
         """Status, progress per height, and the root summary once done."""
         job = summaries.job(job_id, request.state.principal)
         return job_read(summaries.store, job)
 
     @get("/{job_id:str}/tree", opt={"scope": "summarize"}, sync_to_thread=True)
-    def tree(self, request: Request, job_id: str, summaries: SummaryService) -> TreeRead:
+    def tree(self, request: Request, job_id: PathId, summaries: Summaries) -> TreeRead:
         """Every node finished so far, with spans, children, sentences and evidence."""
         job = summaries.job(job_id, request.state.principal)
         engine = request.app.state.worker.engine
         return summaries.tree(job, engine.info if engine else None)
 
     @get("/{job_id:str}/nodes/{node_id:str}", opt={"scope": "summarize"}, sync_to_thread=True)
-    def node(self, request: Request, job_id: str, node_id: str, summaries: SummaryService,
-                   include: str | None = Parameter(default=None, description="`source` adds a leaf's text"),
-                   ) -> NodeRead:
+    def node(self, request: Request, job_id: PathId, node_id: PathId, summaries: Summaries,
+             include: str | None = Parameter(default=None, description="`source` adds a leaf's text"),
+             ) -> NodeRead:
         job = summaries.job(job_id, request.state.principal)
         return summaries.node(job, node_id, include == "source")
 
     @delete("/{job_id:str}", status_code=200, opt={"scope": "summarize"}, sync_to_thread=True)
-    def remove(self, request: Request, job_id: str, summaries: SummaryService) -> dict[str, str]:
+    def remove(self, request: Request, job_id: PathId, summaries: Summaries) -> dict[str, str]:
         """Cancel a running job (generation stops at the next step) or delete a finished one."""
         job = summaries.job(job_id, request.state.principal)
         outcome = summaries.delete(job)
@@ -111,7 +115,7 @@ class SummaryController(Controller):
         return JobState(job=current)
 
     @get("/{job_id:str}/events", opt={"scope": "summarize"})
-    async def events(self, request: Request, job_id: str, summaries: SummaryService) -> ServerSentEvent:
+    async def events(self, request: Request, job_id: PathId, summaries: Summaries) -> ServerSentEvent:
         """Server-Sent Events: the current state first, then progress until the job ends."""
         job = summaries.job(job_id, request.state.principal)
         broker, worker = request.app.state.broker, request.app.state.worker
