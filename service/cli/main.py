@@ -10,6 +10,7 @@ from clients.cli import client as client_cli
 from service.cli.render import render_tree
 from service.engine.errors import ConfigError, RecursumError
 from service.engine.tree import TreeConfig
+from training.cli import train as train_cli
 
 DEFAULTS = TreeConfig()
 
@@ -189,6 +190,7 @@ def summarize(book: Path, out: Path | None, output_format: str, title: str, chun
 
 
 cli.add_command(client_cli, name="client")
+cli.add_command(train_cli, name="train")
 
 if __name__ == "__main__":
     cli()
