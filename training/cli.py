@@ -44,7 +44,10 @@ def validate(file: Path, kind: str, max_input_tokens: int) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Comparisons JSONL to write (replaced).")
 def import_squality_command(source: Path | None, out: Path) -> None:
-    """Convert SQuALITY's human pairwise judgements into `root` comparisons grouped by story."""
+    """Convert SQuALITY's human pairwise judgements into `root` comparisons.
+
+    Each input is the question plus the whole story; the group is the story, the evaluator the reviewer.
+    """
     from training.datasets import now, write_jsonl
     from training.squality import DEFAULT_SOURCE, import_squality
 
