@@ -225,6 +225,14 @@ def test_a_callback_is_signed_retried_and_every_attempt_recorded(engine, store):
     receiver.server.shutdown()
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/hook", "http://127.0.0.1:abc/hook", "ftp://127.0.0.1/x"])
+def test_a_malformed_callback_url_is_refused_at_submit(engine, store, url):
+    with _client(engine, store, callback_hosts=frozenset({"127.0.0.1"})) as client:
+        response = _submit(client, callback_url=url)
+    assert response.status_code == 422
+    assert store.counts()["jobs"] == 0
+
+
 def test_a_callback_to_a_host_off_the_allowlist_is_refused_at_submit(client, store):
     before = store.counts()
     response = _submit(client, callback_url="http://169.254.169.254/latest/meta-data")

@@ -61,3 +61,11 @@ def test_a_real_book_chunks_the_same_way_twice():
     _assert_tiles(text, first)
     assert first == chunk_document(text, 600)
     assert max(chunk.tokens for chunk in first) <= 600
+
+
+def test_runs_of_multibyte_characters_stay_within_the_budget():
+    text = "😀漢字テスト🎉" * 60
+    for budget in (7, 32, 40):
+        chunks = chunk_document(text, budget)
+        _assert_tiles(text, chunks)
+        assert all(count_tokens(text[c.span.start : c.span.end]) <= budget for c in chunks)

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import time
 
 import httpx
@@ -400,4 +401,5 @@ def test_the_cli_summarizes_a_book_on_a_real_server(server, tmp_path):
     tree = json.loads(out.read_text())
     root = next(node for node in tree["nodes"] if node["id"] == tree["root"])
     assert result.stdout == root["summary"] + "\n"
-    assert "height 0" in result.stderr
+    # The bar starts at whatever height the job is in when the stream connects (cached nodes are fast).
+    assert re.search(r"height \d", result.stderr)

@@ -84,3 +84,9 @@ def test_withdrawn_requests_are_skipped_and_the_rest_still_generated(runtime):
 def test_nothing_wanted_generates_nothing(runtime):
     assert generate_batched(runtime, _requests([3, 3]), SETTINGS, batch_size=1,
                             wanted=lambda key: False) == []
+
+
+def test_a_template_longer_than_the_window_is_a_config_error_not_a_hang(runtime):
+    long_window_left = runtime.context_window - 70  # leaves the minimum 64-token input budget + a little
+    with pytest.raises(ConfigError, match="template alone"):
+        fit_prompt(runtime, chunk_prompt("Alice ran. " * 50, context="Before. " * 50), long_window_left)

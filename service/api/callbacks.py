@@ -30,10 +30,15 @@ class CallbackRefused(ApiError):
 
 def check_callback_url(url: str, allowed_hosts: frozenset[str]) -> None:
     """Refuse at submit time anything but http(s) to an allowlisted host (or host:port)."""
-    parts = urlsplit(url)
+    try:
+        httpx.URL(url)  # the parser delivery will use; refuses what urlsplit silently repairs
+        parts = urlsplit(url)
+        port = parts.port
+    except (httpx.InvalidURL, ValueError):
+        raise CallbackRefused(f"callback_url {url!r} is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CallbackRefused(f"callback_url must be an http(s) URL, got {url!r}")
-    host_port = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+    host_port = f"{parts.hostname}:{port}" if port else parts.hostname
     if parts.hostname not in allowed_hosts and host_port not in allowed_hosts:
         raise CallbackRefused(
             f"callback host {parts.hostname!r} is not in RECURSUM_CALLBACK_HOSTS; "
@@ -74,9 +79,13 @@ class CallbackSender:
                 try:
                     response = client.post(url, content=body, headers=headers)
                     record.status_code = response.status_code
-                except httpx.HTTPError as error:
+                except (httpx.HTTPError, httpx.InvalidURL) as error:
                     record.error = f"{type(error).__name__}: {error}"
-                self.store.add_callback_attempt(job_id, record)
+                try:
+                    self.store.add_callback_attempt(job_id, record)
+                except Exception:  # the job was deleted meanwhile: stop delivering for it
+                    log.info("job %s is gone; callback delivery stops", job_id)
+                    return
                 if record.status_code is not None and 200 <= record.status_code < 300:
                     return
                 time.sleep(delay)

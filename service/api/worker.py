@@ -68,20 +68,35 @@ class JobWorker:
         return job_id in self._running
 
     def _renew(self) -> None:
-        """Keeps this replica's leases alive and learns of cancellations made on other replicas."""
+        """Keeps this replica's leases alive and learns of cancellations made on other replicas.
+
+        If renewal keeps failing for a whole lease period, the leases may already belong to another
+        replica: every running job is treated as lost rather than generated twice.
+        """
+        last_renewal = time.time()
         while not self._stopping.wait(self.lease_seconds / 3):
             running = self._running
-            held = self.store.renew_leases(self.replica_id, running, self.lease_seconds)
-            self._lost.update(running - held.keys())
-            self._cancelled.update(job_id for job_id, cancel in held.items() if cancel)
+            try:
+                held = self.store.renew_leases(self.replica_id, running, self.lease_seconds)
+            except Exception:  # a database hiccup must not end the heartbeat
+                log.exception("lease renewal failed")
+                if time.time() - last_renewal >= self.lease_seconds:
+                    self._lost.update(self._running)
+                continue
+            last_renewal = time.time()
+            still_running = self._running  # ids the worker dropped meanwhile are not re-added
+            self._lost.update((running - held.keys()) & still_running)
+            self._cancelled.update(job for job, cancel in held.items() if cancel and job in still_running)
 
     def notify(self) -> None:
         """A job was queued."""
         self._wake.set()
 
     def cancel(self, job_id: str) -> None:
-        """Generation of `job_id` stops at the next decoding step."""
-        self._cancelled.add(job_id)
+        """Generation of `job_id` stops at the next decoding step if this replica runs it; the store's
+        cancel flag reaches any other replica at its next lease renewal."""
+        if job_id in self._running:
+            self._cancelled.add(job_id)
         self._wake.set()
 
     def _loop(self) -> None:
@@ -94,19 +109,25 @@ class JobWorker:
         self.metrics.observe_model(self.engine)
         active: dict[str, _ActiveJob] = {}
         while not self._stopping.is_set():
-            self._admit(active)
+            try:
+                self._admit(active)
+                self.metrics.queue_depth.set(self.store.count_jobs(("queued", "running")))
+                if active:
+                    self._round(active)
+                else:
+                    self._wake.wait(timeout=1.0)
+                    self._wake.clear()
+            except Exception:  # e.g. the database briefly unreachable: retry rather than die
+                log.exception("worker iteration failed; retrying")
+                self._stopping.wait(1.0)
             self._running = frozenset(active)
-            self.metrics.queue_depth.set(self.store.count_jobs(("queued", "running")))
-            if active:
-                self._round(active)
-            else:
-                self._wake.wait(timeout=1.0)
-                self._wake.clear()
 
     def _admit(self, active: dict[str, "_ActiveJob"]) -> None:
         """Lease waiting jobs (oldest first) up to `max_active`; their heights join the next round."""
         claimed = self.store.claim_jobs(self.replica_id, self.max_active - len(active), self.lease_seconds,
                                         exclude=active)
+        # Under lease from now on: the heartbeat must renew them while they start.
+        self._running = frozenset(active) | {job.id for job in claimed}
         for job in claimed:
             if job.cancel_requested or job.id in self._cancelled:
                 self._finish(job.id, status="cancelled")
@@ -156,7 +177,13 @@ class JobWorker:
         except Exception as error:  # e.g. the model failing: every job of the round fails alike
             log.exception("generation round failed")
             for job_id in list(active):
-                self._end(active.pop(job_id), status="failed", error=f"{type(error).__name__}: {error}")
+                running = active.pop(job_id)
+                if job_id in self._lost:
+                    self._lost.discard(job_id)
+                elif job_id in self._cancelled:
+                    self._end(running, status="cancelled")
+                else:
+                    self._end(running, status="failed", error=f"{type(error).__name__}: {error}")
             return
         for job_id in list(active):
             running = active[job_id]
@@ -184,7 +211,10 @@ class JobWorker:
 
     def _finish(self, job_id: str, **changes) -> None:
         self._cancelled.discard(job_id)
-        record = self.store.update_job(job_id, finished=time.time(), **changes)
+        try:
+            record = self.store.update_job(job_id, finished=time.time(), **changes)
+        except KeyError:  # deleted meanwhile: nothing left to report
+            return
         self.metrics.jobs.labels(status=record.status).inc()
         finished = JobFinished(job=job_read(self.store, record))
         self.broker.publish(job_id, finished)

@@ -37,11 +37,26 @@ def _words(text: str, span: Span) -> list[Span]:
 
 
 def _token_pieces(text: str, span: Span, budget: int) -> list[Span]:
-    """Cut at token boundaries, `budget` tokens a piece (char offsets from tiktoken's decoder)."""
-    tokens = encoding().encode_ordinary(text[span.start : span.end])
-    _, offsets = encoding().decode_with_offsets(tokens)
-    cuts = [span.start + offsets[i] for i in range(budget, len(tokens), budget)]
-    return _tile(text, span.start, span.end, cuts)
+    """Cut at token boundaries, `budget` tokens a piece.
+
+    Tokens can split a multi-byte character, and re-encoding a cut piece can tokenize differently,
+    so each cut is re-counted and moved back until the piece fits.
+    """
+    pieces, start = [], span.start
+    while start < span.end:
+        window = text[start : min(span.end, start + budget * 64)]  # a token covers far fewer chars
+        tokens = encoding().encode_ordinary(window)
+        if len(tokens) <= budget and start + len(window) == span.end:
+            pieces.append(Span(start, span.end))
+            break
+        # The complete characters inside the first `budget` tokens (a partial one is dropped).
+        fitting = encoding().decode_bytes(tokens[:budget]).decode("utf-8", errors="ignore")
+        end = start + max(len(fitting), 1)
+        while end > start + 1 and count_tokens(text[start:end]) > budget:
+            end -= 1
+        pieces.append(Span(start, end))
+        start = end
+    return pieces
 
 
 _FINER = (_sentences, _words)

@@ -100,6 +100,11 @@ def fit_prompt(runtime: ModelRuntime, prompt: PromptInput, max_new_tokens: int) 
             return ids, truncated
         truncated = True
         field = "context" if prompt.context else "passage"
+        if not getattr(prompt, field):
+            raise ConfigError(
+                f"the prompt template alone needs {len(ids)} tokens, more than the {limit} the "
+                f"{runtime.context_window}-token window leaves beside the summary; lower the summary length"
+            )
         tokens = runtime.tokenizer.encode(getattr(prompt, field), add_special_tokens=False)
         keep = max(0, len(tokens) - overflow - 8)
         kept = tokens[len(tokens) - keep :] if field == "context" else tokens[:keep]

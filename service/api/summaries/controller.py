@@ -117,7 +117,7 @@ class SummaryController(Controller):
     @get("/{job_id:str}/events", opt={"scope": "summarize"})
     async def events(self, request: Request, job_id: PathId, summaries: Summaries) -> ServerSentEvent:
         """Server-Sent Events: the current state first, then progress until the job ends."""
-        job = summaries.job(job_id, request.state.principal)
+        job = await sync_to_thread(summaries.job, job_id, request.state.principal)
         broker, worker = request.app.state.broker, request.app.state.worker
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:

@@ -104,5 +104,8 @@ class SummaryService:
         if job.status in FINISHED:
             self.store.delete_job(job.id)
             return "deleted"
-        self.store.update_job(job.id, cancel_requested=True)
+        try:
+            self.store.update_job(job.id, cancel_requested=True)
+        except KeyError:  # deleted by a concurrent request
+            raise NotFound(f"no summary job {job.id}") from None
         return "cancelling"
