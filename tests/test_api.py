@@ -99,6 +99,14 @@ def test_events_stream_ends_with_the_finished_job(client):
     assert "event: finished" in late
 
 
+def test_a_job_whose_summary_length_fills_the_window_fails_alone(client):
+    too_long = _submit(client, options={"chunk_tokens": 40, "summary_tokens": 4000}).json()["id"]
+    fine = _submit(client).json()["id"]
+    failed = _wait(client, too_long)
+    assert failed["status"] == "failed" and "context window" in failed["error"]
+    assert _wait(client, fine)["status"] == "done"
+
+
 def test_best_of_n_is_accepted_with_a_note_until_a_reward_adapter_exists(client):
     body = _submit(client, options=OPTIONS | {"best_of": 4}).json()
     assert any("best_of=4 ignored" in note for note in body["notes"])

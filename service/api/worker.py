@@ -21,8 +21,10 @@ from service.api.broker import EventBroker
 from service.api.callbacks import CallbackSender
 from service.api.metrics import EngineMetrics
 from service.api.summaries.service import job_read
+from service.engine.errors import ConfigError
 from service.engine.events import NodeDone, ProgressEvent, to_wire
 from service.engine.facade import Engine
+from service.engine.generate import MIN_INPUT_TOKENS
 from service.engine.recursion import RunStats, TreeBuild
 from service.store.records import JobRecord
 from service.store.repository import Store
@@ -139,6 +141,11 @@ class JobWorker:
                 self._finish(job.id, status="failed", error=f"{type(error).__name__}: {error}")
 
     def _start(self, job: JobRecord) -> "_ActiveJob":
+        # Refused alone here rather than failing a shared batch later.
+        window = self.engine.runtime.context_window
+        if job.config.summary_tokens + MIN_INPUT_TOKENS > window:
+            raise ConfigError(f"summary_tokens {job.config.summary_tokens} leaves no room for input in "
+                              f"the model's {window}-token context window")
         job = self.store.update_job(job.id, status="running", started=job.started or time.time())
         running = _ActiveJob(job=job, started=time.time(),
                              progress={p.height: p for p in job.progress})

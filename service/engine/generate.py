@@ -17,6 +17,8 @@ from service.engine.errors import ConfigError
 from service.engine.prompts import PromptInput, render_messages
 from service.engine.runtime import ModelRuntime
 
+MIN_INPUT_TOKENS = 64  # the least input a prompt must be able to hold beside the summary
+
 
 class GenerationSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Decoding settings; part of every node's content address."""
@@ -87,7 +89,7 @@ def fit_prompt(runtime: ModelRuntime, prompt: PromptInput, max_new_tokens: int) 
     most), then the passage (from its end). Returns the ids and whether anything was cut.
     """
     limit = runtime.context_window - max_new_tokens
-    if limit < 64:
+    if limit < MIN_INPUT_TOKENS:
         raise ConfigError(
             f"summary length {max_new_tokens} tokens leaves no room for input in the model's "
             f"{runtime.context_window}-token context window; lower the summary length"

@@ -67,7 +67,7 @@ def node_key(runtime: ModelRuntime, adapter: str | None, prompt: PromptInput,
     """Content address: same model, adapter, prompt inputs and settings give the same node."""
     adapter_version = runtime.info.adapters.get(adapter) if adapter else None
     material = msgspec.json.encode(
-        [runtime.info.fingerprint, runtime.info.quantization, adapter, adapter_version,
+        [runtime.info.fingerprint, runtime.info.quantization, runtime.info.dtype, adapter, adapter_version,
          prompt, settings]
     )
     return hashlib.sha256(material).hexdigest()

@@ -97,14 +97,29 @@ def _base_directory(base: str | None) -> str:
     return base
 
 
+_FINGERPRINT_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                      "chat_template.jinja")
+_SAMPLE_BYTES = 1 << 20
+
+
 def _fingerprint(directory: str) -> str:
-    """Identifies the weights cheaply: config plus the names and sizes of the weight files."""
+    """Identifies what shapes generation: config, tokenizer and chat template in full, and each weight
+    file by size plus its first and last MiB (two quantizations of one model differ there; hashing
+    whole multi-GB files at every start would not be worth it)."""
     path = Path(directory)
     if not path.is_dir():
         return hashlib.sha256(directory.encode()).hexdigest()
-    digest = hashlib.sha256((path / "config.json").read_bytes())
+    digest = hashlib.sha256()
+    for name in _FINGERPRINT_FILES:
+        if (path / name).is_file():
+            digest.update(name.encode() + (path / name).read_bytes())
     for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
-        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+        size = weights.stat().st_size
+        with weights.open("rb") as handle:
+            head = handle.read(_SAMPLE_BYTES)
+            handle.seek(max(0, size - _SAMPLE_BYTES))
+            tail = handle.read(_SAMPLE_BYTES)
+        digest.update(f"{weights.name}:{size}".encode() + head + tail)
     return digest.hexdigest()
 
 
