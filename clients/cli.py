@@ -90,6 +90,6 @@ def tree(job_id: str, server: str, api_key: str | None) -> None:
 @click.argument("job_id", metavar="ID")
 @_connection
 def cancel(job_id: str, server: str, api_key: str | None) -> None:
-    """Cancel a running job or delete a finished one; prints `cancelling` or `deleted`."""
+    """Cancel or delete a job; prints `cancelled`, `cancelling` or `deleted`."""
     with Client(server, api_key) as remote:
         click.echo(remote.cancel(job_id))

@@ -302,7 +302,8 @@ class Client(_BaseClient):
         return self._send(self._node_call(job_id, node_id, include_source))
 
     def cancel(self, job_id: str) -> str:
-        """Cancel a running job or delete a finished one: answers "cancelling" or "deleted"."""
+        """Cancel or delete a job: "cancelled" (still queued), "cancelling" (its worker stops it) or
+        "deleted" (it had finished)."""
         return self._send(self._cancel_call(job_id))
 
     def health(self) -> bool:

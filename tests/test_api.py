@@ -166,6 +166,30 @@ def test_a_full_queue_answers_429_with_retry_after(engine, store):
     assert int(response.headers["Retry-After"]) > 0
 
 
+def test_without_a_loaded_model_queued_jobs_cancel_at_once_and_readiness_fails(store, tmp_path):
+    settings = ServiceSettings(api_keys=parse_api_keys(KEYS), model=ModelSpec(base=str(tmp_path / "absent")))
+    with TestClient(create_app(settings, store=store)) as client:
+        job_id = _submit(client).json()["id"]
+        assert client.delete(f"/v1/summaries/{job_id}", headers=ALICE).json()["outcome"] == "cancelled"
+        assert client.get(f"/v1/summaries/{job_id}", headers=ALICE).json()["status"] == "cancelled"
+        assert "event: finished" in client.get(f"/v1/summaries/{job_id}/events", headers=ALICE).text
+        deadline = time.time() + 10
+        while (ready := client.get("/readyz")).status_code != 503 or "failed to load" not in ready.text:
+            assert time.time() < deadline, ready.text
+            time.sleep(0.05)
+
+
+def test_internal_errors_reach_the_owner_without_their_details(engine, store, monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("SELECT secret FROM internals")
+
+    monkeypatch.setattr(engine, "run_round", explode)
+    with _client(engine, store) as client:
+        job = _wait(client, _submit(client).json()["id"])
+    assert job["status"] == "failed"
+    assert "secret" not in job["error"] and "server log" in job["error"]
+
+
 def test_deleting_a_finished_job_removes_it(client):
     job_id = _submit(client).json()["id"]
     _wait(client, job_id)

@@ -21,7 +21,7 @@ from service.api.broker import EventBroker
 from service.api.callbacks import CallbackSender
 from service.api.metrics import EngineMetrics
 from service.api.summaries.service import job_read
-from service.engine.errors import ConfigError
+from service.engine.errors import ConfigError, RecursumError
 from service.engine.events import NodeDone, ProgressEvent, to_wire
 from service.engine.facade import Engine
 from service.engine.generate import MIN_INPUT_TOKENS
@@ -138,7 +138,7 @@ class JobWorker:
                 active[job.id] = self._start(job)
             except Exception as error:  # a bad job must not take the worker down
                 log.exception("job %s failed to start", job.id)
-                self._finish(job.id, status="failed", error=f"{type(error).__name__}: {error}")
+                self._finish(job.id, status="failed", error=_public_error(error))
 
     def _start(self, job: JobRecord) -> "_ActiveJob":
         # Refused alone here rather than failing a shared batch later.
@@ -190,7 +190,7 @@ class JobWorker:
                 elif job_id in self._cancelled:
                     self._end(running, status="cancelled")
                 else:
-                    self._end(running, status="failed", error=f"{type(error).__name__}: {error}")
+                    self._end(running, status="failed", error=_public_error(error))
             return
         for job_id in list(active):
             running = active[job_id]
@@ -206,7 +206,7 @@ class JobWorker:
                 running.build.advance()
             except Exception as error:
                 log.exception("job %s failed", job_id)
-                self._end(active.pop(job_id), status="failed", error=f"{type(error).__name__}: {error}")
+                self._end(active.pop(job_id), status="failed", error=_public_error(error))
                 continue
             if running.build.done:
                 self._end(active.pop(job_id), status="done", root=running.build.tree().root)
@@ -222,11 +222,23 @@ class JobWorker:
             record = self.store.update_job(job_id, finished=time.time(), **changes)
         except KeyError:  # deleted meanwhile: nothing left to report
             return
+        self.announce_end(record)
+
+    def announce_end(self, record: JobRecord) -> None:
+        """Count a job that ended, tell its SSE subscribers and its callback URL."""
+        job_id = record.id
         self.metrics.jobs.labels(status=record.status).inc()
         finished = JobFinished(job=job_read(self.store, record))
         self.broker.publish(job_id, finished)
         if record.callback_url:
             self.callbacks.send(job_id, record.callback_url, record.owner, msgspec.json.encode(finished))
+
+
+def _public_error(error: Exception) -> str:
+    """What a job's owner may read: user-caused errors say what to fix; anything else stays in the log."""
+    if isinstance(error, RecursumError):
+        return str(error)
+    return f"internal error ({type(error).__name__}); the server log has the details"
 
 
 @dataclass

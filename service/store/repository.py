@@ -148,6 +148,15 @@ class Store:
             # Converting inside the transaction rolls back a change that makes the record invalid.
             return _as_struct(session.get_one(JobRow, job_id), JobRecord)
 
+    def cancel_unclaimed(self, job_id: str, now: float) -> bool:
+        """Cancel a queued job at once if no live replica holds it; False leaves it to its worker."""
+        unclaimed = sa.and_(JobRow.id == job_id, JobRow.status == "queued",
+                            sa.or_(JobRow.lease_owner.is_(None), JobRow.lease_expires < now))
+        with self._session.begin() as session:
+            updated = session.execute(sa.update(JobRow).where(unclaimed)
+                                      .values(status="cancelled", finished=now, cancel_requested=True))
+            return updated.rowcount > 0
+
     def delete_job(self, job_id: str) -> bool:
         """Delete a job with its nodes and callback attempts; the shared documents and generations stay."""
         with self._session.begin() as session:

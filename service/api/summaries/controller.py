@@ -96,8 +96,11 @@ class SummaryController(Controller):
         """Cancel a running job (generation stops at the next step) or delete a finished one."""
         job = summaries.job(job_id, request.state.principal)
         outcome = summaries.delete(job)
+        worker = request.app.state.worker
         if outcome == "cancelling":
-            request.app.state.worker.cancel(job.id)
+            worker.cancel(job.id)
+        elif outcome == "cancelled":
+            worker.announce_end(summaries.store.get_job(job.id))
         return {"id": job.id, "outcome": outcome}
 
     @staticmethod

@@ -100,10 +100,13 @@ class SummaryService:
         return NodeRead(node=node, source=source)
 
     def delete(self, job: JobRecord) -> str:
-        """Cancels an unfinished job (returns "cancelling"), deletes a finished one ("deleted")."""
+        """Deletes a finished job ("deleted"), cancels a queued one no worker holds ("cancelled"), and
+        asks the worker running a job to stop it ("cancelling")."""
         if job.status in FINISHED:
             self.store.delete_job(job.id)
             return "deleted"
+        if self.store.cancel_unclaimed(job.id, time.time()):
+            return "cancelled"
         try:
             self.store.update_job(job.id, cancel_requested=True)
         except KeyError:  # deleted by a concurrent request
