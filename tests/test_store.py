@@ -23,7 +23,7 @@ from service.engine.generate import GenerationResult
 from service.engine.tree import TreeConfig
 from service.store.database import create_database_engine, default_database_url, migrate
 from service.store.records import JobRecord
-from service.store.repository import Store
+from service.store.repository import LeaseLost, Store
 from service.store.tables import Base
 
 TABLES = {"documents", "jobs", "job_nodes", "generations", "callback_attempts"}
@@ -356,3 +356,13 @@ def test_concurrent_claims_never_hand_out_a_job_twice(database_url: str) -> None
 
     run_in_threads(4, claim)
     assert sorted(claimed) == [f"j{number:02d}" for number in range(20)]
+
+
+def test_a_replica_that_lost_a_lease_cannot_overwrite_the_job(store: Store, stored_document: None) -> None:
+    store.create_job(make_job("j1", created=1.0))
+    store.claim_jobs("a", limit=1, lease_seconds=0.05)
+    time.sleep(0.1)
+    store.claim_jobs("b", limit=1, lease_seconds=60)
+    with pytest.raises(LeaseLost):
+        store.update_job("j1", holder="a", status="done")
+    assert store.update_job("j1", holder="b", status="running").status == "running"

@@ -27,7 +27,7 @@ from service.engine.facade import Engine
 from service.engine.generate import MIN_INPUT_TOKENS
 from service.engine.recursion import RunStats, TreeBuild
 from service.store.records import JobRecord
-from service.store.repository import Store
+from service.store.repository import LeaseLost, Store
 
 log = logging.getLogger("recursum.worker")
 
@@ -146,7 +146,8 @@ class JobWorker:
         if job.config.summary_tokens + MIN_INPUT_TOKENS > window:
             raise ConfigError(f"summary_tokens {job.config.summary_tokens} leaves no room for input in "
                               f"the model's {window}-token context window")
-        job = self.store.update_job(job.id, status="running", started=job.started or time.time())
+        job = self.store.update_job(job.id, holder=self.replica_id, status="running",
+                                    started=job.started or time.time())
         running = _ActiveJob(job=job, started=time.time(),
                              progress={p.height: p for p in job.progress})
         running.build = self.engine.start(self.store.get_document(job.document_id), job.config,
@@ -168,7 +169,12 @@ class JobWorker:
                 self.metrics.observe_node(node)
             case HeightDone():
                 pass
-        self.store.update_job(job_id, progress=[running.progress[h] for h in sorted(running.progress)])
+        try:
+            self.store.update_job(job_id, holder=self.replica_id,
+                                  progress=[running.progress[h] for h in sorted(running.progress)])
+        except LeaseLost:  # another replica took the job over: stop generating it here
+            self._lost.add(job_id)
+            return
         self.broker.publish(job_id, to_wire(event))
 
     def _round(self, active: dict[str, "_ActiveJob"]) -> None:
@@ -219,8 +225,8 @@ class JobWorker:
     def _finish(self, job_id: str, **changes) -> None:
         self._cancelled.discard(job_id)
         try:
-            record = self.store.update_job(job_id, finished=time.time(), **changes)
-        except KeyError:  # deleted meanwhile: nothing left to report
+            record = self.store.update_job(job_id, holder=self.replica_id, finished=time.time(), **changes)
+        except (KeyError, LeaseLost):  # deleted meanwhile, or now another replica's to report
             return
         self.announce_end(record)
 

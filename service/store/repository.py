@@ -34,6 +34,10 @@ def _as_struct(row: Base, struct_type: type[StructT]) -> StructT:
     return msgspec.convert({name: getattr(row, name) for name in struct_type.__struct_fields__}, struct_type)
 
 
+class LeaseLost(Exception):
+    """Raised when a replica writes to a job whose lease another replica now holds."""
+
+
 class Store:
     """Documents, jobs, their finished nodes, callback attempts, and the shared generation cache."""
 
@@ -131,8 +135,12 @@ class Store:
         with self._session() as session:
             return session.scalar(query) or 0
 
-    def update_job(self, job_id: str, **changes: Any) -> JobRecord:
-        """Set JobRecord fields and return the updated record; KeyError if there is no such job."""
+    def update_job(self, job_id: str, *, holder: str | None = None, **changes: Any) -> JobRecord:
+        """Set JobRecord fields and return the updated record; KeyError if there is no such job.
+
+        With `holder`, only while that replica holds the job's lease (else `LeaseLost`), so a
+        replica that lost a job can never overwrite what its new holder reports.
+        """
         if not changes or changes.keys() - _SETTABLE_JOB_FIELDS:
             raise TypeError(
                 f"update_job() sets JobRecord fields other than id, got {sorted(changes)}; "
@@ -142,8 +150,13 @@ class Store:
         with self._session.begin() as session:
             # Writing before reading takes SQLite's write lock first, so concurrent writers wait on the busy
             # timeout instead of one failing to upgrade a stale read snapshot.
-            updated = session.execute(sa.update(JobRow).where(JobRow.id == job_id).values(values))
+            target = JobRow.id == job_id
+            if holder is not None:
+                target = sa.and_(target, JobRow.lease_owner == holder)
+            updated = session.execute(sa.update(JobRow).where(target).values(values))
             if updated.rowcount == 0:
+                if holder is not None and session.get(JobRow, job_id) is not None:
+                    raise LeaseLost(job_id)
                 raise KeyError(job_id)
             # Converting inside the transaction rolls back a change that makes the record invalid.
             return _as_struct(session.get_one(JobRow, job_id), JobRecord)
