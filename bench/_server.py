@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 
+from service.engine.model_store import models_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = Path(os.environ.get("RECURSUM_HOME", Path.home() / ".cache" / "recursum")) / "models"
 
 
 def _free_port() -> int:
@@ -27,7 +28,7 @@ class BenchServer:
     def __init__(self, database_url: str | None, quantization: str, env: dict[str, str],
                  cpu: int | None = None) -> None:
         home = Path(tempfile.mkdtemp(prefix="recursum-bench-"))
-        (home / "models").symlink_to(MODELS)
+        (home / "models").symlink_to(models_dir())
         port = _free_port()
         pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
         threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if cpu is not None else {}

@@ -107,12 +107,18 @@ class CallbackAttempt(msgspec.Struct, kw_only=True):
     error: str | None = None
 
 
+# Limits shared by the wire options and the engine's TreeConfig, so validation and OpenAPI agree.
+ChunkTokens = Annotated[int, msgspec.Meta(ge=32, le=32768)]
+SummaryTokens = Annotated[int, msgspec.Meta(ge=8, le=4096)]
+BatchSize = Annotated[int, msgspec.Meta(ge=1, le=256)]
+
+
 class SummaryOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Options a submitter may set; the rest of TreeConfig keeps its defaults."""
 
-    chunk_tokens: Annotated[int, msgspec.Meta(ge=32, le=32768)] | None = None
-    summary_tokens: Annotated[int, msgspec.Meta(ge=8, le=4096)] | None = None
-    batch_size: Annotated[int, msgspec.Meta(ge=1, le=256)] | None = None
+    chunk_tokens: ChunkTokens | None = None
+    summary_tokens: SummaryTokens | None = None
+    batch_size: BatchSize | None = None
     context: ContextMode | None = None
     best_of: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
 

@@ -215,7 +215,7 @@ class JobWorker:
                 self._end(active.pop(job_id), status="failed", error=_public_error(error))
                 continue
             if running.build.done:
-                self._end(active.pop(job_id), status="done", root=running.build.tree().root)
+                self._end(active.pop(job_id), status="done", root=running.build.root.id)
 
     def _end(self, running: "_ActiveJob", **changes) -> None:
         self.metrics.observe_run(running.stats)

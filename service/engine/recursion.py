@@ -169,6 +169,10 @@ class TreeBuild:
         else:
             self._plans = {}
 
+    @property
+    def root(self) -> Node:
+        return self.heights[-1][0]
+
     def tree(self) -> Tree:
         summarizer = self.summarizer
         return Tree(
@@ -180,12 +184,11 @@ class TreeBuild:
             chunks=self.chunks,
             heights=[[node.id for node in nodes] for nodes in self.heights],
             nodes={node.id: node for nodes in self.heights for node in nodes},
-            root=self.heights[-1][0].id,
+            root=self.root.id,
         )
 
 
-def run_round(builds: Sequence[TreeBuild], wanted: Callable[[str], bool] | None = None,
-              stats: GenerationStats | None = None) -> None:
+def run_round(builds: Sequence[TreeBuild], wanted: Callable[[str], bool] | None = None) -> None:
     """Generate the current height of every build in shared batches, then advance each one.
 
     Builds whose summarizers share generation settings share batches (a node both need is
@@ -206,7 +209,7 @@ def run_round(builds: Sequence[TreeBuild], wanted: Callable[[str], bool] | None 
                 build.accept(result)
 
         generate_batched(members[0].summarizer.runtime, requests, settings, batch_size,
-                         stats if stats is not None else members[0].stats.generation,
+                         members[0].stats.generation,
                          on_result=deliver, wanted=wanted)
 
 

@@ -12,17 +12,17 @@ from typing import Annotated
 
 import msgspec
 
-from clients.schemas import ContextMode, ModelInfo, Node, Span
+from clients.schemas import BatchSize, ChunkTokens, ContextMode, ModelInfo, Node, Span, SummaryTokens
 
 
 class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Everything that shapes a tree; saved in it so a tree says how it was made."""
 
-    chunk_tokens: Annotated[int, msgspec.Meta(ge=32, le=32768)] = 600
+    chunk_tokens: ChunkTokens = 600
     merge_tokens: Annotated[int, msgspec.Meta(ge=64, le=32768)] = 900
     max_children: Annotated[int, msgspec.Meta(ge=2, le=64)] = 6
-    summary_tokens: Annotated[int, msgspec.Meta(ge=8, le=4096)] = 200
-    batch_size: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
+    summary_tokens: SummaryTokens = 200
+    batch_size: BatchSize = 8
     context: ContextMode = "none"
     context_tokens: Annotated[int, msgspec.Meta(ge=0, le=8192)] = 200
     temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = 0.0
