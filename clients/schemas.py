@@ -46,8 +46,21 @@ class Sentence(msgspec.Struct, frozen=True, kw_only=True):
     source_spans: tuple[Span, ...] = ()
 
 
+class Candidate(msgspec.Struct, frozen=True, kw_only=True):
+    """A summary of a node that was generated but not chosen (best-of-n), kept for evaluators to compare."""
+
+    summary: str
+    sentences: tuple[Sentence, ...]
+    reward: float | None = None  # the reward adapter's normalized score; None without a reward model
+    source: str  # what wrote it: "sample:<i>" for best-of-n samples, "adapter:<name>" for another adapter
+
+
 class Node(msgspec.Struct, frozen=True, kw_only=True):
-    """A summary of `span`: a chunk at height 0, or a merge of `children` above it."""
+    """A summary of `span`: a chunk at height 0, or a merge of `children` above it.
+
+    With best-of-n, `summary` is the candidate the reward model scored best (`reward`), and the
+    others are kept in `candidates`.
+    """
 
     id: str
     key: str
@@ -64,6 +77,8 @@ class Node(msgspec.Struct, frozen=True, kw_only=True):
     generated_tokens: int = 0
     truncated: bool = False
     cached: bool = False
+    reward: float | None = None
+    candidates: tuple[Candidate, ...] = ()
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):

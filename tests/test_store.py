@@ -26,7 +26,7 @@ from service.store.records import JobRecord
 from service.store.repository import LeaseLost, Store
 from service.store.tables import Base
 
-TABLES = {"documents", "jobs", "job_nodes", "generations", "callback_attempts"}
+TABLES = {"documents", "jobs", "job_nodes", "generations", "callback_attempts", "reports"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -89,3 +89,21 @@ class CallbackAttemptRow(Base):
     at: Mapped[float]
     status_code: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class ReportRow(Base):
+    """A helper report about one node of a job; `id` is a content address, so asking twice reuses it."""
+
+    __tablename__ = "reports"
+    __table_args__ = (sa.Index("ix_reports_job_node", "job_id", "node_id"),)
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"))
+    node_id: Mapped[str] = mapped_column(sa.String)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    status: Mapped[str] = mapped_column(sa.String(16))  # pending | done | failed
+    request: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    body: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created: Mapped[float]
+    finished: Mapped[float | None]
