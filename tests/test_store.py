@@ -292,9 +292,8 @@ def test_deleting_a_job_removes_its_nodes_and_callbacks_but_keeps_shared_rows(
     assert store.delete_job("job-1") is True
     assert store.delete_job("job-1") is False
     assert store.get_job("job-1") is None
-    assert store.counts() == {
-        "documents": 1, "jobs": 1, "job_nodes": 1, "generations": 1, "callback_attempts": 1
-    }
+    nonempty = {table: rows for table, rows in store.counts().items() if rows}
+    assert nonempty == {"documents": 1, "jobs": 1, "job_nodes": 1, "generations": 1, "callback_attempts": 1}
     assert store.job_nodes("job-2") == [make_node("leaf-0", 0, 0)]
 
 
