@@ -5,6 +5,7 @@ server and client encode and decode exactly the same types. The summary-tree str
 that reason: a node travels over the wire as it is stored.
 """
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -126,6 +127,7 @@ class CallbackAttempt(msgspec.Struct, kw_only=True):
 ChunkTokens = Annotated[int, msgspec.Meta(ge=32, le=32768)]
 SummaryTokens = Annotated[int, msgspec.Meta(ge=8, le=4096)]
 BatchSize = Annotated[int, msgspec.Meta(ge=1, le=256)]
+BestOf = Annotated[int, msgspec.Meta(ge=1, le=16)]
 
 
 class SummaryOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -135,7 +137,7 @@ class SummaryOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     summary_tokens: SummaryTokens | None = None
     batch_size: BatchSize | None = None
     context: ContextMode | None = None
-    best_of: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
+    best_of: BestOf = 1
 
 
 class SummaryCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -208,3 +210,267 @@ class JobFinished(msgspec.Struct, kw_only=True, tag="finished"):
 
 JobEvent = JobState | HeightStarted | NodeSummary | HeightDone | JobFinished
 EventKind = Literal["state", "height_started", "node_done", "height_done", "finished"]
+
+
+# Helper reports about one node of a finished job (evidence, critique, qa, compare).
+ReportKind = Literal["evidence", "critique", "qa", "compare"]
+ReportStatus = Literal["pending", "done", "failed"]
+Question = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+# A summary to compare: a candidate index of the node (-1 = the node's chosen summary) or a summary text.
+SummaryRef = Annotated[int, msgspec.Meta(ge=-1, le=255)] | Annotated[str, msgspec.Meta(min_length=1,
+                                                                                       max_length=20000)]
+
+
+class _ReportRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
+    """What a report is asked for; the request is part of the report's content address."""
+
+
+class EvidenceRequest(_ReportRequest, frozen=True, kw_only=True, tag="evidence"):
+    """Each summary sentence with its supporting child sentences, source spans and scores."""
+
+
+class CritiqueRequest(_ReportRequest, frozen=True, kw_only=True, tag="critique"):
+    """Problems of the node's summary against its children, each pointing at what it is about."""
+
+
+class QaRequest(_ReportRequest, frozen=True, kw_only=True, tag="qa"):
+    """A question about the node's source text, answered with cited spans."""
+
+    question: Question
+
+
+class CompareRequest(_ReportRequest, frozen=True, kw_only=True, tag="compare"):
+    """Two summaries of the node side by side; by default its chosen summary and first candidate."""
+
+    a: SummaryRef = -1
+    b: SummaryRef = 0
+
+
+ReportCreate = EvidenceRequest | CritiqueRequest | QaRequest | CompareRequest
+
+
+class SupportingSentence(msgspec.Struct, frozen=True, kw_only=True):
+    """A child sentence (or, under a leaf, a source sentence) that a summary sentence links to."""
+
+    target: str  # child node id, or "source"
+    sentence: int
+    score: float
+    text: str
+    source_spans: tuple[Span, ...] = ()
+
+
+class SentenceEvidence(msgspec.Struct, frozen=True, kw_only=True):
+    index: int
+    text: str
+    support: float
+    source_support: float
+    unsupported: bool
+    supports: tuple[SupportingSentence, ...]
+    source_spans: tuple[Span, ...]
+
+
+class EvidenceReport(msgspec.Struct, frozen=True, kw_only=True, tag="evidence"):
+    summary: str
+    sentences: tuple[SentenceEvidence, ...]
+    unsupported: int  # how many sentences are flagged
+
+
+CritiqueKind = Literal["unsupported", "contradicted", "omission", "entity"]
+CritiqueOrigin = Literal["model", "evidence"]
+
+
+class CritiqueItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One problem. `quote` is verbatim text of the node: a summary sentence (`sentence` is its index), or
+    for an omission the child/source sentence left out (`child` points at it)."""
+
+    kind: CritiqueKind
+    origin: CritiqueOrigin  # "model": the helper model said so (quote verified); "evidence": from scores
+    quote: str
+    sentence: int | None = None
+    child: EvidenceLink | None = None
+    links: tuple[EvidenceLink, ...] = ()  # the sentence's evidence links (what it was checked against)
+    spans: tuple[Span, ...] = ()  # source spans the item refers to
+    severity: float  # 0-1, for ranking what to check first
+    explanation: str
+
+
+class CritiqueReport(msgspec.Struct, frozen=True, kw_only=True, tag="critique"):
+    items: tuple[CritiqueItem, ...]
+    dropped: int = 0  # model items whose quote is not in the node (never shown)
+
+
+class Citation(msgspec.Struct, frozen=True, kw_only=True):
+    text: str
+    span: Span
+    score: float
+
+
+class QaAnswer(msgspec.Struct, frozen=True, kw_only=True, tag="qa"):
+    question: str
+    answer: str
+    citations: tuple[Citation, ...]
+    supported: bool  # whether some cited span supports the answer above the evidence threshold
+
+
+class CompareSide(msgspec.Struct, frozen=True, kw_only=True):
+    label: str  # "chosen", "candidate:<i>" or "request"
+    summary: str
+    sentences: tuple[Sentence, ...]
+    mean_support: float
+    unsupported: int
+    reward: float | None = None
+
+
+class AlignedPair(msgspec.Struct, frozen=True, kw_only=True):
+    """Sentence `a` of side a beside sentence `b` of side b; None marks a claim only one side makes."""
+
+    a: int | None
+    b: int | None
+    similarity: float
+
+
+class CompareReport(msgspec.Struct, frozen=True, kw_only=True, tag="compare"):
+    a: CompareSide
+    b: CompareSide
+    aligned: tuple[AlignedPair, ...]
+
+
+ReportBody = EvidenceReport | CritiqueReport | QaAnswer | CompareReport
+
+
+class ReportRead(msgspec.Struct, kw_only=True):
+    """A stored report; `body` is set once `status` is "done"."""
+
+    id: str
+    job_id: str
+    node_id: str
+    kind: ReportKind
+    status: ReportStatus
+    request: ReportCreate
+    body: ReportBody | None = None
+    error: str | None = None
+    created: float
+    finished: float | None = None
+
+
+# Evaluations: comparison tasks for people, the comparisons they submit, and the export training reads.
+EvaluationKind = Literal["summary", "critique"]  # two summaries of a node, or two critiques of it
+Preference = Literal[0, 1, "tie"]
+Confidence = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Rationale = Annotated[str, msgspec.Meta(max_length=4000)]
+CandidateIndex = Annotated[int, msgspec.Meta(ge=0, le=1)]
+ItemIndex = Annotated[int, msgspec.Meta(ge=0, le=10_000)]
+ReportIds = Annotated[tuple[Annotated[str, msgspec.Meta(min_length=1, max_length=128)], ...],
+                      msgspec.Meta(max_length=64)]
+
+
+class TaskChild(msgspec.Struct, frozen=True, kw_only=True):
+    """A child of a merge node, in reading order: what the candidates summarize."""
+
+    id: str
+    summary: str
+
+
+class ReportLink(msgspec.Struct, frozen=True, kw_only=True):
+    """A helper report an evaluator may open: POST `request` to `url` (the task's report door)."""
+
+    label: str
+    url: str
+    request: ReportCreate
+
+
+class TaskCandidate(msgspec.Struct, frozen=True, kw_only=True):
+    """One side of a comparison task.
+
+    `ref` names it within the node: "summary" (the chosen one), "candidate:<i>" (a best-of-n
+    alternative) or "report:<id>" (a critique). Summary sides carry their sentences with evidence and
+    unsupported flags; critique sides carry their items.
+    """
+
+    ref: str
+    policy: str  # what wrote it: "chosen", a Candidate's source ("sample:2", "adapter:x"), a report id
+    text: str
+    sentences: tuple[Sentence, ...] = ()
+    items: tuple[str, ...] = ()
+    reward: float | None = None
+    reports: tuple[ReportLink, ...] = ()
+
+
+class EvaluationTask(msgspec.Struct, kw_only=True):
+    """Two outputs for one node, leased to the caller until `leased_until` (epoch seconds).
+
+    Submit the judgement with `POST /v1/comparisons` and `task` = `id` (the lease). A leaf shows its
+    `source` text; a merge shows its `children`; critique tasks also show the `summary` critiqued.
+    """
+
+    id: str
+    kind: EvaluationKind
+    job_id: str
+    node_id: str
+    title: str
+    height: int
+    role: Role
+    leased_until: float
+    source: str | None = None
+    children: tuple[TaskChild, ...] = ()
+    summary: str | None = None
+    candidates: tuple[TaskCandidate, TaskCandidate]
+    reports: tuple[ReportLink, ...] = ()  # reports about both sides at once (compare)
+
+
+class FlaggedItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An item the evaluator marked wrong: sentence `item` of a summary side, or item `item` of a critique."""
+
+    candidate: CandidateIndex
+    item: ItemIndex
+
+
+class ComparisonCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An evaluator's judgement of a leased task. `preference` 0 / 1 is the first / second candidate.
+
+    `reports_opened` are the ids of the helper reports the evaluator opened (the web page records them
+    as they are opened); each must be a report about the task's node.
+    """
+
+    task: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    preference: Preference
+    confidence: Confidence | None = None
+    rationale: Rationale = ""
+    reports_opened: ReportIds = ()
+    flagged: Annotated[tuple[FlaggedItem, ...], msgspec.Meta(max_length=512)] = ()
+
+
+class ComparisonRead(msgspec.Struct, kw_only=True):
+    """A stored comparison, as its evaluator submitted it."""
+
+    id: str
+    task: str
+    kind: EvaluationKind
+    job_id: str
+    node_id: str
+    height: int
+    evaluator: str
+    preference: Preference
+    confidence: float | None
+    rationale: str
+    reports_opened: tuple[str, ...]
+    flagged: tuple[FlaggedItem, ...]
+    created: float
+
+
+class ComparisonRecord(msgspec.Struct, kw_only=True):
+    """One line of `GET /v1/comparisons/export`: the training `Comparison` schema, field for field
+    (training/datasets.py), so `recursum train` reads the export as it is."""
+
+    task: str  # chunk | merge | helper:critique
+    height: int | None
+    input: str
+    group: str
+    id: str
+    candidates: tuple[str, str]
+    preferred: Preference
+    confidence: float | None = None
+    evaluator: str
+    reports_seen: tuple[str, ...] = ()
+    policies: tuple[str, str] | None = None
+    created: datetime

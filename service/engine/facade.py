@@ -3,12 +3,14 @@
 import time
 from collections.abc import Callable, Sequence
 
-from clients.schemas import ModelInfo
+from clients.schemas import ModelInfo, ReportBody
 from service.engine.document import Document
 from service.engine.events import ProgressEvent
 from service.engine.evidence import EvidenceScorer
+from service.engine.generate import GenerationStats
 from service.engine.node_cache import NodeCache
 from service.engine.recursion import RunStats, Summarizer, TreeBuild, run_round
+from service.engine.reports import ReportTask, build_reports
 from service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
 from service.engine.tree import TreeConfig
 
@@ -40,6 +42,12 @@ class Engine:
 
     def run_round(self, builds: Sequence[TreeBuild], wanted: Callable[[str], bool]) -> None:
         run_round(builds, wanted)
+
+    def report(self, tasks: Sequence[ReportTask], cache: NodeCache | None = None,
+               stats: GenerationStats | None = None) -> list[ReportBody]:
+        """Helper reports about nodes of finished trees, in task order; critique and qa prompts share one
+        batched generation with the helper adapter (or the base model with the helper prompt)."""
+        return build_reports(self.runtime, self.scorer, tasks, cache, stats)
 
     def health(self) -> bool:
         """A one-token generation probe: the model is loaded and produces logits."""

@@ -1,6 +1,7 @@
 """Role prompts, shared by inference and training: both must format inputs exactly alike."""
 
 import re
+from typing import Literal
 
 import msgspec
 
@@ -55,6 +56,57 @@ def render_messages(prompt: PromptInput) -> list[dict[str, str]]:
                 "Combine them into one summary of 4 to 8 sentences that keeps the main events "
                 "and characters, in order."
             )
+        case "helper" if isinstance(prompt, HelperPrompt):
+            return [{"role": "system", "content": HELPER_SYSTEM},
+                    {"role": "user", "content": _helper_user(prompt)}]
         case _:
             raise ValueError(f"no summary prompt for role {prompt.role!r}")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+# Helper reports. The critique asks for one problem per line in a fixed form that
+# `service.engine.critique` parses strictly; quotes are checked against the node's own text.
+HELPER_SYSTEM = "You check summaries of stories against their source text and point out errors precisely."
+CRITIQUE_KINDS = ("UNSUPPORTED", "CONTRADICTED", "ENTITY", "OMISSION")
+
+
+class HelperPrompt(PromptInput, frozen=True, kw_only=True):
+    """A helper task about a node: `passage` is the material (trimmed first when the window is short),
+    `summary` the node's sentences one per line (critique), `question` the evaluator's (qa)."""
+
+    task: Literal["critique", "qa"]
+    summary: str = ""
+    question: str = ""
+
+
+def critique_prompt(source: str, sentences: list[str]) -> HelperPrompt:
+    """Critique of a summary (its sentences) against its source: children's summaries or the chunk."""
+    return HelperPrompt(role="helper", task="critique", passage=unwrap(source),
+                        summary="\n".join(" ".join(s.split()) for s in sentences))
+
+
+def qa_prompt(passages: list[str], question: str) -> HelperPrompt:
+    """A question over numbered source passages (retrieved in reading order)."""
+    return HelperPrompt(role="helper", task="qa", question=" ".join(question.split()),
+                        passage="\n".join(f"[{i}] {' '.join(p.split())}" for i, p in enumerate(passages, 1)))
+
+
+def _helper_user(prompt: HelperPrompt) -> str:
+    if prompt.task == "qa":
+        return (
+            f"Numbered passages from a story:\n{prompt.passage}\n\n"
+            f"Question: {prompt.question}\n"
+            "Answer in one or two sentences using only the passages, and cite the passage numbers "
+            "you used in brackets, like [2]."
+        )
+    numbered = "\n".join(f"{i}. {s}" for i, s in enumerate(prompt.summary.split("\n"), 1))
+    return (
+        f"Source:\n{prompt.passage}\n\n"
+        f"Summary, one sentence per line:\n{numbered}\n\n"
+        "Check every summary sentence against the source. Write one line per problem, in this form:\n"
+        'UNSUPPORTED: "<summary sentence, copied exactly>" - <what the source says instead>\n'
+        'CONTRADICTED: "<summary sentence, copied exactly>" - <the source sentence it contradicts>\n'
+        'ENTITY: "<summary sentence, copied exactly>" - <which name is wrong>\n'
+        'OMISSION: "<source sentence, copied exactly>" - <why the summary needs it>\n'
+        "Write NONE if the summary has no problems."
+    )

@@ -1,0 +1,203 @@
+"""Critique of a node's summary: the helper model's items, parsed strictly, beside items from evidence.
+
+The helper model (a 135M model by default) writes free text. It is asked for one problem per line,
+`KIND: "<quote>" - <reason>`; an item is kept only if its quote matches a sentence the node really has
+(a summary sentence, or for an omission a child or source sentence), and the item then carries that
+sentence verbatim, never the model's quote. Because a small model misses most errors and invents others,
+the evidence scores supply items of their own (`origin="evidence"`): sentences without support, names a
+sentence's support never mentions, polarity flipped against its best support, and salient child sentences
+no summary sentence draws on.
+"""
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from clients.schemas import CritiqueItem, CritiqueKind, EvidenceLink, Node, Span
+from service.engine.entities import known_names, sentence_entities, words
+from service.engine.evidence import lexical_overlap, polarity_mismatch
+
+QUOTE_RATIO = 0.9  # difflib ratio at which a normalized quote counts as the sentence
+MIN_CONTAINED_WORDS = 5  # a partial quote must be this long ...
+MIN_CONTAINED_SHARE = 0.6  # ... and cover this share of the sentence's characters
+NEIGHBOURS = 3  # source sentences on each side of a link whose names count as support
+CONTRADICTION_OVERLAP = 0.5  # word overlap with the best support at which a polarity flip contradicts it
+MAX_OMISSIONS = 3
+MAX_EXPLANATION = 300
+MODEL_SEVERITY = 0.5  # the helper model's word alone: below what evidence of the same kind says
+
+_ITEM = re.compile(
+    r"""^[\s*\-\d.)]*(UNSUPPORTED|CONTRADICTED|CONTRADICTION|ENTITY|OMISSION|OMITTED)\s*:\s*
+        ["“”'‘’](?P<quote>.+?)["“”'‘’]\s*(?:[-–—:,]\s*(?P<reason>.*))?$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_KINDS: dict[str, CritiqueKind] = {
+    "unsupported": "unsupported", "contradicted": "contradicted", "contradiction": "contradicted",
+    "entity": "entity", "omission": "omission", "omitted": "omission",
+}
+
+
+@dataclass(frozen=True)
+class MaterialSentence:
+    """A sentence a node was written from: a child's summary sentence, or a leaf's source sentence."""
+
+    link: EvidenceLink  # target node id (or "source") and index; score unused
+    text: str
+    spans: tuple[Span, ...]
+
+
+@dataclass(frozen=True)
+class ParsedItem:
+    kind: CritiqueKind
+    quote: str
+    reason: str
+
+
+def parse_items(text: str) -> list[ParsedItem]:
+    """Lines of the prompted form; anything else the model wrote is ignored."""
+    items = []
+    for line in text.splitlines():
+        if match := _ITEM.match(line.strip()):
+            items.append(ParsedItem(_KINDS[match.group(1).lower()], match.group("quote").strip(),
+                                    (match.group("reason") or "").strip()[:MAX_EXPLANATION]))
+    return items
+
+
+def _normalized(text: str) -> str:
+    return " ".join(w.casefold() for w in words(text))
+
+
+def match_quote(quote: str, sentences: Sequence[str]) -> int | None:
+    """Index of the sentence `quote` reproduces (normalized equal, difflib ratio >= 0.9, or a long enough
+    verbatim part of it), or None: a quote of nothing the node says."""
+    wanted = _normalized(quote)
+    if not wanted:
+        return None
+    best, best_ratio = None, 0.0
+    for index, sentence in enumerate(sentences):
+        have = _normalized(sentence)
+        if not have:
+            continue
+        if wanted == have:
+            return index
+        contained = (wanted in have and len(wanted.split()) >= MIN_CONTAINED_WORDS
+                     and len(wanted) >= MIN_CONTAINED_SHARE * len(have))
+        ratio = 1.0 if contained else difflib.SequenceMatcher(None, wanted, have, autojunk=False).ratio()
+        if ratio > best_ratio:
+            best, best_ratio = index, ratio
+    return best if best_ratio >= QUOTE_RATIO else None
+
+
+def model_items(text: str, node: Node,
+                material: Sequence[MaterialSentence]) -> tuple[list[CritiqueItem], int]:
+    """The model's items whose quotes are real, and how many were dropped."""
+    claims = [s.text for s in node.sentences]
+    kept: list[CritiqueItem] = []
+    dropped = 0
+    for item in parse_items(text):
+        if item.kind == "omission":
+            index = match_quote(item.quote, [m.text for m in material])
+            if index is None:
+                dropped += 1
+                continue
+            why = item.reason or "the model says the summary leaves this out"
+            kept.append(_omission(material[index], why, "model", MODEL_SEVERITY))
+            continue
+        index = match_quote(item.quote, claims)
+        if index is None:
+            dropped += 1
+            continue
+        sentence = node.sentences[index]
+        kept.append(CritiqueItem(kind=item.kind, origin="model", quote=sentence.text, sentence=index,
+                                 links=sentence.links, spans=sentence.source_spans, severity=MODEL_SEVERITY,
+                                 explanation=item.reason or f"the helper model marks this {item.kind}"))
+    return kept, dropped
+
+
+def evidence_items(node: Node, material: Sequence[MaterialSentence], threshold: float) -> list[CritiqueItem]:
+    """Items the evidence scores support without any generation."""
+    texts = [m.text for m in material]
+    index_of = {(m.link.target, m.link.sentence): k for k, m in enumerate(material)}
+    names = known_names([*texts, *(s.text for s in node.sentences)])
+    items: list[CritiqueItem] = []
+    for i, sentence in enumerate(node.sentences):
+        common = {"quote": sentence.text, "sentence": i, "links": sentence.links,
+                  "spans": sentence.source_spans}
+        weakest = min(sentence.support, sentence.source_support)
+        if sentence.unsupported or sentence.source_support < threshold:
+            where = "its inputs" if sentence.unsupported else "the source, through a weak child sentence"
+            items.append(CritiqueItem(
+                kind="unsupported", origin="evidence", severity=round(1.0 - weakest, 3), **common,
+                explanation=f"nothing in {where} supports it (support {sentence.support:.2f}, down to the "
+                            f"source {sentence.source_support:.2f}; threshold {threshold:.2f})"))
+        linked = [index_of[key] for link in sentence.links
+                  if (key := (link.target, link.sentence)) in index_of]
+        if not linked:
+            continue
+        missing = _names_missing_from_support(sentence.text, linked, material, names)
+        if missing:
+            absent = [n for n in missing if not any(n.lower() in t.lower() for t in texts)]
+            share = len(missing) / max(1, len(sentence_entities(sentence.text, names)))
+            items.append(CritiqueItem(
+                kind="entity", origin="evidence", severity=round(0.6 + 0.2 * share + 0.2 * bool(absent), 3),
+                **common,
+                explanation=f"{', '.join(sorted(missing))} not named in its supporting sentences"
+                            + (" (nor anywhere in its inputs)" if absent else "")))
+        best = texts[linked[0]]
+        if (polarity_mismatch([sentence.text], [best])[0, 0]
+                and lexical_overlap([sentence.text], [best])[0, 0] >= CONTRADICTION_OVERLAP):
+            items.append(CritiqueItem(
+                kind="contradicted", origin="evidence", severity=0.7, **common,
+                explanation=f"its best support says the opposite: \"{best}\""))
+    items.extend(_salient_omissions(node, material, names))
+    return items
+
+
+def _names_missing_from_support(claim: str, linked: list[int], material: Sequence[MaterialSentence],
+                                names: frozenset[str]) -> set[str]:
+    """Names of `claim` that neither its linked sentences nor their neighbours mention."""
+    wanted = {n.lower() for n in sentence_entities(claim, names)}
+    if not wanted:
+        return set()
+    near: set[str] = set()
+    for k in linked:
+        for j in range(max(0, k - NEIGHBOURS), min(len(material), k + NEIGHBOURS + 1)):
+            if material[j].link.target == material[k].link.target:
+                near.update(w.lower() for w in words(material[j].text))
+    return {n for n in sentence_entities(claim, names) if n.lower() in wanted - near}
+
+
+def _salient_omissions(node: Node, material: Sequence[MaterialSentence],
+                       names: frozenset[str]) -> list[CritiqueItem]:
+    """Child sentences no summary sentence links to that name someone the summary never mentions."""
+    used = {(link.target, link.sentence) for s in node.sentences for link in s.links}
+    mentioned = {w.lower() for s in node.sentences for w in words(s.text)}
+    scored = []
+    for position, m in enumerate(material):
+        if (m.link.target, m.link.sentence) in used:
+            continue
+        unseen = sorted({n for n in sentence_entities(m.text, names) if n.lower() not in mentioned})
+        if unseen:
+            scored.append((-len(unseen), position, m, unseen))
+    scored.sort(key=lambda entry: entry[:2])
+    return [_omission(m, f"names {', '.join(unseen)}, whom the summary never mentions", "evidence", 0.3)
+            for _, _, m, unseen in scored[:MAX_OMISSIONS]]
+
+
+def _omission(m: MaterialSentence, why: str, origin: str, severity: float) -> CritiqueItem:
+    return CritiqueItem(kind="omission", origin=origin, quote=m.text, child=m.link, spans=m.spans,
+                        severity=severity, explanation=why)
+
+
+def combine(evidence: list[CritiqueItem], model: list[CritiqueItem]) -> tuple[CritiqueItem, ...]:
+    """Both origins, most severe first; a model item the evidence already makes is kept (it says the model
+    agrees) but never twice from one origin."""
+    seen: set[tuple] = set()
+    items = []
+    for item in sorted([*evidence, *model], key=lambda it: (-it.severity, it.sentence or 0)):
+        key = (item.kind, item.origin, item.sentence, item.child)
+        if key not in seen:
+            seen.add(key)
+            items.append(item)
+    return tuple(items)
