@@ -26,7 +26,8 @@ from service.store.records import JobRecord
 from service.store.repository import LeaseLost, Store
 from service.store.tables import Base
 
-TABLES = {"documents", "jobs", "job_nodes", "generations", "callback_attempts", "reports"}
+TABLES = {"documents", "jobs", "job_nodes", "generations", "callback_attempts", "reports",
+          "evaluation_tasks", "evaluation_leases", "comparisons"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

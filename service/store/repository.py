@@ -18,6 +18,7 @@ from clients.schemas import CallbackAttempt, Node
 from service.engine.document import Document
 from service.engine.generate import GenerationResult
 from service.store.database import create_database_engine, migrate
+from service.store.evaluations import EvaluationStore
 from service.store.records import JobRecord
 from service.store.tables import Base, CallbackAttemptRow, DocumentRow, GenerationRow, JobNodeRow, JobRow
 
@@ -38,7 +39,7 @@ class LeaseLost(Exception):
     """Raised when a replica writes to a job whose lease another replica now holds."""
 
 
-class Store:
+class Store(EvaluationStore):
     """Documents, jobs, their finished nodes, callback attempts, and the shared generation cache."""
 
     def __init__(self, url: str) -> None:

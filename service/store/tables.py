@@ -107,3 +107,75 @@ class ReportRow(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     created: Mapped[float]
     finished: Mapped[float | None]
+
+
+class EvaluationTaskRow(Base):
+    """A pair of outputs for one node that people compare; `lease_*` says who holds it right now.
+
+    `id` is a content address of (job, node, kind, first, second), so a pair is one row however often
+    it is offered. `first`/`second` are refs: "summary", "candidate:<i>" or "report:<id>".
+    """
+
+    __tablename__ = "evaluation_tasks"
+    __table_args__ = (sa.Index("ix_evaluation_tasks_lease_owner", "lease_owner"),)
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"))
+    node_id: Mapped[str] = mapped_column(sa.String)
+    kind: Mapped[str] = mapped_column(sa.String(16))  # summary | critique
+    height: Mapped[int]
+    first: Mapped[str] = mapped_column(sa.String)
+    second: Mapped[str] = mapped_column(sa.String)
+    created: Mapped[float]
+    lease_id: Mapped[str | None] = mapped_column(sa.String(32))
+    lease_owner: Mapped[str | None] = mapped_column(sa.String)
+    lease_expires: Mapped[float | None]
+
+
+class EvaluationLeaseRow(Base):
+    """One lease of a task to an evaluator: the id a comparison is submitted against."""
+
+    __tablename__ = "evaluation_leases"
+    __table_args__ = (sa.Index("ix_evaluation_leases_evaluator", "evaluator"),)
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    task_id: Mapped[str] = mapped_column(sa.ForeignKey("evaluation_tasks.id", ondelete="CASCADE"))
+    evaluator: Mapped[str] = mapped_column(sa.String)
+    leased: Mapped[float]
+    expires: Mapped[float]
+    submitted: Mapped[float | None]
+
+
+class ComparisonRow(Base):
+    """An evaluator's judgement of one task, with copies of what was judged.
+
+    No foreign keys on purpose: the texts, the prompt input and the document id are copied in, so a
+    comparison stays exportable training data after its job is deleted. `lease_id` is unique: one
+    answer per lease.
+    """
+
+    __tablename__ = "comparisons"
+    __table_args__ = (
+        sa.Index("ix_comparisons_created", "created"),
+        sa.Index("ix_comparisons_evaluator_task", "evaluator", "task_id"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    lease_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    task_id: Mapped[str] = mapped_column(sa.String(64))
+    job_id: Mapped[str] = mapped_column(sa.String)
+    node_id: Mapped[str] = mapped_column(sa.String)
+    document_id: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    height: Mapped[int]
+    input: Mapped[str] = mapped_column(sa.Text)
+    refs: Mapped[list[Any]] = mapped_column(sa.JSON)
+    candidates: Mapped[list[Any]] = mapped_column(sa.JSON)
+    policies: Mapped[list[Any]] = mapped_column(sa.JSON)
+    preference: Mapped[str] = mapped_column(sa.String(8))  # "0" | "1" | "tie"
+    confidence: Mapped[float | None]
+    rationale: Mapped[str] = mapped_column(sa.Text)
+    reports_opened: Mapped[list[Any]] = mapped_column(sa.JSON)
+    flagged: Mapped[list[Any]] = mapped_column(sa.JSON)
+    evaluator: Mapped[str] = mapped_column(sa.String)
+    created: Mapped[float]

@@ -1,0 +1,284 @@
+"""The store's evaluation tables: comparison tasks, their leases to evaluators, and comparisons.
+
+`EvaluationStore` is a mixin of `Store` (it uses the store's sessionmaker and engine). A task is a pair
+of outputs for one node, kept as one row however often it is offered; leasing it is one conditional
+UPDATE, so two evaluators never hold the same pair at once, and submitting is another, so one lease
+gets one answer.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from clients.schemas import Node
+from service.store.tables import (
+    ComparisonRow,
+    EvaluationLeaseRow,
+    EvaluationTaskRow,
+    JobNodeRow,
+    JobRow,
+    ReportRow,
+)
+
+_PAGE = 200  # rows read per query while looking for the next eligible pair, or exporting
+_DIALECT_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+class EvaluationPair(msgspec.Struct, frozen=True, kw_only=True):
+    """Two outputs of one node, by ref ("summary", "candidate:<i>", "report:<id>"), in the order shown."""
+
+    id: str
+    job_id: str
+    node_id: str
+    kind: str
+    height: int
+    first: str
+    second: str
+    created: float
+
+
+class EvaluationLease(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    task_id: str
+    evaluator: str
+    leased: float
+    expires: float
+    submitted: float | None = None
+
+
+class StoredComparison(msgspec.Struct, kw_only=True):
+    """A comparison with copies of what was compared (it outlives the job it came from)."""
+
+    id: str
+    lease_id: str
+    task_id: str
+    job_id: str
+    node_id: str
+    document_id: str
+    kind: str
+    height: int
+    input: str
+    refs: tuple[str, str]
+    candidates: tuple[str, str]
+    policies: tuple[str, str]
+    preference: str  # "0" | "1" | "tie"
+    confidence: float | None
+    rationale: str
+    reports_opened: tuple[str, ...]
+    flagged: tuple[tuple[int, int], ...]  # (candidate, item)
+    evaluator: str
+    created: float
+
+
+class StoredReport(msgspec.Struct, frozen=True, kw_only=True):
+    """A reports-table row as the evaluation code reads it (the report's body stays plain JSON)."""
+
+    id: str
+    job_id: str
+    node_id: str
+    kind: str
+    status: str
+    request: dict[str, Any]
+    body: dict[str, Any] | None
+    created: float
+
+
+class NodeWithJob(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    job_created: float
+    document_id: str
+    title: str
+    node: Node
+
+
+class LeaseConflict(Exception):
+    """Raised when a comparison is submitted for a lease that is no longer the caller's to answer."""
+
+
+def _row_struct(row: Any, struct_type: type) -> Any:
+    return msgspec.convert({name: getattr(row, name) for name in struct_type.__struct_fields__}, struct_type)
+
+
+def _height_filter(column: Any, height: int | None, role: str | None) -> list[Any]:
+    """Role follows height: chunks are height 0, merges above it."""
+    conditions = []
+    if height is not None:
+        conditions.append(column == height)
+    if role == "chunk":
+        conditions.append(column == 0)
+    elif role == "merge":
+        conditions.append(column >= 1)
+    return conditions
+
+
+class EvaluationStore:
+    """Store methods for comparison tasks, leases and comparisons."""
+
+    _session: sessionmaker[Session]
+    _engine: sa.Engine
+
+    # Where pairs come from
+
+    def nodes_with_candidates(self, height: int | None = None,
+                              role: str | None = None) -> Iterator[NodeWithJob]:
+        """Nodes that kept best-of-n candidates, oldest job first, then by height and reading order."""
+        has_candidates = sa.func.json_array_length(JobNodeRow.node["candidates"]) >= 1
+        query = (
+            sa.select(JobRow.id, JobRow.created, JobRow.document_id, JobRow.title, JobNodeRow.node)
+            .join(JobRow, JobRow.id == JobNodeRow.job_id)
+            .where(has_candidates, *_height_filter(JobNodeRow.height, height, role))
+            .order_by(JobRow.created, JobRow.id, JobNodeRow.height, JobNodeRow.index)
+        )
+        offset = 0
+        while True:
+            with self._session() as session:
+                rows = session.execute(query.offset(offset).limit(_PAGE)).all()
+            for job_id, created, document_id, title, node in rows:
+                yield NodeWithJob(job_id=job_id, job_created=created, document_id=document_id, title=title,
+                                  node=msgspec.convert(node, Node))
+            if len(rows) < _PAGE:
+                return
+            offset += _PAGE
+
+    def finished_critiques(self, height: int | None = None,
+                           role: str | None = None) -> list[tuple[StoredReport, float]]:
+        """Done critique reports of nodes with another one, with their job's creation time, oldest first."""
+        others = sa.select(ReportRow.job_id, ReportRow.node_id).where(
+            ReportRow.kind == "critique", ReportRow.status == "done"
+        ).group_by(ReportRow.job_id, ReportRow.node_id).having(sa.func.count() >= 2).subquery()
+        query = (
+            sa.select(ReportRow, JobRow.created)
+            .join(others, sa.and_(others.c.job_id == ReportRow.job_id, others.c.node_id == ReportRow.node_id))
+            .join(JobRow, JobRow.id == ReportRow.job_id)
+            .join(JobNodeRow, sa.and_(JobNodeRow.job_id == ReportRow.job_id,
+                                      JobNodeRow.node_id == ReportRow.node_id))
+            .where(ReportRow.kind == "critique", ReportRow.status == "done",
+                   *_height_filter(JobNodeRow.height, height, role))
+            .order_by(JobRow.created, ReportRow.job_id, JobNodeRow.height, JobNodeRow.index,
+                      ReportRow.created, ReportRow.id)
+        )
+        with self._session() as session:
+            return [(_row_struct(row, StoredReport), created) for row, created in session.execute(query)]
+
+    def node_reports(self, job_id: str, node_id: str) -> list[StoredReport]:
+        """Every report about one node, oldest first."""
+        query = (sa.select(ReportRow).where(ReportRow.job_id == job_id, ReportRow.node_id == node_id)
+                 .order_by(ReportRow.created, ReportRow.id))
+        with self._session() as session:
+            return [_row_struct(row, StoredReport) for row in session.scalars(query)]
+
+    # Leases
+
+    def active_lease(self, evaluator: str, now: float) -> tuple[EvaluationLease, EvaluationPair] | None:
+        """The unexpired, unanswered lease `evaluator` holds, if any."""
+        query = (
+            sa.select(EvaluationLeaseRow, EvaluationTaskRow)
+            .join(EvaluationTaskRow, EvaluationTaskRow.lease_id == EvaluationLeaseRow.id)
+            .where(EvaluationLeaseRow.evaluator == evaluator, EvaluationLeaseRow.submitted.is_(None),
+                   EvaluationLeaseRow.expires >= now)
+            .order_by(EvaluationLeaseRow.leased.desc())
+            .limit(1)
+        )
+        with self._session() as session:
+            found = session.execute(query).first()
+            if found is None:
+                return None
+            return _row_struct(found[0], EvaluationLease), _row_struct(found[1], EvaluationPair)
+
+    def get_lease(self, lease_id: str) -> tuple[EvaluationLease, EvaluationPair] | None:
+        with self._session() as session:
+            lease = session.get(EvaluationLeaseRow, lease_id)
+            if lease is None:
+                return None
+            pair = session.get_one(EvaluationTaskRow, lease.task_id)
+            return _row_struct(lease, EvaluationLease), _row_struct(pair, EvaluationPair)
+
+    def pairs_compared_by(self, evaluator: str) -> set[str]:
+        query = sa.select(ComparisonRow.task_id).where(ComparisonRow.evaluator == evaluator)
+        with self._session() as session:
+            return set(session.scalars(query))
+
+    def pairs_leased_to_others(self, evaluator: str, now: float) -> set[str]:
+        query = sa.select(EvaluationTaskRow.id).where(
+            EvaluationTaskRow.lease_owner.is_not(None), EvaluationTaskRow.lease_owner != evaluator,
+            EvaluationTaskRow.lease_expires >= now,
+        )
+        with self._session() as session:
+            return set(session.scalars(query))
+
+    def lease_pair(self, pair: EvaluationPair, lease: EvaluationLease) -> bool:
+        """Lease `pair` to `lease.evaluator` unless someone else holds it; False when someone does."""
+        insert = _DIALECT_INSERT[self._engine.dialect.name](EvaluationTaskRow)
+        free = sa.and_(
+            EvaluationTaskRow.id == pair.id,
+            sa.or_(EvaluationTaskRow.lease_owner.is_(None), EvaluationTaskRow.lease_owner == lease.evaluator,
+                   EvaluationTaskRow.lease_expires < lease.leased),
+        )
+        with self._session.begin() as session:
+            session.execute(insert.values(msgspec.to_builtins(pair)).on_conflict_do_nothing())
+            taken = session.execute(sa.update(EvaluationTaskRow).where(free).values(
+                lease_id=lease.id, lease_owner=lease.evaluator, lease_expires=lease.expires))
+            if taken.rowcount == 0:
+                return False
+            session.add(EvaluationLeaseRow(**msgspec.to_builtins(lease)))
+            return True
+
+    def release_lease(self, lease_id: str, now: float) -> None:
+        """Give a lease back unanswered (its evaluator asked for a different task): it expires now."""
+        with self._session.begin() as session:
+            session.execute(sa.update(EvaluationTaskRow).where(EvaluationTaskRow.lease_id == lease_id)
+                            .values(lease_id=None, lease_owner=None, lease_expires=None))
+            session.execute(sa.update(EvaluationLeaseRow).where(EvaluationLeaseRow.id == lease_id)
+                            .values(expires=now))
+
+    # Comparisons
+
+    def add_comparison(self, comparison: StoredComparison) -> None:
+        """Store the answer to a lease the evaluator still holds, and free the pair for others.
+
+        Raises `LeaseConflict` (and changes nothing) when the lease is answered, expired or not theirs.
+        """
+        held = sa.and_(EvaluationTaskRow.id == comparison.task_id,
+                       EvaluationTaskRow.lease_id == comparison.lease_id,
+                       EvaluationTaskRow.lease_owner == comparison.evaluator,
+                       EvaluationTaskRow.lease_expires >= comparison.created)
+        with self._session.begin() as session:
+            released = session.execute(sa.update(EvaluationTaskRow).where(held)
+                                       .values(lease_id=None, lease_owner=None, lease_expires=None))
+            if released.rowcount == 0:
+                raise LeaseConflict(comparison.lease_id)
+            session.execute(sa.update(EvaluationLeaseRow).where(EvaluationLeaseRow.id == comparison.lease_id)
+                            .values(submitted=comparison.created))
+            session.add(ComparisonRow(**msgspec.to_builtins(comparison)))
+
+    def get_comparison(self, comparison_id: str) -> StoredComparison | None:
+        with self._session() as session:
+            row = session.get(ComparisonRow, comparison_id)
+            return None if row is None else _row_struct(row, StoredComparison)
+
+    def comparison_for_lease(self, lease_id: str) -> StoredComparison | None:
+        with self._session() as session:
+            row = session.scalars(sa.select(ComparisonRow).where(ComparisonRow.lease_id == lease_id)).first()
+            return None if row is None else _row_struct(row, StoredComparison)
+
+    def comparisons_since(self, since: float | None = None) -> Iterator[StoredComparison]:
+        """Comparisons created at or after `since`, oldest first, read a page at a time."""
+        query = sa.select(ComparisonRow).order_by(ComparisonRow.created, ComparisonRow.id).limit(_PAGE)
+        if since is not None:
+            query = query.where(ComparisonRow.created >= since)
+        after: tuple[float, str] | None = None
+        while True:
+            page = query
+            if after is not None:
+                page = page.where(sa.tuple_(ComparisonRow.created, ComparisonRow.id) > after)
+            with self._session() as session:
+                rows = [_row_struct(row, StoredComparison) for row in session.scalars(page)]
+            yield from rows
+            if len(rows) < _PAGE:
+                return
+            after = (rows[-1].created, rows[-1].id)
+
