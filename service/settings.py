@@ -9,6 +9,7 @@
     RECURSUM_REPLICA_ID     this replica's name in job leases (default: the host name; unique per replica)
     RECURSUM_LEASE_SECONDS  how long a job lease lasts without renewal (default 30)
     RECURSUM_CALLBACK_HOSTS hosts (or host:port) that job-end callbacks may be sent to, comma-separated
+    RECURSUM_EVALUATION_LEASE_SECONDS how long a comparison task stays leased to its evaluator (default 900)
     RECURSUM_MODEL, RECURSUM_QUANTIZATION, RECURSUM_DEVICE   the model to serve
 """
 
@@ -47,6 +48,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     model: ModelSpec = ModelSpec()
     readiness_probe_seconds: float = 60.0
     callback_hosts: frozenset[str] = frozenset()
+    evaluation_lease_seconds: float = 900.0
 
 
 def hash_secret(secret: str) -> str:
@@ -82,6 +84,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
             lease_seconds=float(env.get("RECURSUM_LEASE_SECONDS", 30)),
             max_body_bytes=int(env.get("RECURSUM_MAX_BODY_BYTES", DEFAULT_MAX_BYTES)),
             callback_hosts=frozenset(filter(None, env.get("RECURSUM_CALLBACK_HOSTS", "").split(","))),
+            evaluation_lease_seconds=float(env.get("RECURSUM_EVALUATION_LEASE_SECONDS", 900)),
             model=msgspec.convert(
                 {"base": env.get("RECURSUM_MODEL") or None,
                  "quantization": env.get("RECURSUM_QUANTIZATION", "nf4"),

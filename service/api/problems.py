@@ -4,6 +4,7 @@
     ├── Unauthorized (401)   no key, or a key we do not know
     ├── Forbidden (403)      the key lacks the route's scope
     ├── NotFound (404)       no such job or node (or not the caller's)
+    ├── Conflict (409)       the request is valid but the resource's state refuses it (an answered lease)
     ├── UnsupportedMedia (415)
     ├── QueueFull (429)      answered with Retry-After
     └── NotReady (503)
@@ -42,6 +43,10 @@ class Forbidden(ApiError):
 
 class NotFound(ApiError):
     status, title = 404, "Not found"
+
+
+class Conflict(ApiError):
+    status, title = 409, "Conflict"
 
 
 class UnsupportedMedia(ApiError):
