@@ -358,7 +358,7 @@ EvaluationKind = Literal["summary", "critique"]  # two summaries of a node, or t
 Preference = Literal[0, 1, "tie"]
 Confidence = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Rationale = Annotated[str, msgspec.Meta(max_length=4000)]
-CandidateIndex = Annotated[int, msgspec.Meta(ge=0, le=1)]
+SideIndex = Annotated[int, msgspec.Meta(ge=0, le=1)]  # 0: the first candidate shown, 1: the second
 ItemIndex = Annotated[int, msgspec.Meta(ge=0, le=10_000)]
 ReportIds = Annotated[tuple[Annotated[str, msgspec.Meta(min_length=1, max_length=128)], ...],
                       msgspec.Meta(max_length=64)]
@@ -421,7 +421,7 @@ class EvaluationTask(msgspec.Struct, kw_only=True):
 class FlaggedItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """An item the evaluator marked wrong: sentence `item` of a summary side, or item `item` of a critique."""
 
-    candidate: CandidateIndex
+    candidate: SideIndex
     item: ItemIndex
 
 
