@@ -216,9 +216,10 @@ EventKind = Literal["state", "height_started", "node_done", "height_done", "fini
 ReportKind = Literal["evidence", "critique", "qa", "compare"]
 ReportStatus = Literal["pending", "done", "failed"]
 Question = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
-# A summary to compare: a candidate index of the node (-1 = the node's chosen summary) or a summary text.
-SummaryRef = Annotated[int, msgspec.Meta(ge=-1, le=255)] | Annotated[str, msgspec.Meta(min_length=1,
-                                                                                       max_length=20000)]
+# One of a node's summaries: -1 is the chosen one, i its candidate i.
+CandidateIndex = Annotated[int, msgspec.Meta(ge=-1, le=255)]
+# A summary to compare: one of the node's, or a summary text.
+SummaryRef = CandidateIndex | Annotated[str, msgspec.Meta(min_length=1, max_length=20000)]
 
 
 class _ReportRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
@@ -230,7 +231,11 @@ class EvidenceRequest(_ReportRequest, frozen=True, kw_only=True, tag="evidence")
 
 
 class CritiqueRequest(_ReportRequest, frozen=True, kw_only=True, tag="critique"):
-    """Problems of the node's summary against its children, each pointing at what it is about."""
+    """Problems of one summary of the node (-1: the chosen one; i: candidate i) against its children, each
+    pointing at what it is about. `sample` 0 is the greedy critique; 1, 2, ... are sampled alternatives."""
+
+    summary: CandidateIndex = -1
+    sample: Annotated[int, msgspec.Meta(ge=0, le=16)] = 0
 
 
 class QaRequest(_ReportRequest, frozen=True, kw_only=True, tag="qa"):
@@ -247,6 +252,10 @@ class CompareRequest(_ReportRequest, frozen=True, kw_only=True, tag="compare"):
 
 
 ReportCreate = EvidenceRequest | CritiqueRequest | QaRequest | CompareRequest
+
+
+class _ReportBody(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """What a finished report holds; tagged by the report's kind."""
 
 
 class SupportingSentence(msgspec.Struct, frozen=True, kw_only=True):
@@ -269,7 +278,7 @@ class SentenceEvidence(msgspec.Struct, frozen=True, kw_only=True):
     source_spans: tuple[Span, ...]
 
 
-class EvidenceReport(msgspec.Struct, frozen=True, kw_only=True, tag="evidence"):
+class EvidenceReport(_ReportBody, frozen=True, kw_only=True, tag="evidence"):
     summary: str
     sentences: tuple[SentenceEvidence, ...]
     unsupported: int  # how many sentences are flagged
@@ -294,7 +303,7 @@ class CritiqueItem(msgspec.Struct, frozen=True, kw_only=True):
     explanation: str
 
 
-class CritiqueReport(msgspec.Struct, frozen=True, kw_only=True, tag="critique"):
+class CritiqueReport(_ReportBody, frozen=True, kw_only=True, tag="critique"):
     items: tuple[CritiqueItem, ...]
     dropped: int = 0  # model items whose quote is not in the node (never shown)
 
@@ -305,7 +314,7 @@ class Citation(msgspec.Struct, frozen=True, kw_only=True):
     score: float
 
 
-class QaAnswer(msgspec.Struct, frozen=True, kw_only=True, tag="qa"):
+class QaAnswer(_ReportBody, frozen=True, kw_only=True, tag="qa"):
     question: str
     answer: str
     citations: tuple[Citation, ...]
@@ -329,7 +338,7 @@ class AlignedPair(msgspec.Struct, frozen=True, kw_only=True):
     similarity: float
 
 
-class CompareReport(msgspec.Struct, frozen=True, kw_only=True, tag="compare"):
+class CompareReport(_ReportBody, frozen=True, kw_only=True, tag="compare"):
     a: CompareSide
     b: CompareSide
     aligned: tuple[AlignedPair, ...]

@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 
 from clients.schemas import (
@@ -100,15 +101,37 @@ def evidence_report(node: Node, children: Sequence[Node], text: str) -> Evidence
 
 def check_request(node: Node, request: ReportCreate) -> None:
     """Refuse what cannot apply to `node` before anything is stored: a candidate it lacks, a pair of one."""
-    if not isinstance(request, CompareRequest):
-        return
-    for ref in (request.a, request.b):
+    match request:
+        case CompareRequest(a=a, b=b):
+            refs = [a, b]
+            if a == b:
+                raise InvalidReportRequest("compare needs two different summaries (a and b are the same)")
+        case CritiqueRequest(summary=summary):
+            refs = [summary]
+        case _:
+            refs = []
+    for ref in refs:
         if isinstance(ref, int) and ref >= len(node.candidates):
             raise InvalidReportRequest(
-                f"node {node.id} has {len(node.candidates)} candidates; use -1 for its chosen summary, "
-                f"0..{len(node.candidates) - 1} for a candidate, or pass a summary text")
-    if request.a == request.b:
-        raise InvalidReportRequest("compare needs two different summaries (a and b are the same)")
+                f"node {node.id} has {len(node.candidates)} candidates: use -1 for its chosen summary"
+                + (f", 0..{len(node.candidates) - 1} for a candidate" if node.candidates else "")
+                + (", or pass a summary text" if isinstance(request, CompareRequest) else ""))
+
+
+def summary_view(node: Node, index: int) -> Node:
+    """The node as if candidate `index` (-1: the chosen summary) had been chosen."""
+    if index == -1:
+        return node
+    candidate = node.candidates[index]
+    return msgspec.structs.replace(node, summary=candidate.summary, sentences=candidate.sentences,
+                                   reward=candidate.reward)
+
+
+def helper_settings(sample: int) -> GenerationSettings:
+    """Greedy for sample 0; sampled alternatives (temperature 0.7, seed = sample) otherwise."""
+    if sample == 0:
+        return HELPER_SETTINGS
+    return msgspec.structs.replace(HELPER_SETTINGS, temperature=0.7, seed=sample)
 
 
 def _side(scorer: EvidenceScorer, task: ReportTask, ref: SummaryRef) -> CompareSide:
@@ -203,28 +226,30 @@ def build_reports(runtime: ModelRuntime, scorer: EvidenceScorer, tasks: Sequence
     adapter = runtime.adapter_for("helper")
     prompts: dict[int, GenerationRequest] = {}
     passages: dict[int, list[tuple[int, int]]] = {}
+    missing: dict[GenerationSettings, dict[str, GenerationRequest]] = {}
+    texts: dict[str, str] = {}
     for position, task in enumerate(tasks):
         match task.request:
-            case CritiqueRequest():
+            case CritiqueRequest(summary=summary, sample=sample):
                 material = node_material(task.node, task.children, task.text)
                 prompt = critique_prompt("\n".join(m.text for m in material),
-                                         [s.text for s in task.node.sentences])
+                                         [s.text for s in summary_view(task.node, summary).sentences])
             case QaRequest(question=question):
                 passages[position] = qa_passages(scorer, task, question)
                 prompt = qa_prompt([task.text[a:b] for a, b in passages[position]], question)
+                sample = 0
             case _:
                 continue
-        prompts[position] = GenerationRequest(key=node_key(runtime, adapter, prompt, HELPER_SETTINGS),
-                                              adapter=adapter, prompt=prompt)
-    texts = {}
-    missing = []
-    for request in {r.key: r for r in prompts.values()}.values():
+        settings = helper_settings(sample)
+        request = GenerationRequest(key=node_key(runtime, adapter, prompt, settings), adapter=adapter,
+                                    prompt=prompt)
+        prompts[position] = request
         if (hit := cache.get(request.key)) is not None:
             texts[request.key] = hit.text
         else:
-            missing.append(request)
-    if missing:
-        for result in generate_batched(runtime, missing, HELPER_SETTINGS, batch_size, stats):
+            missing.setdefault(settings, {})[request.key] = request
+    for settings, requests in missing.items():  # one call per setting: greedy critiques and qa share it
+        for result in generate_batched(runtime, list(requests.values()), settings, batch_size, stats):
             cache.put(result)
             texts[result.key] = result.text
     bodies: list[ReportBody] = []
@@ -244,7 +269,9 @@ def build_reports(runtime: ModelRuntime, scorer: EvidenceScorer, tasks: Sequence
 
 def critique_report(task: ReportTask, generated: str) -> CritiqueReport:
     """The model's verified items and the evidence's own, most severe first."""
-    material = node_material(task.node, task.children, task.text)
-    found, dropped = model_items(generated, task.node, material)
-    return CritiqueReport(items=combine(evidence_items(task.node, material, task.threshold), found),
-                          dropped=dropped)
+    assert isinstance(task.request, CritiqueRequest)
+    node = summary_view(task.node, task.request.summary)
+    material = node_material(node, task.children, task.text)
+    found, dropped = model_items(generated, node, material)
+    items = combine(evidence_items(node, material, task.threshold), found)
+    return CritiqueReport(items=items, dropped=dropped)

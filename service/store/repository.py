@@ -20,6 +20,7 @@ from service.engine.generate import GenerationResult
 from service.store.database import create_database_engine, migrate
 from service.store.evaluations import EvaluationStore
 from service.store.records import JobRecord
+from service.store.reports import ReportStoreMixin
 from service.store.tables import Base, CallbackAttemptRow, DocumentRow, GenerationRow, JobNodeRow, JobRow
 
 UNFINISHED: tuple[str, ...] = ("queued", "running")
@@ -39,7 +40,7 @@ class LeaseLost(Exception):
     """Raised when a replica writes to a job whose lease another replica now holds."""
 
 
-class Store(EvaluationStore):
+class Store(EvaluationStore, ReportStoreMixin):
     """Documents, jobs, their finished nodes, callback attempts, and the shared generation cache."""
 
     def __init__(self, url: str) -> None:
