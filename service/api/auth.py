@@ -1,4 +1,5 @@
-"""API keys with scopes. Handlers declare `opt={"scope": ...}`; one guard checks every route."""
+"""API keys with scopes. Handlers declare `opt={"scope": ...}` (one scope, or a tuple of which any will do);
+one guard checks every route."""
 
 import hmac
 
@@ -50,6 +51,7 @@ def scope_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     if scope is None:
         return
     principal = authenticate(connection, connection.app.state.settings)
-    if scope not in principal.scopes and not principal.is_admin:
-        raise Forbidden(f"this route needs the `{scope}` scope")
+    accepted = (scope,) if isinstance(scope, str) else tuple(scope)
+    if principal.scopes.isdisjoint(accepted) and not principal.is_admin:
+        raise Forbidden(f"this route needs the `{'` or `'.join(accepted)}` scope")
     connection.state.principal = principal

@@ -4,7 +4,8 @@
     ├── Unauthorized (401)   no key, or a key we do not know
     ├── Forbidden (403)      the key lacks the route's scope
     ├── NotFound (404)       no such job or node (or not the caller's)
-    ├── Conflict (409)       the request is valid but the resource's state refuses it (an answered lease)
+    ├── Conflict (409)       the request is valid but the resource's state refuses it (an answered lease,
+    │                        a report on an unfinished job)
     ├── UnsupportedMedia (415)
     ├── QueueFull (429)      answered with Retry-After
     └── NotReady (503)
