@@ -107,9 +107,14 @@ def test_a_job_whose_summary_length_fills_the_window_fails_alone(client):
     assert _wait(client, fine)["status"] == "done"
 
 
-def test_best_of_n_is_accepted_with_a_note_until_a_reward_adapter_exists(client):
-    body = _submit(client, options=OPTIONS | {"best_of": 4}).json()
-    assert any("best_of=4 ignored" in note for note in body["notes"])
+def test_best_of_n_without_a_reward_adapter_keeps_greedy_summaries_and_stores_samples(client):
+    body = _submit(client, options=OPTIONS | {"best_of": 3}).json()
+    assert any("no reward adapter is loaded" in note for note in body["notes"])
+    assert _wait(client, body["id"])["status"] == "done"
+    nodes = client.get(f"/v1/summaries/{body['id']}/tree", headers=ALICE).json()["nodes"]
+    candidates = [c for node in nodes for c in node["candidates"]]
+    assert candidates and {c["source"] for c in candidates} <= {"sample:1", "sample:2"}
+    assert all(c["reward"] is None and c["summary"] for c in candidates)
 
 
 def test_a_key_sees_only_its_own_jobs_unless_admin(client):

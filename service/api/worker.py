@@ -179,7 +179,7 @@ class JobWorker:
 
     def _round(self, active: dict[str, "_ActiveJob"]) -> None:
         """One height of every active job in shared batches; then finish the jobs that ended."""
-        pending = {job_id: {r.key for r in running.build.requests} for job_id, running in active.items()}
+        pending = {job_id: {r.key for _, r in running.build.requests} for job_id, running in active.items()}
 
         def wanted(key: str) -> bool:
             stopped = self._cancelled | self._lost

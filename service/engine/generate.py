@@ -85,37 +85,49 @@ class _StopWhenUnwanted(StoppingCriteria):
 def fit_prompt(runtime: ModelRuntime, prompt: PromptInput, max_new_tokens: int) -> tuple[list[int], bool]:
     """Token ids of the chat-formatted prompt, trimmed to leave room for `max_new_tokens`.
 
-    Trims the optional context first (from its start: the text nearest the passage matters
-    most), then the passage (from its end). Returns the ids and whether anything was cut.
+    Returns the ids and whether anything was cut.
     """
-    limit = runtime.context_window - max_new_tokens
+    _, ids, truncated = fit_prompt_input(runtime.tokenizer, runtime.context_window, prompt, max_new_tokens)
+    return ids, truncated
+
+
+def fit_prompt_input(tokenizer, window: int, prompt: PromptInput,
+                     reserve: int) -> tuple[PromptInput, list[int], bool]:
+    """`prompt` trimmed until its chat-formatted ids leave `reserve` of `window` tokens free.
+
+    Trims the optional context first (from its start: the text nearest the passage matters
+    most), then the passage (from its end). Returns the fitted prompt, its ids and whether
+    anything was cut.
+    """
+    limit = window - reserve
     if limit < MIN_INPUT_TOKENS:
         raise ConfigError(
-            f"summary length {max_new_tokens} tokens leaves no room for input in the model's "
-            f"{runtime.context_window}-token context window; lower the summary length"
+            f"summary length {reserve} tokens leaves no room for input in the model's "
+            f"{window}-token context window; lower the summary length"
         )
     truncated = False
     while True:
-        ids = _render_ids(runtime, prompt)
+        ids = render_prompt_ids(tokenizer, prompt)
         overflow = len(ids) - limit
         if overflow <= 0:
-            return ids, truncated
+            return prompt, ids, truncated
         truncated = True
         field = "context" if prompt.context else "passage"
         if not getattr(prompt, field):
             raise ConfigError(
                 f"the prompt template alone needs {len(ids)} tokens, more than the {limit} the "
-                f"{runtime.context_window}-token window leaves beside the summary; lower the summary length"
+                f"{window}-token window leaves beside the summary; lower the summary length"
             )
-        tokens = runtime.tokenizer.encode(getattr(prompt, field), add_special_tokens=False)
+        tokens = tokenizer.encode(getattr(prompt, field), add_special_tokens=False)
         keep = max(0, len(tokens) - overflow - 8)
         kept = tokens[len(tokens) - keep :] if field == "context" else tokens[:keep]
-        prompt = msgspec.structs.replace(prompt, **{field: runtime.tokenizer.decode(kept)})
+        prompt = msgspec.structs.replace(prompt, **{field: tokenizer.decode(kept)})
 
 
-def _render_ids(runtime: ModelRuntime, prompt: PromptInput) -> list[int]:
+def render_prompt_ids(tokenizer, prompt: PromptInput) -> list[int]:
+    """The prompt as the model sees it: chat template applied, ready for the assistant turn."""
     return list(
-        runtime.tokenizer.apply_chat_template(
+        tokenizer.apply_chat_template(
             render_messages(prompt), add_generation_prompt=True, tokenize=True, return_dict=False
         )
     )

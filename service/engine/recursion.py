@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from clients.schemas import HeightDone, HeightStarted, Node, Role, Span
+from clients.schemas import Candidate, HeightDone, HeightStarted, Node, Role, Sentence, Span
 from service.engine.chunking import chunk_document
 from service.engine.document import Document
 from service.engine.events import NodeDone, ProgressEvent
@@ -24,6 +24,7 @@ from service.engine.generate import (
 )
 from service.engine.node_cache import MemoryNodeCache, NodeCache
 from service.engine.prompts import PromptInput, chunk_prompt, merge_prompt
+from service.engine.reward import score_pairs
 from service.engine.runtime import ModelRuntime
 from service.engine.sentences import sentence_spans
 from service.engine.tokens import count_tokens_batch, encoding
@@ -44,8 +45,16 @@ class Cancelled(Exception):
     """Raised when `should_stop` turned true before the tree was finished."""
 
 
+class _Sample(msgspec.Struct, frozen=True, kw_only=True):
+    """One generation a node needs: the greedy summary, or one of best-of-n's samples."""
+
+    key: str  # the generation's content address (the node cache key)
+    settings: GenerationSettings
+    source: str  # "greedy" or "sample:<i>", kept on candidates for evaluators
+
+
 class _Planned(msgspec.Struct, frozen=True, kw_only=True):
-    """A node before generation: where it sits and what its prompt is."""
+    """A node before generation: where it sits, what its prompt is, which generations it needs."""
 
     height: int
     index: int
@@ -54,6 +63,7 @@ class _Planned(msgspec.Struct, frozen=True, kw_only=True):
     children: tuple[Node, ...]
     prompt: PromptInput
     key: str
+    samples: tuple[_Sample, ...]
 
 
 def generation_settings(config: TreeConfig) -> GenerationSettings:
@@ -63,14 +73,15 @@ def generation_settings(config: TreeConfig) -> GenerationSettings:
 
 
 def node_key(runtime: ModelRuntime, adapter: str | None, prompt: PromptInput,
-             settings: GenerationSettings) -> str:
-    """Content address: same model, adapter, prompt inputs and settings give the same node."""
+             settings: GenerationSettings, sample: int = 0) -> str:
+    """Content address: same model, adapter, prompt inputs and settings give the same node.
+
+    `sample` tells apart best-of-n's samples, which share settings so that they share batches.
+    """
     adapter_version = runtime.info.adapters.get(adapter) if adapter else None
-    material = msgspec.json.encode(
-        [runtime.info.fingerprint, runtime.info.quantization, runtime.info.dtype, adapter, adapter_version,
-         prompt, settings]
-    )
-    return hashlib.sha256(material).hexdigest()
+    parts = [runtime.info.fingerprint, runtime.info.quantization, runtime.info.dtype, adapter,
+             adapter_version, prompt, settings]
+    return hashlib.sha256(msgspec.json.encode(parts + [sample] if sample else parts)).hexdigest()
 
 
 def preceding_text(text: str, start: int, tokens: int) -> str:
@@ -129,45 +140,65 @@ class TreeBuild:
         return bool(self.heights) and len(self.heights[-1]) == 1 and not self._plans
 
     def _start_height(self, planned: list[_Planned]) -> None:
-        self._plans: dict[str, list[_Planned]] = {}
+        self._plans = planned
+        self._waiting: dict[str, list[_Planned]] = {}  # generation key -> the nodes that need it
         for plan in planned:
-            self._plans.setdefault(plan.key, []).append(plan)
-        self._total = len(planned)
+            for sample in plan.samples:
+                self._waiting.setdefault(sample.key, []).append(plan)
+        self._results: dict[str, GenerationResult] = {}
+        self._from_cache: set[str] = set()
         self._nodes: dict[int, Node] = {}
         cache = self.summarizer.cache
-        cached = [hit for key in self._plans if (hit := cache.get(key)) is not None]
+        cached = [hit for key in self._waiting if (hit := cache.get(key)) is not None]
         self.stats.cache_hits += len(cached)
-        self.stats.cache_misses += len(self._plans) - len(cached)
+        self.stats.cache_misses += len(self._waiting) - len(cached)
         self.emit(HeightStarted(height=planned[0].height, nodes=len(planned), cached=len(cached)))
         for result in cached:
             self.accept(result, from_cache=True)
 
     @property
-    def requests(self) -> list[GenerationRequest]:
-        """The current height's nodes that still need generating."""
+    def requests(self) -> list[tuple[GenerationSettings, GenerationRequest]]:
+        """The generations the current height still needs, with the settings each runs under."""
         adapter_for = self.summarizer.runtime.adapter_for
-        return [GenerationRequest(key=key, adapter=adapter_for(plans[0].role), prompt=plans[0].prompt)
-                for key, plans in self._plans.items() if plans[0].index not in self._nodes]
+        needed: dict[str, tuple[GenerationSettings, GenerationRequest]] = {}
+        for plan in self._plans:
+            if plan.index in self._nodes:
+                continue
+            for sample in plan.samples:
+                if sample.key not in self._results:
+                    needed[sample.key] = (sample.settings, GenerationRequest(
+                        key=sample.key, adapter=adapter_for(plan.role), prompt=plan.prompt))
+        return list(needed.values())
 
     def accept(self, result: GenerationResult, from_cache: bool = False) -> None:
-        for plan in self._plans.get(result.key, ()):
-            if plan.index not in self._nodes:
-                node = self.summarizer._build_node(self.document.text, plan, result, from_cache, self.stats)
-                self._nodes[plan.index] = node
-                self.emit(NodeDone(node=node))
+        """Take a generation; a node is built once all its samples are in."""
+        plans = self._waiting.get(result.key, ())
+        if plans:
+            self._results[result.key] = result
+            if from_cache:
+                self._from_cache.add(result.key)
+        for plan in plans:
+            if plan.index in self._nodes or any(s.key not in self._results for s in plan.samples):
+                continue
+            results = [self._results[sample.key] for sample in plan.samples]
+            cached = all(sample.key in self._from_cache for sample in plan.samples)
+            node = self.summarizer._build_node(self.document.text, plan, results, cached, self.stats)
+            self._nodes[plan.index] = node
+            self.emit(NodeDone(node=node))
 
     def advance(self) -> None:
         """Close the finished height and plan the next; raises `Cancelled` if nodes are missing."""
         height = len(self.heights)
-        if len(self._nodes) < self._total:
-            raise Cancelled(f"stopped at height {height} with {len(self._nodes)}/{self._total} nodes")
-        self.emit(HeightDone(height=height, nodes=self._total))
-        level = [self._nodes[index] for index in range(self._total)]
+        total = len(self._plans)
+        if len(self._nodes) < total:
+            raise Cancelled(f"stopped at height {height} with {len(self._nodes)}/{total} nodes")
+        self.emit(HeightDone(height=height, nodes=total))
+        level = [self._nodes[index] for index in range(total)]
         self.heights.append(level)
         if len(level) > 1:
             self._start_height(self.summarizer._plan_merges(level))
         else:
-            self._plans = {}
+            self._plans = []
 
     @property
     def root(self) -> Node:
@@ -191,15 +222,19 @@ class TreeBuild:
 def run_round(builds: Sequence[TreeBuild], wanted: Callable[[str], bool] | None = None) -> None:
     """Generate the current height of every build in shared batches, then advance each one.
 
-    Builds whose summarizers share generation settings share batches (a node both need is
-    generated once); `wanted` withdraws keys of cancelled builds at the next batch.
+    Requests under the same generation settings share batches (a generation several builds
+    need runs once); `wanted` withdraws keys of cancelled builds at the next batch.
     """
+    pending: dict[tuple[GenerationSettings, int], dict[str, GenerationRequest]] = {}
     groups: dict[tuple[GenerationSettings, int], list[TreeBuild]] = {}
     for build in builds:
-        summarizer = build.summarizer
-        groups.setdefault((summarizer.settings, summarizer.config.batch_size), []).append(build)
+        for settings, request in build.requests:
+            group = (settings, build.summarizer.config.batch_size)
+            pending.setdefault(group, {})[request.key] = request
+            if build not in groups.setdefault(group, []):
+                groups[group].append(build)
     for (settings, batch_size), members in groups.items():
-        requests = list({r.key: r for build in members for r in build.requests}.values())
+        requests = list(pending[(settings, batch_size)].values())
         cache = members[0].summarizer.cache
 
         def deliver(result: GenerationResult, members: list[TreeBuild] = members,
@@ -223,6 +258,7 @@ class Summarizer:
         self.config = config
         self.cache = cache if cache is not None else MemoryNodeCache()
         self.settings = generation_settings(config)
+        self.sample_settings = msgspec.structs.replace(self.settings, temperature=config.sample_temperature)
 
     def start(self, document: Document, on_event: Callable[[ProgressEvent], None] | None = None,
               stats: RunStats | None = None) -> TreeBuild:
@@ -249,9 +285,19 @@ class Summarizer:
 
     def _plan(self, height: int, index: int, role: Role, span: Span,
               children: tuple[Node, ...], prompt: PromptInput) -> _Planned:
-        key = node_key(self.runtime, self.runtime.adapter_for(role), prompt, self.settings)
+        adapter = self.runtime.adapter_for(role)
+        samples = (_Sample(key=node_key(self.runtime, adapter, prompt, self.settings), settings=self.settings,
+                           source="greedy"),) + tuple(
+            _Sample(key=node_key(self.runtime, adapter, prompt, self.sample_settings, sample=i),
+                    settings=self.sample_settings, source=f"sample:{i}")
+            for i in range(1, self.config.best_of)
+        )
+        key = samples[0].key
+        if len(samples) > 1:  # the chosen summary also depends on the samples and the reward model
+            reward_version = self.runtime.info.adapters.get("reward")
+            key = hashlib.sha256(msgspec.json.encode([[s.key for s in samples], reward_version])).hexdigest()
         return _Planned(height=height, index=index, role=role, span=span, children=children,
-                        prompt=prompt, key=key)
+                        prompt=prompt, key=key, samples=samples)
 
     def _plan_leaves(self, text: str, chunks: list[Chunk]) -> list[_Planned]:
         with_context = self.config.context == "preceding-text"
@@ -273,19 +319,41 @@ class Summarizer:
             for index, group in enumerate(groups)
         ]
 
-    def _build_node(self, text: str, plan: _Planned, result: GenerationResult,
-                    from_cache: bool, stats: RunStats) -> Node:
-        started = time.perf_counter()
+    def _evidence(self, text: str, plan: _Planned, summary: str) -> tuple[tuple[Sentence, ...], list[Span]]:
+        """The summary's sentences with evidence, and (for a leaf) the source sentence spans."""
         config = self.config
         if plan.role == "chunk":
             source = sentence_spans(text[plan.span.start : plan.span.end], plan.span.start)
-            sentences = leaf_evidence(self.scorer, result.text, text, source,
-                                      config.evidence_links, config.evidence_threshold)
-        else:
-            source = []
-            sentences = merge_evidence(self.scorer, result.text, plan.children,
-                                       config.evidence_links, config.evidence_threshold)
+            return leaf_evidence(self.scorer, summary, text, source, config.evidence_links,
+                                 config.evidence_threshold), source
+        return merge_evidence(self.scorer, summary, plan.children, config.evidence_links,
+                              config.evidence_threshold), []
+
+    def _choose(self, plan: _Planned, results: list[GenerationResult]) -> tuple[int, list[float] | None]:
+        """Best-of-n: the sample the reward adapter scores highest (ties keep the greedy one);
+        without a reward adapter, the greedy summary, and the samples stay as candidates."""
+        if len(results) == 1 or self.runtime.reward_head is None:
+            return 0, None
+        rewards = score_pairs(self.runtime, [plan.prompt] * len(results), [r.text for r in results],
+                              self.config.batch_size)
+        return max(range(len(rewards)), key=lambda i: (rewards[i], -i)), rewards
+
+    def _build_node(self, text: str, plan: _Planned, results: list[GenerationResult],
+                    from_cache: bool, stats: RunStats) -> Node:
+        started = time.perf_counter()
+        chosen, rewards = self._choose(plan, results)
+        sentences, source = self._evidence(text, plan, results[chosen].text)
+        candidates = []
+        seen = {results[chosen].text}
+        for i, (sample, result) in enumerate(zip(plan.samples, results, strict=True)):
+            if result.text in seen:  # an identical sample adds nothing to compare
+                continue
+            seen.add(result.text)
+            candidates.append(Candidate(
+                summary=result.text, sentences=self._evidence(text, plan, result.text)[0],
+                reward=rewards[i] if rewards else None, source=sample.source))
         stats.evidence_seconds += time.perf_counter() - started
+        result = results[chosen]
         return Node(
             id=hashlib.sha256(f"{plan.key}:{plan.span.start}:{plan.span.end}".encode())
             .hexdigest()[:32],
@@ -301,6 +369,8 @@ class Summarizer:
             source_sentences=tuple(source),
             prompt_tokens=result.prompt_tokens,
             generated_tokens=result.generated_tokens,
-            truncated=result.truncated,
+            truncated=any(r.truncated for r in results),
             cached=from_cache,
+            reward=rewards[chosen] if rewards else None,
+            candidates=tuple(candidates),
         )

@@ -12,25 +12,29 @@ from typing import Literal
 import msgspec
 import torch
 
-from clients.schemas import ModelInfo
+from clients.schemas import ModelInfo, Role
+from service.engine.bundle import check_base, read_manifest
 from service.engine.errors import ConfigError, ModelError
 from service.engine.model_store import convert_gguf, default_model_path, recursum_home
+from service.engine.reward_head import REWARD_HEAD_FILE, RewardHead
 
 Quantization = Literal["nf4", "int8", "none"]
 Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["auto", "bfloat16", "float16", "float32"]
-GenerationRole = Literal["chunk", "merge", "helper"]
 
 
 class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What to load. `base` is an HF checkpoint directory, a `.gguf` file or a hub id;
-    None means the embedded default model. `adapters` maps a role to a peft LoRA directory."""
+    None means the embedded default model. `adapters` maps a role to a peft LoRA directory;
+    `bundle` is a directory written by `recursum train levels` (its adapters, overridden by
+    `adapters` role by role)."""
 
     base: str | None = None
     quantization: Quantization = "nf4"
     device: Device = "auto"
     dtype: DType = "auto"
-    adapters: dict[GenerationRole, str] = {}
+    adapters: dict[Role, str] = {}
+    bundle: str | None = None
 
 
 def resolve_device(device: Device) -> torch.device:
@@ -126,12 +130,15 @@ def _fingerprint(directory: str) -> str:
 class ModelRuntime:
     """The loaded model and tokenizer, and the adapter switch used per generation batch."""
 
-    def __init__(self, model, tokenizer, spec: ModelSpec, info: ModelInfo, load_seconds: float):
+    def __init__(self, model, tokenizer, spec: ModelSpec, info: ModelInfo, load_seconds: float,
+                 adapters: dict[Role, str] | None = None, reward_head: RewardHead | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.spec = spec
         self.info = info
         self.load_seconds = load_seconds
+        self.adapters = adapters if adapters is not None else dict(spec.adapters)
+        self.reward_head = reward_head
         self.device = next(model.parameters()).device
         self.context_window = int(
             getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
@@ -139,12 +146,12 @@ class ModelRuntime:
 
     def adapter_for(self, role: str) -> str | None:
         """The adapter serving `role`, or None: the base model with the role's prompt."""
-        return role if role in self.spec.adapters else None
+        return role if role in self.adapters and role != "reward" else None
 
     @contextmanager
     def using(self, adapter: str | None) -> Iterator[None]:
         """Run the block with `adapter` active, or with every adapter disabled for None."""
-        if not self.spec.adapters:
+        if not self.adapters:
             yield
         elif adapter is None:
             with self.model.disable_adapter():
@@ -177,21 +184,28 @@ def load_runtime(spec: ModelSpec) -> ModelRuntime:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # decoder-only batches must end where generation begins
-    model = _attach_adapters(model, spec.adapters)
+    fingerprint = _fingerprint(directory)
+    adapter_paths = dict(spec.adapters)
+    if spec.bundle is not None:
+        manifest = read_manifest(spec.bundle)
+        check_base(manifest, spec.bundle, fingerprint)
+        adapter_paths = manifest.adapter_paths(spec.bundle) | adapter_paths
+    model = _attach_adapters(model, adapter_paths)
     model.eval()
-    adapters = {role: _fingerprint_adapter(path) for role, path in spec.adapters.items()}
+    reward_head = RewardHead.load(adapter_paths["reward"]) if "reward" in adapter_paths else None
     info = ModelInfo(
         base=directory,
-        fingerprint=_fingerprint(directory),
+        fingerprint=fingerprint,
         quantization=spec.quantization,
         dtype=str(dtype).removeprefix("torch."),
         device=device.type,
-        adapters=adapters,
+        adapters={role: _fingerprint_adapter(path) for role, path in adapter_paths.items()},
     )
-    return ModelRuntime(model, tokenizer, spec, info, time.perf_counter() - started)
+    return ModelRuntime(model, tokenizer, spec, info, time.perf_counter() - started, adapter_paths,
+                        reward_head)
 
 
-def _attach_adapters(model, adapters: dict[GenerationRole, str]):
+def _attach_adapters(model, adapters: dict[Role, str]):
     if not adapters:
         return model
     from peft import PeftModel
@@ -211,6 +225,6 @@ def _fingerprint_adapter(path: str) -> str:
     directory = Path(path)
     digest = hashlib.sha256(json.dumps(json.loads((directory / "adapter_config.json").read_text()),
                                        sort_keys=True).encode())
-    for weights in sorted(directory.glob("adapter_model.*")):
+    for weights in sorted(directory.glob("adapter_model.*")) + sorted(directory.glob(REWARD_HEAD_FILE)):
         digest.update(weights.read_bytes())
     return digest.hexdigest()[:16]

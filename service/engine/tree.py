@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 
-from clients.schemas import BatchSize, ChunkTokens, ContextMode, ModelInfo, Node, Span, SummaryTokens
+from clients.schemas import BatchSize, BestOf, ChunkTokens, ContextMode, ModelInfo, Node, Span, SummaryTokens
 
 
 class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -29,6 +29,9 @@ class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     seed: int = 0
     evidence_links: Annotated[int, msgspec.Meta(ge=1, le=16)] = 3
     evidence_threshold: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.25
+    # Best-of-n: the greedy summary plus n-1 samples at `sample_temperature`; the reward adapter picks.
+    best_of: BestOf = 1
+    sample_temperature: Annotated[float, msgspec.Meta(gt=0.0, le=2.0)] = 0.8
 
 
 class Chunk(msgspec.Struct, frozen=True, kw_only=True):

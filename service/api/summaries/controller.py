@@ -68,8 +68,10 @@ class SummaryController(Controller):
         """Queue a document for summarization; answers 202 with the job id and URL."""
         submission = await _read_submission(request, summaries.max_bytes)
         job = await sync_to_thread(summaries.submit, submission, request.state.principal)
-        request.app.state.worker.notify()
-        return summaries.accepted(job, f"{self.path}/{job.id}", submission.options)
+        worker = request.app.state.worker
+        worker.notify()
+        reward_loaded = worker.engine is not None and worker.engine.runtime.reward_head is not None
+        return summaries.accepted(job, f"{self.path}/{job.id}", submission.options, reward_loaded)
 
     @get("/{job_id:str}", opt={"scope": "summarize"}, sync_to_thread=True)
     def read(self, request: Request, job_id: PathId, summaries: Summaries) -> JobRead:

@@ -36,7 +36,7 @@ def job_read(store: Store, job: JobRecord) -> JobRead:
 
 
 def tree_config(options: SummaryOptions) -> TreeConfig:
-    chosen = {f: v for f in ("chunk_tokens", "summary_tokens", "batch_size", "context")
+    chosen = {f: v for f in ("chunk_tokens", "summary_tokens", "batch_size", "context", "best_of")
               if (v := getattr(options, f)) is not None}
     return msgspec.structs.replace(TreeConfig(), **chosen)
 
@@ -65,11 +65,11 @@ class SummaryService:
         return job
 
     @staticmethod
-    def accepted(job: JobRecord, url: str, options: SummaryOptions) -> JobAccepted:
+    def accepted(job: JobRecord, url: str, options: SummaryOptions, reward_loaded: bool) -> JobAccepted:
         notes = []
-        if options.best_of > 1:
-            notes.append(f"best_of={options.best_of} ignored: no reward adapter is loaded, "
-                         "so each node is generated once")
+        if options.best_of > 1 and not reward_loaded:
+            notes.append(f"best_of={options.best_of}: no reward adapter is loaded, so each node keeps its "
+                         "greedy summary; the samples are stored as candidates for evaluators")
         return JobAccepted(id=job.id, url=url, status=job.status, notes=notes)
 
     def job(self, job_id: str, principal: Principal) -> JobRecord:

@@ -1,0 +1,68 @@
+"""Adapter bundles: the directory `recursum train levels` writes and the service loads with `--adapters`.
+
+One LoRA directory per role (the reward adapter carries its scalar head) and a `manifest.json` that
+says what each was trained on and for which base model; a bundle made for another base is refused,
+since LoRA weights only mean something on the weights they were trained against.
+"""
+
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+
+from clients.schemas import Role
+from service.engine.errors import ModelError
+
+MANIFEST_FILE = "manifest.json"
+
+
+class AdapterEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One trained adapter: its role, the tree heights it was trained on, and how it did."""
+
+    role: Role
+    path: str  # relative to the bundle directory
+    heights: list[int]
+    method: str  # "reward" | "dpo" | "sft" | ...
+    data_sha256: str  # hash of the training JSONL, so a rerun on other data is visible
+    metrics: dict[str, float] = {}
+
+
+class BundleManifest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    format: int = 1
+    base: str
+    base_fingerprint: str
+    created: datetime
+    adapters: list[AdapterEntry] = []
+
+    def adapter_paths(self, directory: str | Path) -> dict[Role, str]:
+        """Role → absolute adapter directory."""
+        return {entry.role: str(Path(directory) / entry.path) for entry in self.adapters}
+
+
+def read_manifest(directory: str | Path) -> BundleManifest:
+    """The bundle's manifest; a missing or malformed one is a `ModelError` naming the file."""
+    path = Path(directory) / MANIFEST_FILE
+    if not path.is_file():
+        raise ModelError(f"{directory} is not an adapter bundle: it has no {MANIFEST_FILE}")
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=BundleManifest)
+    except msgspec.DecodeError as error:
+        raise ModelError(f"{path} is not a valid bundle manifest: {error}") from None
+
+
+def write_manifest(directory: str | Path, manifest: BundleManifest) -> None:
+    """Write atomically, so a reader never sees half a manifest (training may be interrupted)."""
+    path = Path(directory) / MANIFEST_FILE
+    partial = path.with_suffix(".json.partial")
+    partial.write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
+    partial.replace(path)
+
+
+def check_base(manifest: BundleManifest, directory: str | Path, fingerprint: str) -> None:
+    """Refuse a bundle trained on another base model."""
+    if manifest.base_fingerprint != fingerprint:
+        raise ModelError(
+            f"adapter bundle {directory} was trained on base model {manifest.base} "
+            f"(fingerprint {manifest.base_fingerprint[:12]}), but the loaded base has fingerprint "
+            f"{fingerprint[:12]}; load the base model it was trained on, or retrain the bundle"
+        )
