@@ -110,3 +110,28 @@ def _helper_user(prompt: HelperPrompt) -> str:
         'OMISSION: "<source sentence, copied exactly>" - <why the summary needs it>\n'
         "Write NONE if the summary has no problems."
     )
+
+
+# Training examples carry their input as one text (`Comparison.input`); these map it back to the prompt
+# the serving role renders. A critique's input is its source, a marker line, then the summary sentences.
+CRITIQUE_SUMMARY_MARKER = "\n\n=== Summary under critique, one sentence per line ===\n"
+
+
+def critique_input(source: str, sentences: list[str]) -> str:
+    """The one-text form of a critique's input, as exported for `helper:critique` comparisons."""
+    return source + CRITIQUE_SUMMARY_MARKER + "\n".join(" ".join(s.split()) for s in sentences)
+
+
+def task_prompt(task: str, text: str) -> PromptInput:
+    """The prompt a training example's `task` and `input` stand for. `root` inputs are raw text
+    (e.g. a whole SQuALITY story), so they take the chunk prompt."""
+    match task:
+        case "chunk" | "root":
+            return chunk_prompt(text)
+        case "merge":
+            return PromptInput(role="merge", passage=text)
+        case "helper:critique":
+            source, _, summary = text.partition(CRITIQUE_SUMMARY_MARKER)
+            return critique_prompt(source, summary.split("\n"))
+        case _:
+            raise ValueError(f"no prompt for training task {task!r}")
