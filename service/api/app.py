@@ -17,6 +17,8 @@ from service.api.callbacks import CallbackSender
 from service.api.health import healthz, metrics, readyz
 from service.api.metrics import EngineMetrics
 from service.api.problems import problem_response
+from service.api.reports.controller import ReportController
+from service.api.reports.service import ReportService
 from service.api.summaries.controller import SummaryController
 from service.api.summaries.service import SummaryService
 from service.api.worker import JobWorker
@@ -49,7 +51,7 @@ def create_app(settings: ServiceSettings, engine: Engine | None = None,
 
 
 def _configure_routes() -> list:
-    return [SummaryController, healthz, readyz, metrics]
+    return [SummaryController, ReportController, healthz, readyz, metrics]
 
 
 def _configure_dependencies() -> dict[str, Provide]:
@@ -58,7 +60,11 @@ def _configure_dependencies() -> dict[str, Provide]:
         return SummaryService(state.store, settings.max_queue, settings.max_body_bytes,
                               settings.callback_hosts)
 
-    return {"summaries": Provide(summaries, sync_to_thread=False)}
+    def reports(state: State) -> ReportService:
+        return ReportService(state.store)
+
+    return {"summaries": Provide(summaries, sync_to_thread=False),
+            "reports": Provide(reports, sync_to_thread=False)}
 
 
 def _model_worker(engine: Engine | None):
