@@ -20,6 +20,7 @@ from clients.schemas import HeightDone, HeightProgress, HeightStarted, JobFinish
 from service.api.broker import EventBroker
 from service.api.callbacks import CallbackSender
 from service.api.metrics import EngineMetrics
+from service.api.reports.service import ReportService
 from service.api.summaries.service import job_read
 from service.engine.errors import ConfigError, RecursumError
 from service.engine.events import NodeDone, ProgressEvent, to_wire
@@ -114,9 +115,11 @@ class JobWorker:
             try:
                 self._admit(active)
                 self.metrics.queue_depth.set(self.store.count_jobs(("queued", "running")))
+                # Pending helper reports (critique, qa) are generated in batches between summary rounds.
+                reported = ReportService(self.store).generate_pending(self.engine)
                 if active:
                     self._round(active)
-                else:
+                elif not reported:
                     self._wake.wait(timeout=1.0)
                     self._wake.clear()
             except Exception:  # e.g. the database briefly unreachable: retry rather than die
