@@ -22,7 +22,7 @@ QUOTE_RATIO = 0.9  # difflib ratio at which a normalized quote counts as the sen
 MIN_CONTAINED_WORDS = 5  # a partial quote must be this long ...
 MIN_CONTAINED_SHARE = 0.6  # ... and cover this share of the sentence's characters
 NEIGHBOURS = 3  # source sentences on each side of a link whose names count as support
-CONTRADICTION_OVERLAP = 0.5  # word overlap with the best support at which a polarity flip contradicts it
+CONTRADICTION_OVERLAP = 0.4  # word overlap with the best support at which a polarity flip contradicts it
 MAX_OMISSIONS = 3
 MAX_EXPLANATION = 300
 MODEL_SEVERITY = 0.5  # the helper model's word alone: below what evidence of the same kind says
@@ -145,8 +145,9 @@ def evidence_items(node: Node, material: Sequence[MaterialSentence], threshold: 
                 explanation=f"{', '.join(sorted(missing))} not named in its supporting sentences"
                             + (" (nor anywhere in its inputs)" if absent else "")))
         best = texts[linked[0]]
+        # Word overlap weighted by IDF over all the node's material, so shared names and rare words count.
         if (polarity_mismatch([sentence.text], [best])[0, 0]
-                and lexical_overlap([sentence.text], [best])[0, 0] >= CONTRADICTION_OVERLAP):
+                and lexical_overlap([sentence.text], texts)[0, linked[0]] >= CONTRADICTION_OVERLAP):
             items.append(CritiqueItem(
                 kind="contradicted", origin="evidence", severity=0.7, **common,
                 explanation=f"its best support says the opposite: \"{best}\""))

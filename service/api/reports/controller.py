@@ -7,7 +7,7 @@ for before. Creating needs the `evaluate` scope; reading needs `evaluate` or `su
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 
 from clients.schemas import ReportCreate, ReportKind, ReportRead
 from service.api.reports.service import ReportService
@@ -23,7 +23,7 @@ class ReportController(Controller):
     tags = ["reports"]
 
     @post("/", opt={"scope": "evaluate"}, sync_to_thread=True, status_code=201)
-    def create(self, request: Request, job_id: PathId, node_id: PathId, data: ReportCreate,
+    def create(self, request: Request, job_id: PathId, node_id: PathId, data: JSONBody[ReportCreate],
                reports: Reports) -> Response[ReportRead]:
         """Ask for a report about the node (same request, same report): 201 built, 202 pending, 200 stored."""
         report, status = reports.create(job_id, node_id, data, request.state.principal,

@@ -1,0 +1,337 @@
+"""Helper reports: the strict critique parser, evidence-grounded items, report builders, batching and caching
+in the worker, and the report routes with their errors."""
+
+import time
+
+import msgspec
+import pytest
+from conftest import build_tiny_model
+from litestar.testing import TestClient
+
+from clients.schemas import (
+    SOURCE,
+    Candidate,
+    CompareRequest,
+    CritiqueRequest,
+    Node,
+    Span,
+)
+from service.api.app import create_app
+from service.api.auth import Principal
+from service.api.reports.service import ReportService
+from service.engine import reports as reports_module
+from service.engine.critique import match_quote, model_items, parse_items
+from service.engine.evidence import leaf_evidence
+from service.engine.facade import Engine
+from service.engine.reports import (
+    InvalidReportRequest,
+    ReportTask,
+    align,
+    check_request,
+    evidence_report,
+    node_material,
+)
+from service.engine.runtime import ModelSpec, load_runtime
+from service.engine.sentences import sentence_spans
+from service.settings import ServiceSettings, parse_api_keys
+from service.store.repository import Store
+
+SOURCE_TEXT = (
+    "Alice sat on the bank beside her sister. A White Rabbit ran past her with a pocket watch. "
+    "The Rabbit hurried and Alice ran after it. She followed it down a deep rabbit hole. "
+    "She fell slowly past shelves of jars and maps. At the bottom she found a long hall with many doors. "
+    "A tiny golden key lay on a glass table. The key opened a little door to a garden. "
+    "She drank from a bottle and shrank. Later the Duchess sang to a baby that became a pig. "
+    "The Cheshire Cat grinned at her from a tree."
+)
+TRUE = "Alice followed the White Rabbit down a deep rabbit hole."
+SWAPPED = "The Duchess followed the White Rabbit down a deep rabbit hole."
+NEGATED = "Alice did not follow the White Rabbit down a deep rabbit hole."
+FOREIGN = "Captain Ahab swore to hunt the white whale across every ocean."
+
+
+def _leaf(scorer, summary: str, candidates: tuple[Candidate, ...] = ()) -> Node:
+    spans = tuple(sentence_spans(SOURCE_TEXT))
+    return Node(id="leaf", key="k", height=0, index=0, role="chunk", adapter=None,
+                span=Span(0, len(SOURCE_TEXT)), children=(), summary=summary,
+                sentences=leaf_evidence(scorer, summary, SOURCE_TEXT, spans, 3, 0.25),
+                source_sentences=spans, candidates=candidates)
+
+
+def _task(node: Node, request, key: str = "r") -> ReportTask:
+    return ReportTask(key=key, request=request, node=node, children=(), text=SOURCE_TEXT)
+
+
+# The critique parser
+
+
+def test_only_lines_of_the_prompted_form_are_parsed():
+    text = ('Here are the problems:\nUNSUPPORTED: "Alice owns a cat." - the source never says so\n'
+            "1. ENTITY: “The Duchess followed.” — wrong name\nSomething else entirely\nNONE")
+    items = parse_items(text)
+    assert [(i.kind, i.quote, i.reason) for i in items] == [
+        ("unsupported", "Alice owns a cat.", "the source never says so"),
+        ("entity", "The Duchess followed.", "wrong name"),
+    ]
+
+
+def test_a_quote_matches_a_sentence_despite_case_and_punctuation_but_not_a_paraphrase():
+    sentences = ["Alice followed the White Rabbit down a deep rabbit hole.", "She shrank."]
+    assert match_quote("alice followed the white rabbit down a deep rabbit hole", sentences) == 0
+    assert match_quote("followed the White Rabbit down a deep rabbit hole", sentences) == 0  # a long part
+    assert match_quote("Alice chased a rabbit into a hole.", sentences) is None
+    assert match_quote("rabbit", sentences) is None
+
+
+def test_items_quoting_what_the_summary_never_says_are_dropped(evidence_scorer):
+    node = _leaf(evidence_scorer, f"{TRUE} She drank from a bottle and shrank.")
+    generated = (f'UNSUPPORTED: "{TRUE.lower()}" - invented\n'
+                 'CONTRADICTED: "Alice married the Mad Hatter." - fabricated quote\n'
+                 'ENTITY: "She drank from a bottle and grew." - close but not the sentence')
+    items, dropped = model_items(generated, node, node_material(node, (), SOURCE_TEXT))
+    assert dropped == 2
+    (item,) = items
+    assert (item.kind, item.origin, item.sentence) == ("unsupported", "model", 0)
+    assert item.quote == node.sentences[0].text  # the node's own words, never the model's
+    assert item.spans == node.sentences[0].source_spans
+
+
+def test_a_model_omission_points_at_the_child_sentence_it_quotes(evidence_scorer):
+    node = _leaf(evidence_scorer, TRUE)
+    generated = 'OMISSION: "A tiny golden key lay on a glass table." - the key matters later'
+    (item,), dropped = model_items(generated, node, node_material(node, (), SOURCE_TEXT))
+    assert dropped == 0
+    assert item.kind == "omission" and item.child.target == SOURCE and item.sentence is None
+    assert SOURCE_TEXT[item.spans[0].start : item.spans[0].end] == item.quote
+
+
+# Evidence-derived critique items
+
+
+@pytest.mark.parametrize(("planted", "kind"), [(SWAPPED, "entity"), (NEGATED, "contradicted"),
+                                               (FOREIGN, "unsupported")])
+def test_evidence_flags_each_kind_of_planted_sentence_and_not_the_true_one(evidence_scorer, planted, kind):
+    node = _leaf(evidence_scorer, f"{TRUE} {planted}")
+    report = reports_module.critique_report(_task(node, CritiqueRequest()), generated="NONE")
+    about = {(item.kind, item.sentence) for item in report.items if item.origin == "evidence"}
+    assert (kind, 1) in about
+    assert not any(sentence == 0 for k, sentence in about if k != "omission")
+
+
+def test_salient_child_sentences_no_summary_sentence_uses_are_omissions(evidence_scorer):
+    node = _leaf(evidence_scorer, TRUE)
+    report = reports_module.critique_report(_task(node, CritiqueRequest()), generated="")
+    omissions = [item for item in report.items if item.kind == "omission"]
+    assert omissions and all(item.origin == "evidence" for item in omissions)
+    assert any("Duchess" in item.quote or "Cheshire" in item.quote for item in omissions)
+
+
+# Report builders
+
+
+def test_the_evidence_report_is_the_node_sentences_with_their_supports_resolved(evidence_scorer):
+    node = _leaf(evidence_scorer, f"{TRUE} {FOREIGN}")
+    report = evidence_report(node, (), SOURCE_TEXT)
+    assert [s.text for s in report.sentences] == [s.text for s in node.sentences]
+    assert [s.unsupported for s in report.sentences] == [s.unsupported for s in node.sentences]
+    assert report.unsupported == sum(s.unsupported for s in node.sentences) >= 1
+    for sentence, original in zip(report.sentences, node.sentences, strict=True):
+        assert [(s.sentence, s.score) for s in sentence.supports] == [(ln.sentence, ln.score)
+                                                                       for ln in original.links]
+        for support in sentence.supports:
+            (span,) = support.source_spans
+            assert SOURCE_TEXT[span.start : span.end] == support.text
+
+
+def test_compare_aligns_shared_sentences_and_shows_claims_only_one_side_makes(evidence_scorer):
+    chosen = _leaf(evidence_scorer, f"{TRUE} She drank from a bottle and shrank.")
+    other = _leaf(evidence_scorer, f"She drank from a bottle and shrank. {FOREIGN}")
+    node = msgspec.structs.replace(chosen, candidates=(
+        Candidate(summary=other.summary, sentences=other.sentences, source="sample:1"),))
+    report = reports_module.compare_report(evidence_scorer, _task(node, CompareRequest(a=-1, b=0)))
+    assert (report.a.label, report.b.label) == ("chosen", "candidate:0")
+    pairs = {(p.a, p.b) for p in report.aligned}
+    assert (1, 0) in pairs  # the shared sentence
+    assert (0, None) in pairs and (None, 1) in pairs  # a claim only in a, one only in b
+    assert report.b.unsupported >= 1 and report.a.mean_support > report.b.mean_support
+
+
+def test_compare_scores_a_summary_passed_in_the_request(evidence_scorer):
+    node = _leaf(evidence_scorer, TRUE)
+    report = reports_module.compare_report(evidence_scorer, _task(node, CompareRequest(a=-1, b=FOREIGN)))
+    assert report.b.label == "request" and report.b.sentences[0].unsupported
+    assert align(evidence_scorer, report.a.sentences, ()) == tuple(
+        msgspec.convert({"a": i, "b": None, "similarity": 0.0}, type(report.aligned[0]))
+        for i in range(len(report.a.sentences)))
+
+
+@pytest.mark.parametrize("request_", [CompareRequest(a=-1, b=3), CompareRequest(a=-1, b=-1),
+                                      CritiqueRequest(summary=0)])
+def test_requests_that_cannot_apply_to_the_node_are_refused(evidence_scorer, request_):
+    with pytest.raises(InvalidReportRequest):
+        check_request(_leaf(evidence_scorer, TRUE), request_)
+
+
+# The service: batching and caching in the model worker's pass
+
+KEYS = "alice:a-secret:summarize,bob:b-secret:summarize,eve:e-secret:evaluate"
+ALICE = {"Authorization": "Bearer a-secret"}
+BOB = {"Authorization": "Bearer b-secret"}
+EVE = {"Authorization": "Bearer e-secret"}
+STORY = "\n\n".join(f"Part {i}. Alice followed the Rabbit into the hall and found a golden key."
+                    for i in range(6))
+OPTIONS = {"chunk_tokens": 40, "summary_tokens": 8}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory, evidence_scorer):
+    """The tiny model with a window long enough for the helper prompts."""
+    directory = build_tiny_model(tmp_path_factory.mktemp("tiny-4k"), max_positions=2048)
+    return Engine(load_runtime(ModelSpec(base=str(directory), quantization="none")), evidence_scorer)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(f"sqlite:///{tmp_path / 'reports.db'}")
+
+
+@pytest.fixture
+def client(engine, store):
+    settings = ServiceSettings(api_keys=parse_api_keys(KEYS), max_body_bytes=50_000)
+    with TestClient(create_app(settings, engine=engine, store=store)) as client:
+        yield client
+
+
+@pytest.fixture
+def generations(monkeypatch) -> list[int]:
+    """Sizes of the helper's generate_batched calls."""
+    calls: list[int] = []
+    real = reports_module.generate_batched
+
+    def spy(runtime, requests, *args, **kwargs):
+        calls.append(len(requests))
+        return real(runtime, requests, *args, **kwargs)
+
+    monkeypatch.setattr(reports_module, "generate_batched", spy)
+    return calls
+
+
+def _finished_job(client) -> tuple[str, dict]:
+    job_id = client.post("/v1/summaries", json={"text": STORY, "title": "Alice", "options": OPTIONS},
+                         headers=ALICE).json()["id"]
+    deadline = time.time() + 60
+    while client.get(f"/v1/summaries/{job_id}", headers=ALICE).json()["status"] != "done":
+        assert time.time() < deadline, "job did not finish"
+        time.sleep(0.1)
+    return job_id, client.get(f"/v1/summaries/{job_id}/tree", headers=ALICE).json()
+
+
+def _reports_url(job_id: str, node_id: str) -> str:
+    return f"/v1/summaries/{job_id}/nodes/{node_id}/reports"
+
+
+def _wait_report(client, url: str, timeout: float = 60.0) -> dict:
+    deadline = time.time() + timeout
+    while (report := client.get(url, headers=EVE).json())["status"] == "pending":
+        assert time.time() < deadline, "report stayed pending"
+        time.sleep(0.1)
+    return report
+
+
+def test_pending_critiques_of_several_nodes_are_generated_in_one_batched_call(engine, store, client,
+                                                                              generations):
+    job_id, tree = _finished_job(client)
+    client.app.state.worker.stop()  # the pass below is the only one
+    service = ReportService(store)
+    evaluator = Principal(name="eve", scopes=frozenset({"evaluate"}))
+    leaves = tree["heights"][0][:3]
+    for node_id in leaves:
+        report, status = service.create(job_id, node_id, CritiqueRequest(), evaluator, engine)
+        assert (status, report.status) == (202, "pending")
+    assert service.generate_pending(engine) == 3
+    assert generations == [3]
+    done = [store.reports_of_node(job_id, node_id)[0] for node_id in leaves]
+    assert all(r.status == "done" and r.body.items is not None for r in done)
+
+
+def test_the_evidence_report_is_built_at_once_and_asking_again_returns_it(client):
+    job_id, tree = _finished_job(client)
+    root = tree["root"]
+    first = client.post(_reports_url(job_id, root), json={"kind": "evidence"}, headers=EVE)
+    assert first.status_code == 201, first.text
+    report = first.json()
+    assert report["status"] == "done" and first.headers["location"].endswith(report["id"])
+    node = next(n for n in tree["nodes"] if n["id"] == root)
+    assert [s["text"] for s in report["body"]["sentences"]] == [s["text"] for s in node["sentences"]]
+    again = client.post(_reports_url(job_id, root), json={"kind": "evidence"}, headers=EVE)
+    assert again.status_code == 200 and again.json()["id"] == report["id"]
+
+
+def test_a_critique_is_generated_by_the_worker_once_however_often_it_is_asked_for(client, generations):
+    job_id, tree = _finished_job(client)
+    url = _reports_url(job_id, tree["root"])
+    accepted = client.post(url, json={"kind": "critique"}, headers=EVE)
+    assert accepted.status_code == 202, accepted.text
+    done = _wait_report(client, f"{url}/{accepted.json()['id']}")
+    assert done["status"] == "done" and done["body"]["kind"] == "critique"
+    again = client.post(url, json={"kind": "critique"}, headers=EVE)
+    assert again.status_code == 200 and again.json()["id"] == done["id"]
+    assert generations == [1]
+    listed = client.get(url, headers=ALICE).json()  # the job's owner may read its reports
+    assert [r["id"] for r in listed] == [done["id"]]
+    assert client.get(url, params={"kind": "qa"}, headers=EVE).json() == []
+
+
+def test_a_question_is_answered_with_spans_of_the_node_source(client):
+    job_id, tree = _finished_job(client)
+    leaf = tree["heights"][0][0]
+    url = _reports_url(job_id, leaf)
+    accepted = client.post(url, json={"kind": "qa", "question": "What did Alice find?"}, headers=EVE)
+    assert accepted.status_code == 202
+    answer = _wait_report(client, f"{url}/{accepted.json()['id']}")["body"]
+    node = next(n for n in tree["nodes"] if n["id"] == leaf)
+    start, end = node["span"]
+    for citation in answer["citations"]:
+        assert start <= citation["span"][0] < citation["span"][1] <= end
+        assert STORY[citation["span"][0] : citation["span"][1]] == citation["text"]
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ({"kind": "summary"}, 400),
+    ({"kind": "qa"}, 400),
+    ({"kind": "qa", "question": ""}, 400),
+    ({"kind": "evidence", "extra": 1}, 400),
+    ({"kind": "compare", "a": -1, "b": 5}, 422),
+    ({"kind": "compare", "a": -1, "b": -1}, 422),
+    ({"kind": "critique", "summary": 2}, 422),
+])
+def test_bad_report_requests_get_a_problem_and_store_nothing(client, store, body, status):
+    job_id, tree = _finished_job(client)
+    before = store.counts()
+    response = client.post(_reports_url(job_id, tree["root"]), json=body, headers=EVE)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert store.counts() == before
+
+
+def test_unknown_jobs_nodes_and_reports_are_404(client):
+    job_id, tree = _finished_job(client)
+    assert client.post(_reports_url("nope", "x"), json={"kind": "evidence"}, headers=EVE).status_code == 404
+    assert client.post(_reports_url(job_id, "x"), json={"kind": "evidence"}, headers=EVE).status_code == 404
+    assert client.get(_reports_url(job_id, "x"), headers=EVE).status_code == 404
+    assert client.get(f"{_reports_url(job_id, tree['root'])}/nope", headers=EVE).status_code == 404
+    assert client.get(_reports_url(job_id, tree["root"]), headers=BOB).status_code == 404  # not Bob's job
+
+
+def test_reports_need_the_evaluate_scope_to_create(client):
+    job_id, tree = _finished_job(client)
+    response = client.post(_reports_url(job_id, tree["root"]), json={"kind": "evidence"}, headers=ALICE)
+    assert response.status_code == 403
+
+
+def test_a_report_on_an_unfinished_job_is_409(client, store):
+    job_id, tree = _finished_job(client)
+    client.app.state.worker.stop()  # or it would pick the job up again
+    store.update_job(job_id, status="running")
+    response = client.post(_reports_url(job_id, tree["root"]), json={"kind": "evidence"}, headers=EVE)
+    assert response.status_code == 409 and "running" in response.json()["detail"]
