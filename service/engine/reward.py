@@ -16,13 +16,10 @@ from service.engine.generate import fit_prompt_input
 from service.engine.prompts import PromptInput, render_messages
 from service.engine.reward_head import RewardHead
 
-MAX_REWARD_TOKENS = 2048  # a reward pair is cut to this, far below the window: scoring is prefill-only
 
-
-def reward_input_ids(tokenizer, context_window: int, prompt: PromptInput, summary: str) -> list[int]:
-    """The chat-formatted (prompt, summary) pair; the summary keeps at most half the budget and the
-    prompt's passage is trimmed from its end to fit the rest."""
-    limit = min(context_window, MAX_REWARD_TOKENS)
+def reward_input_ids(tokenizer, limit: int, prompt: PromptInput, summary: str) -> list[int]:
+    """The chat-formatted (prompt, summary) pair in `limit` tokens: the summary keeps at most half,
+    and the prompt's passage is trimmed from its end to fit the rest."""
     answer = tokenizer.encode(summary, add_special_tokens=False)[: limit // 2]
     fitted, _, _ = fit_prompt_input(tokenizer, limit, prompt, len(answer) + 16)
     messages = render_messages(fitted) + [{"role": "assistant", "content": tokenizer.decode(answer)}]
@@ -44,7 +41,8 @@ def score_pairs(runtime, prompts: Sequence[PromptInput], summaries: Sequence[str
     if head is None:
         raise ModelError("no reward adapter is loaded; pass one with --adapter reward=DIR or a bundle")
     tokenizer = runtime.tokenizer
-    ids = [reward_input_ids(tokenizer, runtime.context_window, prompt, summary)
+    limit = min(head.meta.max_tokens, runtime.context_window)
+    ids = [reward_input_ids(tokenizer, limit, prompt, summary)
            for prompt, summary in zip(prompts, summaries, strict=True)]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     scores = [0.0] * len(ids)
@@ -63,5 +61,5 @@ def score_pairs(runtime, prompts: Sequence[PromptInput], summaries: Sequence[str
             pooled = hidden[torch.arange(len(batch)), last_token_index(input_ids, tokenizer.pad_token_id)]
             raw = (pooled.float() @ weight.float().T).squeeze(-1)  # (batch,)
             for row, value in zip(batch, raw.tolist(), strict=True):
-                scores[row] = (value - head.stats.mean) / head.stats.std
+                scores[row] = (value - head.meta.mean) / head.meta.std
     return scores

@@ -62,7 +62,7 @@ def resolve_dtype(dtype: DType, device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
-def _quantization_config(quantization: Quantization, dtype: torch.dtype, device: torch.device):
+def quantization_config(quantization: Quantization, dtype: torch.dtype, device: torch.device):
     from transformers import BitsAndBytesConfig
 
     match quantization:
@@ -82,7 +82,7 @@ def _quantization_config(quantization: Quantization, dtype: torch.dtype, device:
             return None
 
 
-def _base_directory(base: str | None) -> str:
+def base_directory(base: str | None) -> str:
     """An HF directory or hub id to load; a .gguf file is converted once into the cache."""
     if base is None:
         return str(default_model_path())
@@ -106,7 +106,7 @@ _FINGERPRINT_FILES = ("config.json", "generation_config.json", "tokenizer.json",
 _SAMPLE_BYTES = 1 << 20
 
 
-def _fingerprint(directory: str) -> str:
+def fingerprint(directory: str) -> str:
     """Identifies what shapes generation: config, tokenizer and chat template in full, and each weight
     file by size plus its first and last MiB (two quantizations of one model differ there; hashing
     whole multi-GB files at every start would not be worth it)."""
@@ -168,8 +168,8 @@ def load_runtime(spec: ModelSpec) -> ModelRuntime:
     started = time.perf_counter()
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
-    directory = _base_directory(spec.base)
-    quantization = _quantization_config(spec.quantization, dtype, device)
+    directory = base_directory(spec.base)
+    quantization = quantization_config(spec.quantization, dtype, device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory)
         model = AutoModelForCausalLM.from_pretrained(
@@ -184,18 +184,18 @@ def load_runtime(spec: ModelSpec) -> ModelRuntime:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # decoder-only batches must end where generation begins
-    fingerprint = _fingerprint(directory)
+    base_fingerprint = fingerprint(directory)
     adapter_paths = dict(spec.adapters)
     if spec.bundle is not None:
         manifest = read_manifest(spec.bundle)
-        check_base(manifest, spec.bundle, fingerprint)
+        check_base(manifest, spec.bundle, base_fingerprint)
         adapter_paths = manifest.adapter_paths(spec.bundle) | adapter_paths
     model = _attach_adapters(model, adapter_paths)
     model.eval()
     reward_head = RewardHead.load(adapter_paths["reward"]) if "reward" in adapter_paths else None
     info = ModelInfo(
         base=directory,
-        fingerprint=fingerprint,
+        fingerprint=base_fingerprint,
         quantization=spec.quantization,
         dtype=str(dtype).removeprefix("torch."),
         device=device.type,

@@ -1,0 +1,89 @@
+"""Models for training: the serving base (same directory, same quantization) with a fresh or resumed LoRA.
+
+QLoRA is the base in bitsandbytes nf4 with trainable LoRA weights in fp32; it runs on CPU and CUDA.
+Everything else the trainers need (tokenizer, device, dtype) is resolved the way the service
+resolves it, so an adapter trained here loads there unchanged.
+"""
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+import torch
+from msgspec import Meta
+
+from service.engine.runtime import base_directory, quantization_config, resolve_device, resolve_dtype
+
+Head = Literal["causal", "reward"]
+_NOT_ADAPTED = {"lm_head", "score"}  # output layers: the reward head is trained whole, never LoRA-adapted
+
+
+class LoraSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The base model and the LoRA put on it."""
+
+    base: str | None = None  # HF directory, .gguf or hub id; None = the embedded default model
+    quantization: Literal["nf4", "none"] = "nf4"  # nf4 = QLoRA
+    rank: Annotated[int, Meta(ge=1, le=256)] = 16
+    alpha: Annotated[int, Meta(ge=1, le=512)] = 32
+    dropout: Annotated[float, Meta(ge=0.0, lt=1.0)] = 0.05
+    init_adapter: str | None = None  # continue training this adapter instead of a fresh one
+
+
+def load_tokenizer(base: str | None):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_directory(base))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def training_dtype() -> torch.dtype:
+    """bf16 autocast where the hardware runs it natively, as the service does."""
+    return resolve_dtype("auto", resolve_device("auto"))
+
+
+def trainable_model(settings: LoraSettings, head: Head):
+    """The base with a trainable LoRA: a causal LM (SFT, DPO), or a one-output sequence classifier
+    whose `score` head is trained whole (the reward model)."""
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    device = resolve_device("auto")
+    dtype = training_dtype()
+    quantization = quantization_config(settings.quantization, dtype, device)
+    directory = base_directory(settings.base)
+    placement = {"": device.type if device.type == "cpu" else 0}
+    kwargs = {"quantization_config": quantization, "device_map": placement}
+    if head == "reward":
+        model = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=1, **kwargs)
+        model.config.pad_token_id = load_tokenizer(settings.base).pad_token_id
+    else:
+        model = AutoModelForCausalLM.from_pretrained(directory, **kwargs)
+    if quantization is not None:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if settings.init_adapter is not None:
+        if not (Path(settings.init_adapter) / "adapter_config.json").is_file():
+            raise ValueError(f"--init-adapter {settings.init_adapter} is not a LoRA adapter directory")
+        return PeftModel.from_pretrained(model, settings.init_adapter, is_trainable=True)
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=sorted(_linear_module_names(model) - _NOT_ADAPTED),
+        modules_to_save=["score"] if head == "reward" else None,
+        task_type="SEQ_CLS" if head == "reward" else "CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def _linear_module_names(model) -> set[str]:
+    """Leaf names of every linear layer (plain or bitsandbytes-quantized), e.g. q_proj, up_proj."""
+    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) or type(module).__name__ in {"Linear4bit", "Linear8bitLt"}}
+
+
+def trainer_precision() -> dict[str, bool]:
+    """TrainingArguments flags: bf16 autocast where native, CPU when there is no CUDA."""
+    device = resolve_device("auto")
+    return {"bf16": training_dtype() == torch.bfloat16, "use_cpu": device.type == "cpu"}

@@ -1,0 +1,150 @@
+"""Bradley-Terry reward model: base + LoRA + scalar head, trained with TRL's RewardTrainer on comparisons.
+
+Pairs are tokenized here, not by TRL, with the engine's `reward_input_ids`: the same chat format,
+the same trimming of long inputs (TRL would cut the sequence's end, i.e. the summary) and the same
+pooling token as the service's best-of-n scoring. The trained sequence classifier is exported as a
+causal-LM LoRA plus `reward_head.safetensors`, so the service runs it on its one in-memory base.
+Ties carry no Bradley-Terry signal and are dropped; confidence is not used as a weight.
+"""
+
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import torch
+from msgspec import Meta
+
+from service.engine.prompts import task_prompt
+from service.engine.reward import reward_input_ids, score_pairs
+from service.engine.reward_head import RewardHead, RewardMeta
+from service.engine.runtime import ModelSpec, load_runtime
+from training.datasets import Comparison
+from training.modeling import LoraSettings, load_tokenizer, trainable_model, trainer_precision
+
+STATS_SAMPLE = 256  # training candidates scored after training to set the served normalisation
+
+
+class RewardTraining(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How to train a reward model (the model and LoRA are in `lora`)."""
+
+    lora: LoraSettings = LoraSettings()
+    epochs: Annotated[float, Meta(gt=0)] = 1.0
+    max_steps: int = -1  # > 0 overrides epochs, for bounded benchmark runs
+    learning_rate: Annotated[float, Meta(gt=0)] = 2e-4
+    batch_size: Annotated[int, Meta(ge=1)] = 4  # pairs per step
+    max_tokens: Annotated[int, Meta(ge=64)] = 1024  # per (prompt, summary) sequence
+    seed: int = 0
+
+
+class RewardMetrics(msgspec.Struct, kw_only=True):
+    """What `train reward` logs and the bundle manifest keeps."""
+
+    train_pairs: int
+    held_out_pairs: int
+    ties_dropped: int
+    train_loss: float
+    held_out_accuracy: float | None
+    held_out_margin: float | None
+    reward_mean: float
+    reward_std: float
+    seconds: float
+
+
+def preference_pairs(comparisons: Sequence[Comparison]) -> tuple[list[tuple[Comparison, str, str]], int]:
+    """(comparison, chosen, rejected) for every non-tie comparison, and how many ties were dropped."""
+    pairs = [(c, c.candidates[c.preferred], c.candidates[1 - c.preferred])
+             for c in comparisons if c.preferred != "tie"]
+    return pairs, len(comparisons) - len(pairs)
+
+
+def train_reward(train: Sequence[Comparison], held_out: Sequence[Comparison], out: Path,
+                 config: RewardTraining) -> RewardMetrics:
+    """Train on `train`, export to `out`, and measure pairwise accuracy on `held_out` with the
+    exported adapter reloaded the way the service loads it."""
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    started = time.perf_counter()
+    pairs, ties = preference_pairs(train)
+    if not pairs:
+        raise ValueError("no comparison with a preference (every one is a tie): nothing to train on")
+    tokenizer = load_tokenizer(config.lora.base)
+    model = trainable_model(config.lora, head="reward")
+    limit = min(config.max_tokens, model.config.max_position_embeddings)
+
+    def ids(comparison: Comparison, summary: str) -> list[int]:
+        return reward_input_ids(tokenizer, limit, task_prompt(comparison.task, comparison.input), summary)
+
+    dataset = Dataset.from_list([{"chosen_ids": ids(c, chosen), "rejected_ids": ids(c, rejected)}
+                                 for c, chosen, rejected in pairs])
+    with tempfile.TemporaryDirectory() as scratch:
+        args = RewardConfig(
+            output_dir=scratch, num_train_epochs=config.epochs, max_steps=config.max_steps,
+            learning_rate=config.learning_rate, per_device_train_batch_size=config.batch_size,
+            max_length=None, save_strategy="no", report_to=[], logging_steps=10, seed=config.seed,
+            gradient_checkpointing=False, dataloader_num_workers=0, **trainer_precision(),
+        )
+        trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        result = trainer.train()
+    model.eval()
+    meta = _reward_meta(model, tokenizer, dataset, limit)
+    export_reward_adapter(model, out, meta)
+    accuracy, margin = (None, None)
+    if held_out:
+        accuracy, margin = pairwise_accuracy(out, held_out, config.lora)
+    return RewardMetrics(
+        train_pairs=len(pairs), held_out_pairs=len(preference_pairs(held_out)[0]), ties_dropped=ties,
+        train_loss=float(result.training_loss), held_out_accuracy=accuracy, held_out_margin=margin,
+        reward_mean=meta.mean, reward_std=meta.std, seconds=time.perf_counter() - started,
+    )
+
+
+def _reward_meta(model, tokenizer, dataset, max_tokens: int) -> RewardMeta:
+    """Mean and spread of raw rewards over (a sample of) the training candidates."""
+    rows = dataset.select(range(min(len(dataset), STATS_SAMPLE // 2)))
+    sequences = [row[column] for row in rows for column in ("chosen_ids", "rejected_ids")]
+    device = next(model.parameters()).device
+    raw = []
+    with torch.inference_mode():
+        for start in range(0, len(sequences), 8):
+            batch = tokenizer.pad({"input_ids": sequences[start : start + 8]}, padding_side="right",
+                                  return_tensors="pt").to(device)
+            raw.extend(model(**batch).logits.squeeze(-1).float().tolist())
+    return RewardMeta(max_tokens=max_tokens, mean=statistics.fmean(raw), std=statistics.pstdev(raw) or 1.0)
+
+
+def export_reward_adapter(model, out: Path, meta: RewardMeta) -> None:
+    """Save the classifier's LoRA as a causal-LM adapter and its score layer as the reward head."""
+    from safetensors.torch import load_file, save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    head = [name for name in weights if ".score." in name]
+    if len(head) != 1:
+        raise RuntimeError(f"expected one score weight in the saved adapter, found {head}")
+    RewardHead(weights.pop(head[0]), meta).save(out)
+    save_file(weights, str(out / "adapter_model.safetensors"))
+    config_path = out / "adapter_config.json"
+    adapter_config = json.loads(config_path.read_text())
+    adapter_config |= {"task_type": "CAUSAL_LM", "modules_to_save": None}
+    config_path.write_text(json.dumps(adapter_config, indent=2))
+
+
+def pairwise_accuracy(adapter: Path, comparisons: Sequence[Comparison],
+                      lora: LoraSettings) -> tuple[float, float]:
+    """Share of non-tie comparisons where the preferred candidate scores higher, and the mean margin,
+    with the adapter loaded by the serving runtime."""
+    pairs, _ = preference_pairs(comparisons)
+    runtime = load_runtime(ModelSpec(base=lora.base, quantization=lora.quantization,
+                                     adapters={"reward": str(adapter)}))
+    prompts = [task_prompt(c.task, c.input) for c, _, _ in pairs]
+    chosen = score_pairs(runtime, prompts, [chosen for _, chosen, _ in pairs])
+    rejected = score_pairs(runtime, prompts, [rejected for _, _, rejected in pairs])
+    margins = [a - b for a, b in zip(chosen, rejected, strict=True)]
+    return sum(m > 0 for m in margins) / len(margins), statistics.fmean(margins)
