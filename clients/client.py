@@ -17,6 +17,7 @@ import msgspec
 from clients.exceptions import (
     ApiError,
     BadRequest,
+    Conflict,
     Forbidden,
     JobFailed,
     NotFound,
@@ -29,11 +30,18 @@ from clients.exceptions import (
     WaitTimeout,
 )
 from clients.schemas import (
+    ComparisonCreate,
+    ComparisonRead,
+    ComparisonRecord,
+    EvaluationKind,
+    EvaluationTask,
+    FlaggedItem,
     JobAccepted,
     JobEvent,
     JobFinished,
     JobRead,
     NodeRead,
+    Preference,
     Problem,
     SummaryCreate,
     SummaryOptions,
@@ -45,7 +53,7 @@ EventHandler = Callable[[JobEvent], None]
 
 _STATUS_ERRORS: dict[int, type[ApiError]] = {
     400: BadRequest, 413: BadRequest, 415: BadRequest, 422: BadRequest,
-    401: Unauthorized, 403: Forbidden, 404: NotFound, 429: QueueFull, 503: NotReady,
+    401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 429: QueueFull, 503: NotReady,
 }
 _RETRIED_STATUSES = frozenset({429, 503})  # the server asks us to come back (Retry-After)
 _STREAM_CONNECTIONS = 2  # wait() reconnects once when the event stream drops before `finished`
@@ -97,6 +105,20 @@ _read_job = _reader(JobRead)
 _read_tree = _reader(TreeRead)
 _read_node = _reader(NodeRead)
 _read_removed = _reader(_Removed)
+_read_comparison = _reader(ComparisonRead)
+_read_task = _reader(EvaluationTask)
+_decode_record = msgspec.json.Decoder(ComparisonRecord).decode
+
+
+def _read_next_task(response: httpx.Response) -> EvaluationTask | None:
+    """The leased task, or None for 204 (no task is waiting)."""
+    return None if response.status_code == 204 else _read_task(response)
+
+
+def _read_export(response: httpx.Response) -> list[ComparisonRecord]:
+    if response.is_error:
+        raise _api_error(response)
+    return [_decode_record(line) for line in response.content.splitlines() if line.strip()]
 
 
 def _answers_ok(response: httpx.Response) -> bool:
@@ -226,6 +248,28 @@ class _BaseClient:
     def _cancel_call(self, job_id: str) -> _Call[str]:
         return _Call("DELETE", f"/v1/summaries/{job_id}", lambda response: _read_removed(response).outcome)
 
+    def _next_task_call(self, height: int | None, role: str | None,
+                        kind: EvaluationKind | None) -> _Call[EvaluationTask | None]:
+        params = {name: value for name, value in (("height", height), ("role", role), ("kind", kind))
+                  if value is not None}
+        return _Call("GET", "/v1/evaluations/tasks", _read_next_task, {"params": params})
+
+    def _compare_call(self, task_id: str, preference: Preference, confidence: float | None, rationale: str,
+                      reports_opened: tuple[str, ...] | list[str],
+                      flagged: tuple[FlaggedItem, ...] | list[FlaggedItem]) -> _Call[ComparisonRead]:
+        body = ComparisonCreate(task=task_id, preference=preference, confidence=confidence,
+                                rationale=rationale, reports_opened=tuple(reports_opened),
+                                flagged=tuple(flagged))
+        return _Call("POST", "/v1/comparisons", _read_comparison,
+                     {"content": msgspec.json.encode(body), "headers": {"content-type": "application/json"}})
+
+    def _comparison_call(self, comparison_id: str) -> _Call[ComparisonRead]:
+        return _Call("GET", f"/v1/comparisons/{comparison_id}", _read_comparison)
+
+    def _export_call(self, since: str | float | None) -> _Call[list[ComparisonRecord]]:
+        params = {"format": "jsonl"} | ({} if since is None else {"since": str(since)})
+        return _Call("GET", "/v1/comparisons/export", _read_export, {"params": params})
+
     def _probe_call(self, path: str) -> _Call[bool]:
         return _Call("GET", path, _answers_ok, retried=False, unreachable=False)
 
@@ -306,6 +350,27 @@ class Client(_BaseClient):
         "deleted" (it had finished)."""
         return self._send(self._cancel_call(job_id))
 
+    def next_task(self, height: int | None = None, role: str | None = None,
+                  kind: EvaluationKind | None = None) -> EvaluationTask | None:
+        """The comparison task leased to this key (or a new lease on the next one); None when none waits."""
+        return self._send(self._next_task_call(height, role, kind))
+
+    def compare(self, task_id: str, preference: Preference, confidence: float | None = None,
+                rationale: str = "", reports_opened: tuple[str, ...] | list[str] = (),
+                flagged: tuple[FlaggedItem, ...] | list[FlaggedItem] = ()) -> ComparisonRead:
+        """Answer a leased task: 0 / 1 prefers its first / second candidate. Conflict (409) when the lease
+        was answered already or expired."""
+        return self._send(self._compare_call(task_id, preference, confidence, rationale, reports_opened,
+                                             flagged))
+
+    def comparison(self, comparison_id: str) -> ComparisonRead:
+        """One comparison this key submitted (any, with admin)."""
+        return self._send(self._comparison_call(comparison_id))
+
+    def export_comparisons(self, since: str | float | None = None) -> list[ComparisonRecord]:
+        """Comparisons created at or after `since` (epoch seconds or ISO 8601) as training records (admin)."""
+        return self._send(self._export_call(since))
+
     def health(self) -> bool:
         """True when the process answers /healthz; False when it errs or cannot be reached."""
         return self._send(self._probe_call("/healthz"))
@@ -382,6 +447,22 @@ class AsyncClient(_BaseClient):
 
     async def cancel(self, job_id: str) -> str:
         return await self._send(self._cancel_call(job_id))
+
+    async def next_task(self, height: int | None = None, role: str | None = None,
+                        kind: EvaluationKind | None = None) -> EvaluationTask | None:
+        return await self._send(self._next_task_call(height, role, kind))
+
+    async def compare(self, task_id: str, preference: Preference, confidence: float | None = None,
+                      rationale: str = "", reports_opened: tuple[str, ...] | list[str] = (),
+                      flagged: tuple[FlaggedItem, ...] | list[FlaggedItem] = ()) -> ComparisonRead:
+        return await self._send(self._compare_call(task_id, preference, confidence, rationale, reports_opened,
+                                                   flagged))
+
+    async def comparison(self, comparison_id: str) -> ComparisonRead:
+        return await self._send(self._comparison_call(comparison_id))
+
+    async def export_comparisons(self, since: str | float | None = None) -> list[ComparisonRecord]:
+        return await self._send(self._export_call(since))
 
     async def health(self) -> bool:
         return await self._send(self._probe_call("/healthz"))

@@ -7,6 +7,7 @@
     │   ├── Unauthorized         401
     │   ├── Forbidden            403
     │   ├── NotFound             404
+    │   ├── Conflict             409: the resource's state refuses it (say, an answered or expired lease)
     │   ├── QueueFull            429, still full after the retries
     │   ├── NotReady             503, still not ready after the retries
     │   └── ServerError          other 5xx
@@ -50,6 +51,11 @@ class Forbidden(ApiError):
 
 class NotFound(ApiError):
     """Raised when the job or node does not exist or belongs to another key (404)."""
+
+
+class Conflict(ApiError):
+    """Raised when the request is valid but the resource's state refuses it (409): say, a comparison for
+    an evaluation task that was already answered or whose lease expired."""
 
 
 class QueueFull(ApiError):

@@ -14,6 +14,9 @@ from litestar.plugins.prometheus import PrometheusConfig
 from service.api.auth import scope_guard
 from service.api.broker import EventBroker
 from service.api.callbacks import CallbackSender
+from service.api.evaluations.controller import ComparisonController, EvaluationController
+from service.api.evaluations.page import evaluate_page, evaluate_static
+from service.api.evaluations.service import EvaluationService
 from service.api.health import healthz, metrics, readyz
 from service.api.metrics import EngineMetrics
 from service.api.problems import problem_response
@@ -51,7 +54,8 @@ def create_app(settings: ServiceSettings, engine: Engine | None = None,
 
 
 def _configure_routes() -> list:
-    return [SummaryController, ReportController, healthz, readyz, metrics]
+    return [SummaryController, ReportController, EvaluationController, ComparisonController, evaluate_page,
+            evaluate_static(), healthz, readyz, metrics]
 
 
 def _configure_dependencies() -> dict[str, Provide]:
@@ -63,8 +67,12 @@ def _configure_dependencies() -> dict[str, Provide]:
     def reports(state: State) -> ReportService:
         return ReportService(state.store)
 
+    def evaluations(state: State) -> EvaluationService:
+        return EvaluationService(state.store, state.settings.evaluation_lease_seconds)
+
     return {"summaries": Provide(summaries, sync_to_thread=False),
-            "reports": Provide(reports, sync_to_thread=False)}
+            "reports": Provide(reports, sync_to_thread=False),
+            "evaluations": Provide(evaluations, sync_to_thread=False)}
 
 
 def _model_worker(engine: Engine | None):

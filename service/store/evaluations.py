@@ -84,7 +84,9 @@ class StoredReport(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     request: dict[str, Any]
     body: dict[str, Any] | None
+    error: str | None
     created: float
+    finished: float | None
 
 
 class NodeWithJob(msgspec.Struct, frozen=True, kw_only=True):

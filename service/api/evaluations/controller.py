@@ -1,0 +1,81 @@
+"""Routes of /v1/evaluations and /v1/comparisons: thin handlers over `EvaluationService`."""
+
+from collections.abc import Iterator
+from typing import Literal
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, JSONBody, Parameter
+from litestar.response import Stream
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from clients.schemas import (
+    ComparisonCreate,
+    ComparisonRead,
+    ComparisonRecord,
+    EvaluationKind,
+    EvaluationTask,
+)
+from service.api.evaluations.service import EvaluationService
+
+Evaluations = NamedDependency[EvaluationService]
+PathId = FromPath[str]
+JSONL = "application/jsonl"
+_encode = msgspec.json.Encoder().encode
+HEIGHT_FILTER = Parameter(default=None, ge=0, le=64, description="only nodes of this height")
+ROLE_FILTER = Parameter(default=None, description="only chunk nodes (height 0) or merge nodes")
+KIND_FILTER = Parameter(default=None, description="summary or critique pairs (default: either)")
+FORMAT = Parameter(default="jsonl", description="jsonl: one training Comparison a line")
+SINCE = Parameter(default=None, max_length=64,
+                  description="epoch seconds or ISO 8601 time: only comparisons created then or later")
+
+
+def _lines(records: Iterator[ComparisonRecord]) -> Iterator[bytes]:
+    for record in records:
+        yield _encode(record) + b"\n"
+
+
+class EvaluationController(Controller):
+    path = "/v1/evaluations"
+    tags = ["evaluations"]
+
+    @get("/tasks", opt={"scope": "evaluate"}, sync_to_thread=True,
+         responses={HTTP_204_NO_CONTENT: ResponseSpec(None, description="No task is waiting for you")})
+    def next_task(
+        self, request: Request, evaluations: Evaluations, height: int | None = HEIGHT_FILTER,
+        role: Literal["chunk", "merge"] | None = ROLE_FILTER, kind: EvaluationKind | None = KIND_FILTER,
+    ) -> Response[EvaluationTask]:
+        """The task leased to you, or a new lease on the oldest pair you have not judged; 204 when none.
+
+        Asking again returns the same task until it is answered or its lease expires; asking with
+        filters it does not match gives it back and leases another.
+        """
+        task = evaluations.next_task(request.state.principal, (height, role, kind))
+        if task is None:
+            return Response(None, status_code=HTTP_204_NO_CONTENT)
+        return Response(task)
+
+
+class ComparisonController(Controller):
+    path = "/v1/comparisons"
+    tags = ["evaluations"]
+
+    @post("/", status_code=HTTP_201_CREATED, opt={"scope": "evaluate"}, sync_to_thread=True)
+    def submit(self, request: Request, data: JSONBody[ComparisonCreate],
+               evaluations: Evaluations) -> ComparisonRead:
+        """Answer a leased task; 409 when the lease is answered, expired or no longer yours."""
+        return evaluations.submit(request.state.principal, data)
+
+    @get("/export", opt={"scope": "admin"}, sync_to_thread=True, media_type=JSONL)
+    def export(self, evaluations: Evaluations, format: Literal["jsonl"] = FORMAT,
+               since: str | None = SINCE,
+    ) -> Stream:
+        """Comparisons as JSON lines of the training `Comparison` schema, oldest first."""
+        return Stream(_lines(evaluations.export(since)), media_type=JSONL)
+
+    @get("/{comparison_id:str}", opt={"scope": "evaluate"}, sync_to_thread=True)
+    def read(self, request: Request, comparison_id: PathId, evaluations: Evaluations) -> ComparisonRead:
+        """One of your comparisons (any, with `admin`)."""
+        return evaluations.comparison(request.state.principal, comparison_id)
