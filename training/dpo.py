@@ -1,0 +1,78 @@
+"""Direct preference optimisation with TRL's DPOTrainer on comparisons.
+
+The reference policy is the adapter-disabled base (TRL's default for a peft model, so no second
+copy of the model is loaded), also when training continues from an SFT adapter (`init_adapter`):
+the KL anchor is the base the service falls back to without adapters.
+"""
+
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from training.datasets import Comparison
+from training.formatting import assistant, prompt_messages
+from training.modeling import LoraSettings, load_tokenizer, trainable_model, trainer_precision
+from training.reward import preference_pairs
+
+
+class DpoTraining(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    lora: LoraSettings = LoraSettings()
+    beta: Annotated[float, Meta(gt=0)] = 0.1
+    epochs: Annotated[float, Meta(gt=0)] = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    learning_rate: Annotated[float, Meta(gt=0)] = 5e-5
+    batch_size: Annotated[int, Meta(ge=1)] = 2  # pairs per step
+    max_tokens: Annotated[int, Meta(ge=64)] = 1024
+    seed: int = 0
+
+
+class DpoMetrics(msgspec.Struct, kw_only=True):
+    pairs: int
+    ties_dropped: int
+    final_loss: float
+    reward_accuracy: float  # TRL's rewards/accuracies over the last logged steps
+    reward_margin: float  # TRL's rewards/margins
+    seconds: float
+
+
+def train_dpo(comparisons: Sequence[Comparison], out: Path, config: DpoTraining) -> DpoMetrics:
+    """Train a LoRA policy on the preferences and save it to `out`."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    pairs, ties = preference_pairs(comparisons)
+    if not pairs:
+        raise ValueError("no comparison with a preference (every one is a tie): nothing to train on")
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(config.lora.base)
+    model = trainable_model(config.lora, head="causal")
+    limit = min(config.max_tokens, model.config.max_position_embeddings)
+    dataset = Dataset.from_list([
+        {"prompt": prompt_messages(tokenizer, limit, c.task, c.input, max(chosen, rejected, key=len)),
+         "chosen": assistant(chosen), "rejected": assistant(rejected)}
+        for c, chosen, rejected in pairs
+    ])
+    with tempfile.TemporaryDirectory() as scratch:
+        args = DPOConfig(
+            output_dir=scratch, beta=config.beta, num_train_epochs=config.epochs, max_steps=config.max_steps,
+            learning_rate=config.learning_rate, per_device_train_batch_size=config.batch_size,
+            max_length=limit, save_strategy="no", report_to=[], logging_steps=1, seed=config.seed,
+            gradient_checkpointing=False, **trainer_precision(),
+        )
+        trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "rewards/accuracies" in entry]
+    recent = logged[-max(1, len(logged) // 4):]
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    return DpoMetrics(
+        pairs=len(pairs), ties_dropped=ties, final_loss=logged[-1]["loss"],
+        reward_accuracy=sum(e["rewards/accuracies"] for e in recent) / len(recent),
+        reward_margin=sum(e["rewards/margins"] for e in recent) / len(recent),
+        seconds=time.perf_counter() - started,
+    )

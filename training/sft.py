@@ -1,0 +1,64 @@
+"""Behavioural cloning: LoRA fine-tuning on demonstrations with TRL's SFTTrainer (loss on the
+summary tokens only)."""
+
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from training.datasets import Demonstration
+from training.formatting import assistant, prompt_messages
+from training.modeling import LoraSettings, load_tokenizer, trainable_model, trainer_precision
+
+
+class SftTraining(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    lora: LoraSettings = LoraSettings()
+    epochs: Annotated[float, Meta(gt=0)] = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    learning_rate: Annotated[float, Meta(gt=0)] = 2e-4
+    batch_size: Annotated[int, Meta(ge=1)] = 4
+    max_tokens: Annotated[int, Meta(ge=64)] = 1024
+    seed: int = 0
+
+
+class SftMetrics(msgspec.Struct, kw_only=True):
+    examples: int
+    first_loss: float
+    final_loss: float
+    seconds: float
+
+
+def train_sft(demonstrations: Sequence[Demonstration], out: Path, config: SftTraining) -> SftMetrics:
+    """Fine-tune a LoRA on the demonstrations and save it to `out`."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    if not demonstrations:
+        raise ValueError("no demonstrations to train on")
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(config.lora.base)
+    model = trainable_model(config.lora, head="causal")
+    limit = min(config.max_tokens, model.config.max_position_embeddings)
+    dataset = Dataset.from_list([
+        {"prompt": prompt_messages(tokenizer, limit, d.task, d.input, d.output),
+         "completion": assistant(d.output)}
+        for d in demonstrations
+    ])
+    with tempfile.TemporaryDirectory() as scratch:
+        args = SFTConfig(
+            output_dir=scratch, num_train_epochs=config.epochs, max_steps=config.max_steps,
+            learning_rate=config.learning_rate, per_device_train_batch_size=config.batch_size,
+            max_length=limit, save_strategy="no", report_to=[], logging_steps=1, seed=config.seed,
+            gradient_checkpointing=False, **trainer_precision(),
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    return SftMetrics(examples=len(demonstrations), first_loss=losses[0], final_loss=losses[-1],
+                      seconds=time.perf_counter() - started)
