@@ -15,8 +15,8 @@ from litestar.static_files import create_static_files_router
 STATIC = Path(__file__).with_name("static")
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; "
-                                "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
-                                "frame-ancestors 'none'"),
+                                "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
+                                "form-action 'none'; frame-ancestors 'none'"),
     "Referrer-Policy": "no-referrer",  # a `?key=` must never leave in a Referer header
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",

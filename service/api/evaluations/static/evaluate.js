@@ -191,7 +191,7 @@ async function openReport(link, label, button) {
 }
 
 function reportView(body) {
-  switch (body.type) {
+  switch (body.kind) { // the report body's tag
     case "evidence":
       return [el("p", { text: `${body.unsupported} unsupported sentence(s).` }), el("ol", {}, ...body.sentences.map(
         (sentence) => el("li", { className: sentence.unsupported ? "unsupported" : "" },

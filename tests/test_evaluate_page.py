@@ -1,0 +1,128 @@
+"""The evaluator page in a real headless Chromium against a real server: open a report, choose B, submit.
+
+Uses Debian's `chromium` (installed by .ci/run) driven by Playwright's bundled driver; Playwright's own
+browser downloads are never used. Skips, saying why, where either is missing. The screenshot is saved to
+tests/artifacts/evaluate-page.png (or $RECURSUM_TEST_ARTIFACTS/evaluate-page.png).
+"""
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+import uvicorn
+from litestar.testing import TestClient
+from test_evaluations import KEYS, LEAF_0, LEAF_1, seed_job
+
+from service.api.app import create_app
+from service.api.evaluations.page import SECURITY_HEADERS
+from service.engine.facade import Engine
+from service.engine.runtime import ModelSpec, load_runtime
+from service.settings import ServiceSettings, parse_api_keys
+from service.store.repository import Store
+
+ARTIFACTS = Path(os.environ.get("RECURSUM_TEST_ARTIFACTS") or Path(__file__).with_name("artifacts"))
+
+
+def test_the_page_and_its_assets_are_served_with_a_strict_content_security_policy(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'page.db'}")
+    settings = ServiceSettings(api_keys=parse_api_keys(KEYS), model=ModelSpec(base=str(tmp_path / "absent")))
+    with TestClient(create_app(settings, store=store)) as client:
+        page = client.get("/evaluate")
+        script = client.get("/evaluate/static/evaluate.js")
+        style = client.get("/evaluate/static/evaluate.css")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"] == SECURITY_HEADERS["Content-Security-Policy"]
+    assert "<script" in page.text and "script-src 'self'" in page.headers["content-security-policy"]
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert style.status_code == 200 and "innerHTML" not in script.text  # model text is set as text only
+    store.close()
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra has it)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, tiny_model_dir, evidence_scorer) -> Iterator[tuple[str, Store]]:
+    """The real app under uvicorn on a loopback port (in a thread), with keys and a store we can seed."""
+    store = Store(f"sqlite:///{tmp_path / 'service.db'}")
+    engine = Engine(load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none")), evidence_scorer)
+    app = create_app(ServiceSettings(api_keys=parse_api_keys(KEYS)), engine=engine, store=store)
+    port = _free_port()
+    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.time() < deadline, "server not ready"
+        time.sleep(0.1)
+    yield url, store
+    uvicorn_server.should_exit = True
+    thread.join(timeout=30)
+    store.close()
+
+
+def test_an_evaluator_opens_a_report_chooses_b_and_the_comparison_is_stored(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    executable = _chromium()
+    url, store = server
+    # Leaf 0's chosen summary beside its candidate with two unsupported sentences.
+    seed_job(store, nodes=(msgspec.structs.replace(LEAF_0, candidates=LEAF_0.candidates[1:]), LEAF_1))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"], headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("response", lambda response: response.status >= 400 and problems.append(
+                f"{response.status} {response.url}"))
+            page.goto(f"{url}/evaluate?key=e-secret")
+            expect(page.locator("#task")).to_be_visible()
+            assert "key=" not in page.url  # the key left the address bar (it stays in sessionStorage)
+            expect(page.locator(".side li.unsupported")).to_have_count(2)
+
+            page.get_by_role("button", name="Evidence", exact=False).first.click()
+            expect(page.locator("#report-body li").first).to_be_visible()
+            expect(page.locator("#opened")).not_to_have_text("none")
+
+            page.keyboard.press("b")
+            expect(page.locator("#choose-b")).to_have_class("selected")
+            page.screenshot(path=str(ARTIFACTS / "evaluate-page.png"), full_page=True)
+            page.keyboard.press("Enter")
+            expect(page.locator("#status")).to_contain_text("Saved comparison")
+            saved = page.evaluate("document.body.dataset.saved")
+        finally:
+            browser.close()
+    assert problems == []  # no script errors, no content-security-policy violations
+    comparison = store.get_comparison(saved)
+    assert comparison.preference == "1" and comparison.evaluator == "eve"
+    assert comparison.reports_opened
+    reports = store.node_reports(comparison.job_id, comparison.node_id)
+    opened = [report for report in reports if report.id in comparison.reports_opened]
+    assert [report.kind for report in opened] == ["evidence"]  # a report of the task's node, as stored
