@@ -16,10 +16,8 @@ Support settings were tuned on train; dev is the default split for that reason.
 import argparse
 import json
 import random
-import re
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,14 +25,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.engine.entities import known_names, sentence_entities  # noqa: E402
 from service.engine.evidence import DEFAULT_THRESHOLD, EvidenceScorer, SupportConfig  # noqa: E402
 from service.engine.sentences import split_sentences  # noqa: E402
+from training.planting import KINDS, characters, negate, swap_name  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SQUALITY = DATA / "references" / "squality"
 PLOT_QUESTION = "What is the plot of the story?"
-KINDS = ("foreign", "swap", "negation")
+
 FULL = SupportConfig()
 _COMBINED = replace(FULL, entity_penalty=0.0, negation_penalty=0.0)
 VARIANTS = {
@@ -44,44 +42,7 @@ VARIANTS = {
     "+entity": replace(FULL, negation_penalty=0.0),
     "+negation=full": FULL,
 }
-CHARACTERS = 8  # most frequent names of a story that swaps draw from
-MIN_MENTIONS = 3  # a character is named at least this often in the story
 SWEEP = (0.15, 0.2, 0.3, 0.35, 0.4)  # thresholds shown beside the default
-
-_AUXILIARY = re.compile(
-    r"\b(is|are|was|were|has|have|had|can|could|will|would|should|must|may|might|does|do|did)\b"
-)
-_EXISTING_NEGATION = re.compile(r"\s*\b(?:not|never)\b|n['’]t\b", re.IGNORECASE)
-_PAST_VERB = re.compile(r"(?<=\s)([a-z]{3,}ed)\b")
-
-
-def negate(sentence: str) -> str | None:
-    """Flip a sentence's polarity with the cheapest grammatical edit, or None if none applies.
-
-    An existing "not"/"never"/"n't" is removed ("didn't go" -> "did go"); otherwise "not" goes after
-    the first auxiliary ("was captured" -> "was not captured"), or else "never" before the first
-    past-tense "-ed" word ("escaped" -> "never escaped").
-    """
-    if _EXISTING_NEGATION.search(sentence):
-        return _EXISTING_NEGATION.sub("", sentence, count=1)
-    if match := _AUXILIARY.search(sentence):
-        return f"{sentence[: match.end()]} not{sentence[match.end() :]}"
-    if match := _PAST_VERB.search(sentence):
-        return f"{sentence[: match.start()]}never {sentence[match.start() :]}"
-    return None
-
-
-def swap_name(sentence: str, characters: list[str], rng: random.Random) -> str | None:
-    """Replace one character named in `sentence` (every mention) by another of the story."""
-    named = [c for c in characters if re.search(rf"\b{re.escape(c)}\b", sentence)]
-    if not named:
-        return None
-    victim = rng.choice(named)
-    others = [c for c in characters if c not in named]
-    if not others:
-        return None
-    return re.sub(rf"\b{re.escape(victim)}\b", rng.choice(others), sentence)
-
 
 @dataclass
 class Case:
@@ -109,13 +70,6 @@ def plot_sentences(story: dict) -> list[str]:
         for s in split_sentences(response["response_text"])
         if len(s.split()) >= 4
     ]
-
-
-def characters(candidates: list[str]) -> list[str]:
-    """The story's most often named entities."""
-    names = known_names(candidates)
-    counts = Counter(e for s in candidates for e in sentence_entities(s, names))
-    return [name for name, n in counts.most_common(CHARACTERS) if n >= MIN_MENTIONS]
 
 
 def build_case(story: dict, other: dict, rng: random.Random) -> Case:

@@ -11,6 +11,7 @@
     RECURSUM_CALLBACK_HOSTS hosts (or host:port) that job-end callbacks may be sent to, comma-separated
     RECURSUM_EVALUATION_LEASE_SECONDS how long a comparison task stays leased to its evaluator (default 900)
     RECURSUM_MODEL, RECURSUM_QUANTIZATION, RECURSUM_DEVICE   the model to serve
+    RECURSUM_ADAPTERS       an adapter bundle directory (`recursum train levels` writes one)
 """
 
 import hashlib
@@ -88,7 +89,8 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
             model=msgspec.convert(
                 {"base": env.get("RECURSUM_MODEL") or None,
                  "quantization": env.get("RECURSUM_QUANTIZATION", "nf4"),
-                 "device": env.get("RECURSUM_DEVICE", "auto")},
+                 "device": env.get("RECURSUM_DEVICE", "auto"),
+                 "bundle": env.get("RECURSUM_ADAPTERS") or None},
                 ModelSpec,
             ),
         )

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import click
+import msgspec
 
 from training.validate import DEFAULT_MAX_INPUT_TOKENS
 
@@ -53,3 +54,155 @@ def import_squality_command(source: Path | None, out: Path) -> None:
 
     written = write_jsonl(out, import_squality(source or DEFAULT_SOURCE, created=now()))
     click.echo(f"wrote {written} comparisons to {out}", err=True)
+
+
+class TrainingError(click.ClickException):
+    """A bad argument or data file: one line on stderr, exit code 1, no traceback."""
+
+
+def _lora_options(command):
+    """Model and LoRA options every training method shares."""
+    options = [
+        click.option("--base", default=None, help="Base model: HF dir, .gguf or hub id [default: embedded]."),
+        click.option("--quantization", type=click.Choice(["nf4", "none"]), default="nf4", show_default=True,
+                     help="nf4 = QLoRA (works on CPU and CUDA)."),
+        click.option("--rank", type=click.IntRange(1, 256), default=16, show_default=True, help="LoRA rank."),
+        click.option("--init-adapter", type=click.Path(file_okay=False), default=None,
+                     help="Continue training this adapter instead of a fresh LoRA."),
+        click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True),
+        click.option("--max-steps", type=int, default=-1, show_default=True, help="> 0 overrides --epochs."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Learning rate [default: the method's]."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                     help="Examples (pairs) per step [default: the method's]."),
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+                     help="Adapter directory to write."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _method_config(config_type, base, quantization, rank, init_adapter, epochs, max_steps, lr, batch_size):
+    from training.modeling import LoraSettings
+
+    lora = LoraSettings(base=base, quantization=quantization, rank=rank, alpha=2 * rank,
+                        init_adapter=init_adapter)
+    chosen = {"learning_rate": lr, "batch_size": batch_size}
+    return config_type(lora=lora, epochs=epochs, max_steps=max_steps,
+                       **{name: value for name, value in chosen.items() if value is not None})
+
+
+def _comparisons(path: Path, tasks: tuple[str, ...]):
+    from training.datasets import Comparison, read_jsonl
+
+    try:
+        records = [c for c in read_jsonl(path, Comparison) if not tasks or c.task in tasks]
+    except (msgspec.DecodeError, ValueError) as error:
+        raise TrainingError(f"{error} (run `recursum train data validate {path}` to list every bad line)") \
+            from None
+    if not records:
+        raise TrainingError(f"{path} has no comparisons" + (f" for task {'|'.join(tasks)}" if tasks else ""))
+    return records
+
+
+@train.command("reward")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Comparisons JSONL.")
+@click.option("--task", "tasks", multiple=True, help="Only these tasks (repeatable) [default: all].")
+@click.option("--held-out", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
+              help="Share of groups (stories, books) held out for accuracy.")
+@click.option("--max-tokens", type=click.IntRange(min=64), default=1024, show_default=True,
+              help="Budget of one (prompt, summary) sequence; the prompt's passage is trimmed to fit.")
+@_lora_options
+def reward_command(data: Path, tasks: tuple[str, ...], held_out: float, max_tokens: int, out: Path,
+                   **lora) -> None:
+    """Train a Bradley-Terry reward model (LoRA + scalar head) on comparisons."""
+    from training.datasets import split_by_group
+    from training.reward import RewardTraining, train_reward
+
+    config = msgspec.structs.replace(_method_config(RewardTraining, **lora), max_tokens=max_tokens)
+    train_part, held_part = split_by_group(_comparisons(data, tasks), held_out, seed=config.seed)
+    metrics = train_reward(train_part, held_part, out, config)
+    click.echo(msgspec.json.encode(metrics).decode())
+
+
+@train.command("dpo")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Comparisons JSONL.")
+@click.option("--task", "tasks", multiple=True, help="Only these tasks (repeatable) [default: all].")
+@click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
+@_lora_options
+def dpo_command(data: Path, tasks: tuple[str, ...], beta: float, out: Path, **lora) -> None:
+    """Train a policy adapter with DPO (reference: the adapter-disabled base)."""
+    from training.dpo import DpoTraining, train_dpo
+
+    config = msgspec.structs.replace(_method_config(DpoTraining, **lora), beta=beta)
+    click.echo(msgspec.json.encode(train_dpo(_comparisons(data, tasks), out, config)).decode())
+
+
+@train.command("sft")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Demonstrations JSONL.")
+@_lora_options
+def sft_command(data: Path, out: Path, **lora) -> None:
+    """Behavioural cloning: fine-tune a LoRA on demonstrations."""
+    from training.datasets import Demonstration, read_jsonl
+    from training.sft import SftTraining, train_sft
+
+    try:
+        demonstrations = list(read_jsonl(data, Demonstration))
+    except (msgspec.DecodeError, ValueError) as error:
+        raise TrainingError(str(error)) from None
+    metrics = train_sft(demonstrations, out, _method_config(SftTraining, **lora))
+    click.echo(msgspec.json.encode(metrics).decode())
+
+
+@data.command("synth")
+@click.option("--book", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--task", type=click.Choice(["chunk", "merge"]), required=True)
+@click.option("--n", type=click.IntRange(min=1), required=True, help="Comparisons to write (at most).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--best-of", type=click.IntRange(2, 16), default=4, show_default=True,
+              help="Candidates per node: the greedy summary and samples.")
+@click.option("--max-chars", type=click.IntRange(min=1000), default=30_000, show_default=True,
+              help="Summarize this much of the book.")
+@click.option("--adapters", "bundle", default=None, metavar="DIR",
+              help="Summarize with this bundle (merge inputs then come from its trained chunk level).")
+@click.option("--base", default=None, help="Base model [default: embedded].")
+@click.option("--labeler-seed", type=int, default=0, show_default=True)
+@click.option("--labeler-noise", type=click.FloatRange(min=0), default=0.02, show_default=True)
+def synth_command(book: Path, task: str, n: int, out: Path, best_of: int, max_chars: int,
+                  bundle: str | None, base: str | None, labeler_seed: int, labeler_noise: float) -> None:
+    """Comparisons of the current model's candidate summaries of BOOK, judged by the SIMULATED labeler."""
+    from service.engine.evidence import EvidenceScorer
+    from service.engine.runtime import ModelSpec, load_runtime
+    from training.datasets import write_jsonl
+    from training.labeler import LabelerConfig, SimulatedLabeler
+    from training.synth import SynthConfig, synthesize
+
+    runtime = load_runtime(ModelSpec(base=base, bundle=bundle))
+    scorer = EvidenceScorer()
+    labeler = SimulatedLabeler(scorer, LabelerConfig(seed=labeler_seed, noise=labeler_noise))
+    config = SynthConfig(task=task, n=n, best_of=best_of, max_chars=max_chars)
+    written = write_jsonl(out, synthesize(runtime, scorer, labeler, book, config))
+    click.echo(f"wrote {written} {task} comparisons (simulated labeler) to {out}", err=True)
+
+
+@train.command("levels")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="levels.toml (see examples/levels.toml).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Bundle directory; an interrupted run resumes from it.")
+def levels_command(config_path: Path, out: Path) -> None:
+    """Train chunk, merge and helper adapters level by level into an adapter bundle."""
+    from training.helper_training import train_helper_stage
+    from training.levels import load_config, run_levels
+
+    try:
+        config = load_config(config_path)
+    except ValueError as error:
+        raise TrainingError(str(error)) from None
+    manifest = run_levels(config, out, helper_stage=train_helper_stage)
+    for entry in manifest.adapters:
+        click.echo(f"{entry.role}\theights {entry.heights}\t{entry.method}\t{entry.metrics}")

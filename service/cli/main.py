@@ -41,9 +41,11 @@ def cli() -> None:
 @click.option("--quantization", type=click.Choice(["nf4", "int8", "none"]), default=None,
               help="Overrides RECURSUM_QUANTIZATION.")
 @click.option("--db", "database_url", default=None, help="SQLAlchemy URL; overrides RECURSUM_DATABASE_URL.")
+@click.option("--adapters", "bundle", default=None, metavar="DIR",
+              help="Adapter bundle from `recursum train levels`; overrides RECURSUM_ADAPTERS.")
 @click.option("--dev", is_flag=True, help="Serve without API keys (never in production).")
 def serve(host: str, port: int, model_path: str | None, quantization: str | None,
-          database_url: str | None, dev: bool) -> None:
+          database_url: str | None, bundle: str | None, dev: bool) -> None:
     """Run the REST service (configuration from RECURSUM_* environment variables)."""
     import uvicorn
 
@@ -53,7 +55,8 @@ def serve(host: str, port: int, model_path: str | None, quantization: str | None
 
     settings = settings_from_env()
     model = msgspec.structs.replace(settings.model, base=model_path or settings.model.base,
-                                    quantization=quantization or settings.model.quantization)
+                                    quantization=quantization or settings.model.quantization,
+                                    bundle=_bundle(bundle) or settings.model.bundle)
     settings = msgspec.structs.replace(settings, model=model, dev_mode=dev or settings.dev_mode,
                                        database_url=database_url or settings.database_url)
     if not settings.dev_mode and not settings.api_keys:
@@ -69,7 +72,9 @@ def serve(host: str, port: int, model_path: str | None, quantization: str | None
 @click.option("--quantization", type=click.Choice(["nf4", "int8", "none"]), default="nf4", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--adapter", "adapters", multiple=True, metavar="ROLE=DIR")
-def doctor(model_path: str | None, quantization: str, device: str, adapters: tuple[str, ...]) -> None:
+@click.option("--adapters", "bundle", default=None, metavar="DIR", help="Adapter bundle directory.")
+def doctor(model_path: str | None, quantization: str, device: str, adapters: tuple[str, ...],
+           bundle: str | None) -> None:
     """Load the model as the service would and report what the runtime found, with a speed probe."""
     from service.engine.diagnostics import diagnose
     from service.engine.model_store import pull_default_model
@@ -78,7 +83,7 @@ def doctor(model_path: str | None, quantization: str, device: str, adapters: tup
     if model_path is None:
         pull_default_model()
     spec = ModelSpec(base=model_path, quantization=quantization, device=device,
-                     adapters=_parse_adapters(adapters))
+                     adapters=_parse_adapters(adapters), bundle=_bundle(bundle))
     for name, value in msgspec.structs.asdict(diagnose(spec)).items():
         click.echo(f"{name:>22}: {value}")
 
@@ -121,10 +126,18 @@ def _parse_adapters(values: tuple[str, ...]) -> dict[str, str]:
     adapters = {}
     for value in values:
         role, sep, path = value.partition("=")
-        if not sep or role not in ("chunk", "merge", "helper"):
-            raise ConfigError(f"--adapter expects ROLE=DIR with ROLE chunk|merge|helper, got {value!r}")
+        if not sep or role not in ("chunk", "merge", "helper", "reward"):
+            raise ConfigError(f"--adapter expects ROLE=DIR (ROLE: chunk|merge|helper|reward), got {value!r}")
         adapters[role] = path
     return adapters
+
+
+def _bundle(directory: str | None) -> str | None:
+    """An adapter bundle directory, checked before the model loads so a typo fails fast."""
+    if directory is not None and not (Path(directory) / "manifest.json").is_file():
+        raise ConfigError(f"--adapters {directory} is not an adapter bundle (no manifest.json); "
+                          "`recursum train levels` writes one")
+    return directory
 
 
 @cli.command()
@@ -150,14 +163,18 @@ def _parse_adapters(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @click.option("--adapter", "adapters", multiple=True, metavar="ROLE=DIR",
-              help="A LoRA adapter for a role (chunk, merge, helper); repeatable.")
+              help="A LoRA adapter for a role (chunk, merge, helper, reward); repeatable.")
+@click.option("--adapters", "bundle", default=None, metavar="DIR",
+              help="Adapter bundle from `recursum train levels` (--adapter overrides it per role).")
+@click.option("--best-of", type=int, default=DEFAULTS.best_of, show_default=True,
+              help="Candidates per node; the reward adapter keeps the best, the rest stay in the tree.")
 @click.option("--max-bytes", type=int, default=20 * 1024 * 1024, show_default=True,
               help="Refuse larger files.")
 @click.option("--no-cache", is_flag=True, help="Do not reuse or store generated nodes.")
 def summarize(book: Path, out: Path | None, output_format: str, title: str, chunk_tokens: int,
               merge_tokens: int, summary_tokens: int, batch_size: int, context: str,
               model_path: str | None, quantization: str, device: str, adapters: tuple[str, ...],
-              max_bytes: int, no_cache: bool) -> None:
+              bundle: str | None, best_of: int, max_bytes: int, no_cache: bool) -> None:
     """Summarize BOOK (a UTF-8 text file) recursively and print the root summary."""
     from clients.progress import HeightBars
     from service.engine.document import decode_document_bytes, make_document
@@ -169,9 +186,10 @@ def summarize(book: Path, out: Path | None, output_format: str, title: str, chun
     from service.engine.runtime import ModelSpec, load_runtime
 
     config = _tree_config(chunk_tokens=chunk_tokens, merge_tokens=merge_tokens,
-                          summary_tokens=summary_tokens, batch_size=batch_size, context=context)
+                          summary_tokens=summary_tokens, batch_size=batch_size, context=context,
+                          best_of=best_of)
     spec = ModelSpec(base=model_path, quantization=quantization, device=device,
-                     adapters=_parse_adapters(adapters))
+                     adapters=_parse_adapters(adapters), bundle=_bundle(bundle))
     size = book.stat().st_size
     if size > max_bytes:
         raise RecursumError(f"{book} is {size:,} bytes; the limit is {max_bytes:,} (--max-bytes)")
