@@ -17,6 +17,7 @@ from clients.client import AsyncClient, Client
 from clients.exceptions import (
     ApiError,
     BadRequest,
+    Conflict,
     Forbidden,
     JobFailed,
     NotFound,
@@ -165,7 +166,8 @@ def test_cancel_sends_delete_and_returns_the_outcome():
 
 @pytest.mark.parametrize(("status", "error"), [
     (400, BadRequest), (413, BadRequest), (415, BadRequest), (422, BadRequest), (401, Unauthorized),
-    (403, Forbidden), (404, NotFound), (409, ApiError), (500, ServerError), (502, ServerError),
+    (403, Forbidden), (404, NotFound), (409, Conflict), (418, ApiError), (500, ServerError),
+    (502, ServerError),
 ])
 def test_a_problem_answer_raises_the_error_for_its_status_carrying_the_problem(status, error):
     client, _ = _client(lambda request, n: _problem(status))

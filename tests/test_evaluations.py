@@ -12,6 +12,7 @@ import httpx
 import msgspec
 import pytest
 from litestar.testing import TestClient
+from postgres_cluster import new_database
 
 from clients.client import AsyncClient, Client
 from clients.exceptions import Conflict
@@ -113,9 +114,14 @@ def seed_critiques(store: Store, job_id: str = JOB_ID) -> tuple[str, str]:
     return ids[0], ids[1]
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'evaluations.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """A store on SQLite and, where a throwaway cluster can run, on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'evaluations.db'}"
+    else:
+        url = new_database(request.getfixturevalue("postgres_server"))
+    store = Store(url)
     yield store
     store.close()
 

@@ -221,7 +221,7 @@ class EvaluationService:
         if lease.submitted is not None:
             raise Conflict(f"task {lease_id} was already answered; GET /v1/evaluations/tasks gives the next")
         if lease.expires < time.time():
-            raise Conflict(f"your lease on task {lease_id} expired at "
+            raise Conflict(f"your lease on task {lease_id} expired (or was given back for another task) at "
                            f"{datetime.fromtimestamp(lease.expires, UTC).isoformat(timespec='seconds')}; "
                            "ask GET /v1/evaluations/tasks for a new one")
         return lease, pair
