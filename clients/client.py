@@ -43,6 +43,9 @@ from clients.schemas import (
     NodeRead,
     Preference,
     Problem,
+    ReportCreate,
+    ReportKind,
+    ReportRead,
     SummaryCreate,
     SummaryOptions,
     TreeRead,
@@ -105,6 +108,8 @@ _read_job = _reader(JobRead)
 _read_tree = _reader(TreeRead)
 _read_node = _reader(NodeRead)
 _read_removed = _reader(_Removed)
+_read_report = _reader(ReportRead)
+_read_reports = _reader(list[ReportRead])
 _read_comparison = _reader(ComparisonRead)
 _read_task = _reader(EvaluationTask)
 _decode_record = msgspec.json.Decoder(ComparisonRecord).decode
@@ -248,6 +253,27 @@ class _BaseClient:
     def _cancel_call(self, job_id: str) -> _Call[str]:
         return _Call("DELETE", f"/v1/summaries/{job_id}", lambda response: _read_removed(response).outcome)
 
+    def _request_report_call(self, job_id: str, node_id: str, request: ReportCreate) -> _Call[ReportRead]:
+        body = {"content": msgspec.json.encode(request), "headers": {"content-type": "application/json"}}
+        return _Call("POST", f"/v1/summaries/{job_id}/nodes/{node_id}/reports", _read_report, body)
+
+    def _reports_call(self, job_id: str, node_id: str, kind: ReportKind | None) -> _Call[list[ReportRead]]:
+        params = {} if kind is None else {"kind": kind}
+        return _Call("GET", f"/v1/summaries/{job_id}/nodes/{node_id}/reports", _read_reports,
+                     {"params": params})
+
+    def _report_call(self, job_id: str, node_id: str, report_id: str) -> _Call[ReportRead]:
+        return _Call("GET", f"/v1/summaries/{job_id}/nodes/{node_id}/reports/{report_id}", _read_report)
+
+    @staticmethod
+    def _report_deadline(report: ReportRead, timeout: float, started: float) -> bool:
+        """Whether to keep polling a report; raises WaitTimeout once `timeout` has passed."""
+        if report.status != "pending":
+            return False
+        if time.monotonic() - started > timeout:
+            raise WaitTimeout(f"report {report.id} still pending after {timeout:g} s")
+        return True
+
     def _next_task_call(self, height: int | None, role: str | None,
                         kind: EvaluationKind | None) -> _Call[EvaluationTask | None]:
         params = {name: value for name, value in (("height", height), ("role", role), ("kind", kind))
@@ -350,6 +376,26 @@ class Client(_BaseClient):
         "deleted" (it had finished)."""
         return self._send(self._cancel_call(job_id))
 
+    def request_report(self, job_id: str, node_id: str, request: ReportCreate) -> ReportRead:
+        """Ask for a report about a node of a finished job (the same request returns the same report):
+        `evidence` and `compare` come back done, `critique` and `qa` pending until `wait_report`."""
+        return self._send(self._request_report_call(job_id, node_id, request))
+
+    def reports(self, job_id: str, node_id: str, kind: ReportKind | None = None) -> list[ReportRead]:
+        """The node's reports, oldest first (only those of `kind` if given)."""
+        return self._send(self._reports_call(job_id, node_id, kind))
+
+    def report(self, job_id: str, node_id: str, report_id: str) -> ReportRead:
+        return self._send(self._report_call(job_id, node_id, report_id))
+
+    def wait_report(self, report: ReportRead, timeout: float = 300.0, poll: float = 1.0) -> ReportRead:
+        """Poll a pending report until it is done or failed; WaitTimeout after `timeout` seconds."""
+        started = time.monotonic()
+        while self._report_deadline(report, timeout, started):
+            time.sleep(poll)
+            report = self.report(report.job_id, report.node_id, report.id)
+        return report
+
     def next_task(self, height: int | None = None, role: str | None = None,
                   kind: EvaluationKind | None = None) -> EvaluationTask | None:
         """The comparison task leased to this key (or a new lease on the next one); None when none waits."""
@@ -447,6 +493,22 @@ class AsyncClient(_BaseClient):
 
     async def cancel(self, job_id: str) -> str:
         return await self._send(self._cancel_call(job_id))
+
+    async def request_report(self, job_id: str, node_id: str, request: ReportCreate) -> ReportRead:
+        return await self._send(self._request_report_call(job_id, node_id, request))
+
+    async def reports(self, job_id: str, node_id: str, kind: ReportKind | None = None) -> list[ReportRead]:
+        return await self._send(self._reports_call(job_id, node_id, kind))
+
+    async def report(self, job_id: str, node_id: str, report_id: str) -> ReportRead:
+        return await self._send(self._report_call(job_id, node_id, report_id))
+
+    async def wait_report(self, report: ReportRead, timeout: float = 300.0, poll: float = 1.0) -> ReportRead:
+        started = time.monotonic()
+        while self._report_deadline(report, timeout, started):
+            await asyncio.sleep(poll)
+            report = await self.report(report.job_id, report.node_id, report.id)
+        return report
 
     async def next_task(self, height: int | None = None, role: str | None = None,
                         kind: EvaluationKind | None = None) -> EvaluationTask | None:
