@@ -39,6 +39,8 @@ class LevelsData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     comparisons_per_level: Annotated[int, Meta(ge=2)] = 64  # synthetic, per book and height
     max_chars: Annotated[int, Meta(ge=1000)] = 30_000
     best_of: Annotated[int, Meta(ge=2, le=16)] = 4
+    chunk_tokens: Annotated[int, Meta(ge=32)] = 600
+    summary_tokens: Annotated[int, Meta(ge=8)] = 200
     labeler_seed: int = 0
     labeler_noise: Annotated[float, Meta(ge=0)] = 0.02
 
@@ -80,7 +82,7 @@ def stages(config: LevelsConfig) -> list[str]:
 
 
 def run_levels(config: LevelsConfig, out: Path,
-               helper_stage: Callable[[LevelsConfig, Path, BundleManifest], AdapterEntry] | None = None,
+               helper_stage: Callable[[LevelsConfig, Path], AdapterEntry] | None = None,
                stop_after: str | None = None) -> BundleManifest:
     """Run (or resume) the curriculum into bundle directory `out`; returns the final manifest.
 
@@ -106,7 +108,7 @@ def run_levels(config: LevelsConfig, out: Path,
             case "helper":
                 if helper_stage is None:
                     raise ValueError("the helper stage needs a helper trainer")
-                manifest = _with_entry(manifest, helper_stage(config, out, manifest))
+                manifest = _with_entry(manifest, helper_stage(config, out))
         write_manifest(out, manifest)
         state.finished.append(stage)
         state_path.write_bytes(msgspec.json.encode(state))
@@ -147,7 +149,8 @@ def _synth(config: LevelsConfig, out: Path, height: int, manifest: BundleManifes
     labeler_config = LabelerConfig(seed=data.labeler_seed + height, noise=data.labeler_noise)
     labeler = SimulatedLabeler(scorer, labeler_config)
     synth = SynthConfig(task=task_of(height), n=data.comparisons_per_level, best_of=data.best_of,
-                        max_chars=data.max_chars, seed=height)
+                        max_chars=data.max_chars, chunk_tokens=data.chunk_tokens,
+                        summary_tokens=data.summary_tokens, seed=height)
     synthetic = (c for book in data.books for c in synthesize(runtime, scorer, labeler, Path(book), synth))
     given = (c for path in data.comparisons for c in read_jsonl(Path(path), Comparison))
     last = height == config.max_height

@@ -1,0 +1,197 @@
+"""The helper stage: the critique helper learns from comparisons of critiques of summaries with planted
+errors, judged by a SIMULATED labeler that knows what it planted.
+
+A critique is better when its (verified) items point at the planted sentence and it accuses no other
+sentence; a quote of nothing in the summary counts against it most, since the service drops such items.
+Each example pairs the helper model's own critiques with each other and with the labeler's reference
+critique (the one line an ideal helper would write), so DPO has a clear direction even while the base
+model rarely follows the format at all.
+"""
+
+import hashlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from service.engine.bundle import MANIFEST_FILE, AdapterEntry
+from service.engine.critique import match_quote, parse_items
+from service.engine.generate import GenerationRequest, generate_batched
+from service.engine.prompts import critique_input, critique_prompt
+from service.engine.recursion import node_key
+from service.engine.reports import HELPER_BATCH, helper_settings
+from service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
+from service.engine.sentences import split_sentences
+from training.datasets import Comparison, now, read_jsonl, split_by_group, write_jsonl
+from training.dpo import train_dpo
+from training.levels import LevelsConfig, level_data
+from training.planting import KINDS, PlantKind, characters, plant
+
+FABRICATED_PENALTY = 0.5  # per item quoting nothing in the summary
+FALSE_ACCUSATION_PENALTY = 0.25  # per item on a sentence that was not planted (it may still be wrong)
+_REFERENCE = {
+    "foreign": ("UNSUPPORTED", "the source never says this"),
+    "swap": ("ENTITY", "the source gives this to another character"),
+    "negation": ("CONTRADICTED", "the source says the opposite"),
+}
+
+
+@dataclass(frozen=True)
+class PlantedSummary:
+    """A summary (as sentences) of `source` with sentence `index` made false in the way `kind` says."""
+
+    source: str
+    sentences: list[str]
+    index: int
+    kind: PlantKind
+    group: str
+
+
+@dataclass(frozen=True)
+class CritiqueOutcome:
+    found: bool  # some verified item points at the planted sentence
+    false_items: int  # verified items on other sentences
+    fabricated: int  # items whose quote is in no summary sentence
+
+    @property
+    def score(self) -> float:
+        return float(self.found) - FALSE_ACCUSATION_PENALTY * self.false_items \
+            - FABRICATED_PENALTY * self.fabricated
+
+
+class HelperMeasure(msgspec.Struct, kw_only=True):
+    """How a helper's critiques did on planted summaries: recall of planted errors and precision of
+    its verified items (only the model's items; evidence items are the same with or without it)."""
+
+    summaries: int
+    found_rate: float
+    precision: float
+    items: int
+    fabricated: int
+    by_kind: dict[str, float]
+
+
+def planted_summaries(examples: Sequence[tuple[str, str, str]], book_text: str, count: int,
+                      seed: int) -> list[PlantedSummary]:
+    """Up to `count` (source, summary, group) examples with one planted error each, kinds in turn."""
+    rng = random.Random(seed)
+    book_sentences = split_sentences(book_text)
+    cast = characters(book_sentences)
+    planted = []
+    for number, (source, summary, group) in enumerate(rng.sample(list(examples), len(examples))):
+        sentences = split_sentences(summary)
+        if len(sentences) < 2:
+            continue
+        foreign = [s for s in rng.sample(book_sentences, min(200, len(book_sentences)))
+                   if s not in source and 30 < len(s) < 240]
+        kind = KINDS[number % len(KINDS)]
+        if (made := plant(sentences, kind, cast, foreign, rng)) is not None:
+            planted.append(PlantedSummary(source, made[0], made[1], kind, group))
+        if len(planted) == count:
+            break
+    return planted
+
+
+def reference_critique(example: PlantedSummary) -> str:
+    kind, reason = _REFERENCE[example.kind]
+    return f'{kind}: "{example.sentences[example.index]}" - {reason}'
+
+
+def critique_outcome(text: str, example: PlantedSummary) -> CritiqueOutcome:
+    found, false_items, fabricated = False, 0, 0
+    for item in parse_items(text):
+        if item.kind == "omission":
+            continue  # the planted error is never an omission; omissions are judged elsewhere
+        index = match_quote(item.quote, example.sentences)
+        if index is None:
+            fabricated += 1
+        elif index == example.index:
+            found = True
+        else:
+            false_items += 1
+    return CritiqueOutcome(found, false_items, fabricated)
+
+
+def generate_critiques(runtime: ModelRuntime, examples: Sequence[PlantedSummary],
+                       samples: int) -> list[list[str]]:
+    """`samples` critiques per example (greedy first), from the runtime's helper role."""
+    adapter = runtime.adapter_for("helper")
+    prompts = [critique_prompt(e.source, e.sentences) for e in examples]
+    texts: list[list[str]] = [[] for _ in examples]
+    for sample in range(samples):
+        settings = helper_settings(sample)
+        requests = [GenerationRequest(key=f"{i}:{node_key(runtime, adapter, p, settings, sample)}",
+                                      adapter=adapter, prompt=p) for i, p in enumerate(prompts)]
+        for i, result in enumerate(generate_batched(runtime, requests, settings, HELPER_BATCH)):
+            texts[i].append(result.text)
+    return texts
+
+
+def critique_comparisons(examples: Sequence[PlantedSummary], critiques: Sequence[list[str]],
+                         evaluator: str) -> list[Comparison]:
+    """Reference vs each model critique, and model critiques against each other where they differ."""
+    comparisons = []
+    for number, (example, texts) in enumerate(zip(examples, critiques, strict=True)):
+        task_input = critique_input(example.source, example.sentences)
+        scored = [(reference_critique(example), 1.0 + critique_outcome(reference_critique(example),
+                                                                         example).score)]
+        scored += [(text, critique_outcome(text, example).score) for text in dict.fromkeys(texts) if text]
+        for i in range(len(scored)):
+            for j in range(i + 1, len(scored)):
+                (a, score_a), (b, score_b) = scored[i], scored[j]
+                if a.strip() == b.strip() or score_a == score_b:
+                    continue
+                comparisons.append(Comparison(
+                    id=f"helper:{number}:{i}:{j}", task="helper:critique", height=0, input=task_input,
+                    group=example.group, candidates=(a, b), preferred=0 if score_a > score_b else 1,
+                    confidence=min(1.0, abs(score_a - score_b)), evaluator=evaluator, created=now(),
+                ))
+    return comparisons
+
+
+def measure_helper(runtime: ModelRuntime, examples: Sequence[PlantedSummary]) -> HelperMeasure:
+    """Greedy critiques of `examples`: share of planted errors found, precision of verified items."""
+    texts = [t[0] for t in generate_critiques(runtime, examples, samples=1)]
+    outcomes = [critique_outcome(text, example) for text, example in zip(texts, examples, strict=True)]
+    found = sum(o.found for o in outcomes)
+    verified = found + sum(o.false_items for o in outcomes)
+    by_kind = {kind: _mean([o.found for o, e in zip(outcomes, examples, strict=True) if e.kind == kind])
+               for kind in KINDS}
+    return HelperMeasure(summaries=len(examples), found_rate=_mean([o.found for o in outcomes]),
+                         precision=found / verified if verified else 0.0, items=verified,
+                         fabricated=sum(o.fabricated for o in outcomes), by_kind=by_kind)
+
+
+def _mean(values: Sequence[bool]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def train_helper_stage(config: LevelsConfig, out: Path) -> AdapterEntry:
+    """The levels pipeline's helper stage: planted summaries from the chunk level's data, critiques by
+    the current helper, DPO into `helper/`, measured on held-out groups before and after."""
+    chunk_data = list(read_jsonl(level_data(out, 0), Comparison))
+    examples = {(c.input, candidate, c.group) for c in chunk_data for candidate in c.candidates}
+    book_text = "\n".join(Path(book).read_text(encoding="utf-8")[: config.data.max_chars]
+                          for book in config.data.books) or "\n".join(c.input for c in chunk_data)
+    planted = planted_summaries(sorted(examples), book_text, config.data.comparisons_per_level, seed=7)
+    train_part, held_out = split_by_group(planted, config.held_out_fraction, seed=7)
+    spec = ModelSpec(base=config.lora.base, quantization=config.lora.quantization,
+                     bundle=str(out) if (out / MANIFEST_FILE).is_file() else None)
+    runtime = load_runtime(spec)
+    before = measure_helper(runtime, held_out)
+    comparisons = critique_comparisons(train_part, generate_critiques(runtime, train_part, samples=2),
+                                       evaluator="simulated:helper-labeler")
+    path = out / "data" / "helper-critique.jsonl"
+    write_jsonl(path, comparisons)
+    target = out / "helper"
+    dpo = msgspec.structs.replace(config.dpo, lora=config.lora)
+    metrics = train_dpo(comparisons, target, dpo)
+    after = measure_helper(load_runtime(msgspec.structs.replace(spec, adapters={"helper": str(target)})),
+                           held_out)
+    return AdapterEntry(role="helper", path="helper", heights=[0], method="dpo",
+                        data_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                        metrics={"pairs": metrics.pairs, "reward_accuracy": metrics.reward_accuracy,
+                                 "found_rate_before": before.found_rate, "found_rate_after": after.found_rate,
+                                 "precision_before": before.precision, "precision_after": after.precision})
