@@ -23,6 +23,9 @@ from training.reward import preference_pairs
 class DpoTraining(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     lora: LoraSettings = LoraSettings()
     beta: Annotated[float, Meta(gt=0)] = 0.1
+    # > 0 adds the chosen summaries' NLL (RPO, Pang et al. 2024): needed when the chosen side is a
+    # reference the policy would never sample, e.g. the helper's format before it is learnt.
+    sft_weight: Annotated[float, Meta(ge=0)] = 0.0
     epochs: Annotated[float, Meta(gt=0)] = 1.0
     max_steps: int = -1  # > 0 overrides epochs
     learning_rate: Annotated[float, Meta(gt=0)] = 5e-5
@@ -60,6 +63,8 @@ def train_dpo(comparisons: Sequence[Comparison], out: Path, config: DpoTraining)
     with tempfile.TemporaryDirectory() as scratch:
         args = DPOConfig(
             output_dir=scratch, beta=config.beta, num_train_epochs=config.epochs, max_steps=config.max_steps,
+            loss_type=["sigmoid", "sft"] if config.sft_weight else ["sigmoid"],
+            loss_weights=[1.0, config.sft_weight] if config.sft_weight else None,
             learning_rate=config.learning_rate, per_device_train_batch_size=config.batch_size,
             max_length=limit, save_strategy="no", report_to=[], logging_steps=1, seed=config.seed,
             gradient_checkpointing=False, **trainer_precision(),

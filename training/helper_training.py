@@ -31,6 +31,7 @@ from training.planting import KINDS, PlantKind, characters, plant
 
 FABRICATED_PENALTY = 0.5  # per item quoting nothing in the summary
 FALSE_ACCUSATION_PENALTY = 0.25  # per item on a sentence that was not planted (it may still be wrong)
+HELPER_SFT_WEIGHT = 1.0  # the base model rarely writes the critique format: learn it from the references
 _REFERENCE = {
     "foreign": ("UNSUPPORTED", "the source never says this"),
     "swap": ("ENTITY", "the source gives this to another character"),
@@ -186,7 +187,7 @@ def train_helper_stage(config: LevelsConfig, out: Path) -> AdapterEntry:
     path = out / "data" / "helper-critique.jsonl"
     write_jsonl(path, comparisons)
     target = out / "helper"
-    dpo = msgspec.structs.replace(config.dpo, lora=config.lora)
+    dpo = msgspec.structs.replace(config.dpo, lora=config.lora, sft_weight=HELPER_SFT_WEIGHT)
     metrics = train_dpo(comparisons, target, dpo)
     after = measure_helper(load_runtime(msgspec.structs.replace(spec, adapters={"helper": str(target)})),
                            held_out)

@@ -45,15 +45,19 @@ def node_input(tree: Tree, node: Node, text: str) -> str:
     return "\n\n".join(tree.nodes[child].summary for child in node.children)
 
 
-def synthesize(runtime: ModelRuntime, scorer: EvidenceScorer, labeler: SimulatedLabeler, book: Path,
-               config: SynthConfig) -> Iterator[Comparison]:
-    """Comparisons of candidate summaries of `book`'s nodes at the task's heights."""
+def candidate_tree(runtime: ModelRuntime, scorer: EvidenceScorer, book: Path,
+                   config: SynthConfig) -> tuple[Tree, str]:
+    """`book` (its first `max_chars`) summarized best-of-n, and the normalized text the spans index."""
     text = book.read_text(encoding="utf-8")[: config.max_chars]
     tree_config = TreeConfig(chunk_tokens=config.chunk_tokens, summary_tokens=config.summary_tokens,
                              best_of=config.best_of, seed=config.seed)
     document = make_document(text, book.stem)
-    tree = Summarizer(runtime, scorer, tree_config).summarize(document)
-    text = document.text
+    return Summarizer(runtime, scorer, tree_config).summarize(document), document.text
+
+
+def tree_comparisons(tree: Tree, text: str, labeler: SimulatedLabeler,
+                     config: SynthConfig) -> Iterator[Comparison]:
+    """Labelled pairs of each node's candidates at the task's heights, some with a planted sentence."""
     nodes = [node for node in tree.nodes.values() if (node.height == 0) == (config.task == "chunk")]
     random_ = random.Random(config.seed)
     all_sentences = split_sentences(text)
@@ -69,11 +73,18 @@ def synthesize(runtime: ModelRuntime, scorer: EvidenceScorer, labeler: Simulated
                 first, planted = _plant(first, source, all_sentences, random_)
             pair = (first, second) if random_.random() < 0.5 else (second, first)
             yield labeler.label(
-                id=f"synth:{document.id[:12]}:{node.id}:{written}", task=config.task, height=node.height,
-                input=node_input(tree, node, text), group=f"{book.stem}:{node.id}", candidates=pair,
+                id=f"synth:{tree.document_id[:12]}:{node.id}:{written}", task=config.task, height=node.height,
+                input=node_input(tree, node, text), group=f"{tree.title}:{node.id}", candidates=pair,
                 source=source, planted=planted,
             )
             written += 1
+
+
+def synthesize(runtime: ModelRuntime, scorer: EvidenceScorer, labeler: SimulatedLabeler, book: Path,
+               config: SynthConfig) -> Iterator[Comparison]:
+    """Comparisons of candidate summaries of `book`'s nodes at the task's heights."""
+    tree, text = candidate_tree(runtime, scorer, book, config)
+    yield from tree_comparisons(tree, text, labeler, config)
 
 
 def _plant(summary: str, source: str, book_sentences: list[str],
