@@ -8,12 +8,27 @@ import msgspec
 from training.validate import DEFAULT_MAX_INPUT_TOKENS
 
 
-@click.group()
+class TrainingError(click.ClickException):
+    """A bad argument or data file: one line on stderr, exit code 1, no traceback."""
+
+
+class _TrainingGroup(click.Group):
+    """Training methods validate their configs and data with ValueError (msgspec's ValidationError
+    is one): those are the user's to fix, so they become a one-line message, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ValueError as error:
+            raise TrainingError(str(error)) from None
+
+
+@click.group(cls=_TrainingGroup)
 def train() -> None:
     """Train recursum's adapters and prepare their data."""
 
 
-@train.group()
+@train.group(cls=_TrainingGroup)
 def data() -> None:
     """Check and import training data (JSONL demonstrations and comparisons)."""
 
@@ -54,10 +69,6 @@ def import_squality_command(source: Path | None, out: Path) -> None:
 
     written = write_jsonl(out, import_squality(source or DEFAULT_SOURCE, created=now()))
     click.echo(f"wrote {written} comparisons to {out}", err=True)
-
-
-class TrainingError(click.ClickException):
-    """A bad argument or data file: one line on stderr, exit code 1, no traceback."""
 
 
 def _lora_options(command):
