@@ -201,8 +201,8 @@ def synth_command(book: Path, task: str, n: int, out: Path, best_of: int, max_ch
 
 
 @train.command("levels")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help="levels.toml (see examples/levels.toml).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="levels.toml (see examples/levels.toml).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Bundle directory; an interrupted run resumes from it.")
 def levels_command(config_path: Path, out: Path) -> None:
