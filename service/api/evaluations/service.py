@@ -89,10 +89,11 @@ def _summary_side(node: Node, ref: str) -> tuple[str, Any, str, float | None]:
 
 
 def critique_lines(report: StoredReport) -> tuple[str, ...]:
-    """A critique's items as lines of text: "[kind] "quote" - explanation"."""
+    """A critique's items as lines in the form the helper prompt asks for (KIND: "quote" - why), so an
+    exported `helper:critique` comparison trains the helper on text its parser reads back."""
     items = (report.body or {}).get("items", [])
-    return tuple(f'[{item.get("kind", "?")}] "{item.get("quote", "")}" - {item.get("explanation", "")}'
-                 for item in items)
+    return tuple(f'{item.get("kind", "unsupported").upper()}: "{item.get("quote", "")}" - '
+                 f'{item.get("explanation", "")}' for item in items)
 
 
 def critique_text(report: StoredReport) -> str:
