@@ -62,6 +62,15 @@ def squality_input(question: str, story: str) -> str:
     return f"Question: {question}\n\nStory:\n{unwrap(story)}"
 
 
+def split_squality_input(text: str) -> tuple[str, str]:
+    """(question, story) of a `squality_input` text, its inverse: for trainers that rebuild what the
+    reward model reads (the question alone, a truncated story)."""
+    head, marker, story = text.partition("\n\nStory:\n")
+    if not marker or not head.startswith("Question: "):
+        raise ValueError("not a SQuALITY input: expected 'Question: ...' then a 'Story:' section")
+    return head.removeprefix("Question: "), story
+
+
 def load_stories(source: Path) -> dict[str, str]:
     """Story text by passage id, from `stories.jsonl`."""
     decoder = msgspec.json.Decoder(_Story)
