@@ -37,8 +37,8 @@ from service.engine.document import make_document
 from service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
 from service.engine.facade import Engine
 from service.engine.generate import GenerationStats
-from service.engine.model_store import pull_default_model
-from service.engine.node_cache import MemoryNodeCache
+from service.engine.model_store import pull_default_model, recursum_home
+from service.engine.node_cache import DirectoryNodeCache
 from service.engine.prompts import unwrap
 from service.engine.recursion import RunStats, Summarizer
 from service.engine.reports import ReportTask, node_material
@@ -129,14 +129,14 @@ def planted_refs(nodes: dict[str, Node], planted: list[Planted]) -> dict[Sentenc
 
 def suspicion(evidence: dict[str, EvidenceReport], critiques: dict[str, CritiqueReport],
               origins: frozenset[str], use_support: bool) -> dict[SentenceRef, float]:
-    """How much a report-guided evaluator wants to check each sentence: the most severe critique item about
-    it (of the given origins), then its weakest support as a tie-breaker."""
+    """How much a report-guided evaluator wants to check each sentence: the severities of the critique items
+    about it (of the given origins) added up, so independent signals add, plus a little for weak support."""
     scores = {}
     for node_id, report in evidence.items():
         severity: dict[int, float] = defaultdict(float)
         for item in critiques[node_id].items:
             if item.sentence is not None and item.origin in origins:
-                severity[item.sentence] = max(severity[item.sentence], item.severity)
+                severity[item.sentence] += item.severity
         for s in report.sentences:
             weakest = min(s.support, s.source_support)
             scores[(node_id, s.index)] = severity[s.index] + (0.25 * (1.0 - weakest) if use_support else 0.0)
@@ -163,6 +163,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3, help="plantings of the same tree")
     parser.add_argument("--quantization", default="nf4", choices=["nf4", "int8", "none"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-cache", action="store_true",
+                        help="generate everything again instead of reusing $RECURSUM_HOME/cache/nodes")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -171,13 +173,15 @@ def main() -> None:
     document = make_document(excerpt(args.book, args.chunks, config.chunk_tokens), args.book)
     engine = Engine(load_runtime(ModelSpec(quantization=args.quantization)), EvidenceScorer())
     stats = RunStats()
-    tree = Summarizer(engine.runtime, engine.scorer, config).summarize(document, stats=stats)
+    # The summaries and critiques generated before (same model, prompts and settings) are reused.
+    cache = None if args.no_cache else DirectoryNodeCache(recursum_home() / "cache" / "nodes")
+    tree = Summarizer(engine.runtime, engine.scorer, config, cache).summarize(document, stats=stats)
     summarized = time.perf_counter()
     text = document.text
     cast = characters(split_sentences(text))
     foreign = foreign_sentences(args.foreign_book)
     rng = random.Random(args.seed)
-    cache, generation = MemoryNodeCache(), GenerationStats()
+    generation = GenerationStats()
 
     totals: Counter = Counter()
     found: dict[str, Counter] = defaultdict(Counter)

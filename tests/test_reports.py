@@ -20,7 +20,8 @@ from service.api.app import create_app
 from service.api.auth import Principal
 from service.api.reports.service import ReportService
 from service.engine import reports as reports_module
-from service.engine.critique import match_quote, model_items, parse_items
+from service.engine.critique import counterfactual_items, match_quote, model_items, parse_items
+from service.engine.entities import known_names
 from service.engine.evidence import leaf_evidence
 from service.engine.facade import Engine
 from service.engine.reports import (
@@ -112,7 +113,7 @@ def test_a_model_omission_points_at_the_child_sentence_it_quotes(evidence_scorer
                                                (FOREIGN, "unsupported")])
 def test_evidence_flags_each_kind_of_planted_sentence_and_not_the_true_one(evidence_scorer, planted, kind):
     node = _leaf(evidence_scorer, f"{TRUE} {planted}")
-    report = reports_module.critique_report(_task(node, CritiqueRequest()), generated="NONE")
+    report = reports_module.critique_report(_task(node, CritiqueRequest()), "NONE", evidence_scorer)
     about = {(item.kind, item.sentence) for item in report.items if item.origin == "evidence"}
     assert (kind, 1) in about
     assert not any(sentence == 0 for k, sentence in about if k != "omission")
@@ -335,3 +336,14 @@ def test_a_report_on_an_unfinished_job_is_409(client, store):
     store.update_job(job_id, status="running")
     response = client.post(_reports_url(job_id, tree["root"]), json={"kind": "evidence"}, headers=EVE)
     assert response.status_code == 409 and "running" in response.json()["detail"]
+
+
+def test_a_sentence_the_inputs_support_better_with_another_name_or_polarity_is_flagged(evidence_scorer):
+    node = _leaf(evidence_scorer, f"{TRUE} {SWAPPED} {NEGATED}")
+    texts = [m.text for m in node_material(node, (), SOURCE_TEXT)]
+    names = known_names([*texts, *(s.text for s in node.sentences)])
+    found = counterfactual_items(evidence_scorer, node, texts, names)
+    items = {(item.sentence, item.kind): item for item in found}
+    assert "with Alice for Duchess" in items[(1, "entity")].explanation
+    assert (2, "contradicted") in items
+    assert not any(sentence == 0 for sentence, _ in items)

@@ -11,12 +11,13 @@ no summary sentence draws on.
 
 import difflib
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from clients.schemas import CritiqueItem, CritiqueKind, EvidenceLink, Node, Span
 from service.engine.entities import known_names, sentence_entities, words
-from service.engine.evidence import lexical_overlap, polarity_mismatch
+from service.engine.evidence import EvidenceScorer, lexical_overlap, polarity_mismatch
 
 QUOTE_RATIO = 0.9  # difflib ratio at which a normalized quote counts as the sentence
 MIN_CONTAINED_WORDS = 5  # a partial quote must be this long ...
@@ -26,6 +27,11 @@ CONTRADICTION_OVERLAP = 0.4  # word overlap with the best support at which a pol
 MAX_OMISSIONS = 3
 MAX_EXPLANATION = 300
 MODEL_SEVERITY = 0.5  # the helper model's word alone: below what evidence of the same kind says
+CAST = 8  # most often named characters of a node's inputs tried in a sentence's place
+COUNTERFACTUAL_MARGIN = 0.05  # support gain at which a name swap or polarity flip marks the sentence
+_NEGATION = re.compile(r"\s*\b(?:not|never)\b|n['’]t\b", re.IGNORECASE)
+_AUXILIARY = re.compile(
+    r"\b(is|are|was|were|has|have|had|can|could|will|would|should|must|may|might|does|do|did)\b")
 
 _ITEM = re.compile(
     r"""^[\s*\-\d.)]*(UNSUPPORTED|CONTRADICTED|CONTRADICTION|ENTITY|OMISSION|OMITTED)\s*:\s*
@@ -115,8 +121,10 @@ def model_items(text: str, node: Node,
     return kept, dropped
 
 
-def evidence_items(node: Node, material: Sequence[MaterialSentence], threshold: float) -> list[CritiqueItem]:
-    """Items the evidence scores support without any generation."""
+def evidence_items(node: Node, material: Sequence[MaterialSentence], threshold: float,
+                   scorer: EvidenceScorer | None = None) -> list[CritiqueItem]:
+    """Items the evidence scores support without any generation; with `scorer`, also the counterfactual
+    checks (`counterfactual_items`)."""
     texts = [m.text for m in material]
     index_of = {(m.link.target, m.link.sentence): k for k, m in enumerate(material)}
     names = known_names([*texts, *(s.text for s in node.sentences)])
@@ -138,9 +146,10 @@ def evidence_items(node: Node, material: Sequence[MaterialSentence], threshold: 
         missing = _names_missing_from_support(sentence.text, linked, material, names)
         if missing:
             absent = [n for n in missing if not any(n.lower() in t.lower() for t in texts)]
-            share = len(missing) / max(1, len(sentence_entities(sentence.text, names)))
+            # A name nowhere in the inputs is strong evidence; one merely not near the support is weak
+            # (fiction says "he" a paragraph long).
             items.append(CritiqueItem(
-                kind="entity", origin="evidence", severity=round(0.6 + 0.2 * share + 0.2 * bool(absent), 3),
+                kind="entity", origin="evidence", severity=0.9 if absent else 0.3,
                 **common,
                 explanation=f"{', '.join(sorted(missing))} not named in its supporting sentences"
                             + (" (nor anywhere in its inputs)" if absent else "")))
@@ -152,6 +161,56 @@ def evidence_items(node: Node, material: Sequence[MaterialSentence], threshold: 
                 kind="contradicted", origin="evidence", severity=0.7, **common,
                 explanation=f"its best support says the opposite: \"{best}\""))
     items.extend(_salient_omissions(node, material, names))
+    if scorer is not None:
+        items.extend(counterfactual_items(scorer, node, texts, names))
+    return items
+
+
+def flip_polarity(sentence: str) -> str | None:
+    """The sentence with its first negation removed, or "not" after its first auxiliary; None if neither."""
+    if _NEGATION.search(sentence):
+        return _NEGATION.sub("", sentence, count=1)
+    if match := _AUXILIARY.search(sentence):
+        return f"{sentence[: match.end()]} not{sentence[match.end() :]}"
+    return None
+
+
+def counterfactual_items(scorer: EvidenceScorer, node: Node, texts: Sequence[str],
+                         names: frozenset[str]) -> list[CritiqueItem]:
+    """Would the node's inputs support the sentence better with another character's name, or with the
+    opposite polarity? Then it likely confuses the characters (entity) or says the opposite (contradicted).
+
+    Each variant of a sentence is scored against the same inputs as the sentence itself; an item needs a
+    gain of COUNTERFACTUAL_MARGIN, and its severity grows with the gain.
+    """
+    counts = Counter(n for t in texts for n in sentence_entities(t, names))
+    cast = [name for name, _ in counts.most_common(CAST)]
+    claims = [s.text for s in node.sentences]
+    variants: list[tuple[int, CritiqueKind, str, str]] = []  # (sentence, kind, what changed, text)
+    for i, claim in enumerate(claims):
+        for name in sentence_entities(claim, names):
+            for other in cast:
+                if other != name and not re.search(rf"\b{re.escape(other)}\b", claim):
+                    changed = re.sub(rf"\b{re.escape(name)}\b", other, claim)
+                    variants.append((i, "entity", f"with {other} for {name}", changed))
+        if (flipped := flip_polarity(claim)) is not None:
+            variants.append((i, "contradicted", "with the opposite polarity", flipped))
+    if not variants or not texts:
+        return []
+    own = [ranked[0][1] for ranked in scorer.support(claims, texts, 1)]
+    scored = scorer.support([v[3] for v in variants], texts, 1)
+    best: dict[tuple[int, str], tuple[float, str, str]] = {}
+    for (i, kind, change, _), ranked in zip(variants, scored, strict=True):
+        gain = ranked[0][1] - own[i]
+        if gain >= COUNTERFACTUAL_MARGIN and gain > best.get((i, kind), (0.0,))[0]:
+            best[(i, kind)] = (gain, change, texts[ranked[0][0]])
+    items = []
+    for (i, kind), (gain, change, support) in sorted(best.items()):
+        sentence = node.sentences[i]
+        items.append(CritiqueItem(
+            kind=kind, origin="evidence", quote=sentence.text, sentence=i, links=sentence.links,
+            spans=sentence.source_spans, severity=round(min(1.0, 0.6 + 2 * gain), 3),
+            explanation=f"the inputs support it better {change} (+{gain:.2f}): \"{support}\""))
     return items
 
 

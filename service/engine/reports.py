@@ -260,18 +260,18 @@ def build_reports(runtime: ModelRuntime, scorer: EvidenceScorer, tasks: Sequence
             case CompareRequest():
                 bodies.append(compare_report(scorer, task))
             case CritiqueRequest():
-                bodies.append(critique_report(task, texts[prompts[position].key]))
+                bodies.append(critique_report(task, texts[prompts[position].key], scorer))
             case QaRequest(question=question):
                 bodies.append(qa_answer(scorer, task, question, passages[position],
                                         texts[prompts[position].key]))
     return bodies
 
 
-def critique_report(task: ReportTask, generated: str) -> CritiqueReport:
+def critique_report(task: ReportTask, generated: str, scorer: EvidenceScorer | None = None) -> CritiqueReport:
     """The model's verified items and the evidence's own, most severe first."""
     assert isinstance(task.request, CritiqueRequest)
     node = summary_view(task.node, task.request.summary)
     material = node_material(node, task.children, task.text)
     found, dropped = model_items(generated, node, material)
-    items = combine(evidence_items(node, material, task.threshold), found)
+    items = combine(evidence_items(node, material, task.threshold, scorer), found)
     return CritiqueReport(items=items, dropped=dropped)
