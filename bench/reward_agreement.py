@@ -13,7 +13,7 @@ What the reward model reads (`--variants`), rebuilt from `Comparison.input`:
 - story: the question, the story's first `--story-tokens` tokens, and the summary.
 
     python bench/reward_agreement.py                                  # default: both variants, 4 folds
-    python bench/reward_agreement.py --variants question --epochs 1   # a full epoch per fold
+    python bench/reward_agreement.py --variants question --max-steps 0 --epochs 1   # a full epoch a fold
     python bench/reward_agreement.py --run-folds 1 --max-steps 3      # smoke run
 """
 
