@@ -26,7 +26,7 @@ from service.engine.runtime import ModelSpec, load_runtime
 from training.datasets import Comparison
 from training.modeling import LoraSettings, load_tokenizer, trainable_model, trainer_precision
 
-STATS_SAMPLE = 256  # training candidates scored after training to set the served normalisation
+STATS_SAMPLE = 64  # training candidates scored after training to set the served normalisation
 
 
 class RewardTraining(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -1,0 +1,171 @@
+"""Does training help? Reward model, best-of-n and the critique helper on the default model, CPU.
+
+1. The default model summarizes an excerpt of a TRAIN book best-of-4; the SIMULATED labeler A
+   (seed 0) judges pairs of each chunk's candidates, a share of them with a planted false sentence.
+2. A reward model (TRL RewardTrainer, LoRA) is trained on those comparisons.
+3. An excerpt of another book (EVAL) is summarized best-of-4 with the trained reward adapter (the
+   engine's own best-of-n). A held-out labeler B (another seed, more noise) judges:
+   - pairs of its chunks' candidates (made the same way): the reward model's held-out accuracy;
+   - the reward model's pick against the greedy summary: best-of-4's win rate over greedy.
+4. The critique helper is trained on planted summaries of the TRAIN book and measured on planted
+   summaries of the EVAL book: planted errors found and precision, base helper prompt vs trained.
+
+The issue names this bench/training.py; that name would shadow the `training` package for every
+script run from bench/ (as bench/service.py shadowed `service`), so it is train_adapters.py.
+
+    python bench/train_adapters.py [--train-book alice_in_wonderland] [--eval-book frankenstein]
+                             [--max-chars 20000] [--reward-epochs 2] [--helper-examples 24]
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+from _data import shared_path
+
+from clients.schemas import Node
+from service.engine.evidence import EvidenceScorer
+from service.engine.model_store import pull_default_model
+from service.engine.prompts import task_prompt
+from service.engine.reward import score_pairs
+from service.engine.runtime import ModelSpec, load_runtime
+from service.engine.tree import Tree
+from training.dpo import DpoTraining, train_dpo
+from training.helper_training import (
+    HELPER_SFT_WEIGHT,
+    critique_comparisons,
+    generate_critiques,
+    measure_helper,
+    planted_summaries,
+)
+from training.labeler import LabelerConfig, SimulatedLabeler
+from training.reward import RewardTraining, preference_pairs, train_reward
+from training.synth import SynthConfig, candidate_tree, tree_comparisons
+
+TRAIN_LABELER = LabelerConfig(seed=0, noise=0.02)
+HELD_OUT_LABELER = LabelerConfig(seed=1, noise=0.05)
+
+
+def chunk_examples(tree: Tree, text: str) -> list[tuple[str, str, str]]:
+    """(source, summary, group) for every chunk summary and candidate: material for planting."""
+    return [(text[node.span.start : node.span.end], summary, f"{tree.title}:{node.id}")
+            for node in tree.nodes.values() if node.height == 0
+            for summary in [node.summary, *(c.summary for c in node.candidates)]]
+
+
+def greedy_summary(node: Node) -> str:
+    return next((c.summary for c in node.candidates if c.source == "greedy"), node.summary)
+
+
+def best_of_wins(tree: Tree, text: str, labeler: SimulatedLabeler) -> tuple[int, int, int]:
+    """(wins, losses, same) of each chunk's reward-chosen summary against its greedy one."""
+    wins = losses = same = 0
+    for node in tree.nodes.values():
+        if node.height != 0:
+            continue
+        greedy = greedy_summary(node)
+        if greedy == node.summary:
+            same += 1
+            continue
+        source = text[node.span.start : node.span.end]
+        verdict = labeler.label(id=node.id, task="chunk", height=0, input=source, group="eval",
+                                candidates=(node.summary, greedy)).preferred
+        wins += verdict == 0
+        losses += verdict == 1
+        same += verdict == "tie"
+    return wins, losses, same
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-book", default="alice_in_wonderland")
+    parser.add_argument("--eval-book", default="frankenstein")
+    parser.add_argument("--max-chars", type=int, default=16_000, help="excerpt of each book")
+    parser.add_argument("--best-of", type=int, default=4)
+    parser.add_argument("--chunk-tokens", type=int, default=300, help="small chunks: more comparisons per page")
+    parser.add_argument("--summary-tokens", type=int, default=120)
+    parser.add_argument("--reward-epochs", type=float, default=2.0)
+    parser.add_argument("--reward-lr", type=float, default=2e-4)
+    parser.add_argument("--max-tokens", type=int, default=512, help="reward sequence budget")
+    parser.add_argument("--helper-examples", type=int, default=24, help="planted summaries per book")
+    parser.add_argument("--helper-epochs", type=float, default=3.0)
+    parser.add_argument("--skip-helper", action="store_true")
+    args = parser.parse_args()
+    train_book = shared_path(f"books/{args.train_book}.txt")
+    eval_book = shared_path(f"books/{args.eval_book}.txt")
+    pull_default_model()
+    started = time.perf_counter()
+    scorer = EvidenceScorer()
+    synth = SynthConfig(task="chunk", n=10_000, best_of=args.best_of, max_chars=args.max_chars,
+                        chunk_tokens=args.chunk_tokens, summary_tokens=args.summary_tokens)
+
+    clock = time.perf_counter()
+    runtime = load_runtime(ModelSpec())
+    train_tree, train_text = candidate_tree(runtime, scorer, train_book, synth)
+    labeler = SimulatedLabeler(scorer, TRAIN_LABELER)
+    train_pairs = list(tree_comparisons(train_tree, train_text, labeler, synth))
+    print(f"1. {args.train_book}: {len(train_tree.heights[0])} chunks best-of-{args.best_of}, "
+          f"{len(train_pairs)} comparisons by labeler A ({time.perf_counter() - clock:.0f} s)")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        reward_dir = Path(scratch) / "reward"
+        config = RewardTraining(epochs=args.reward_epochs, learning_rate=args.reward_lr,
+                                max_tokens=args.max_tokens)
+        metrics = train_reward(train_pairs, [], reward_dir, config)
+        print(f"2. reward model: {metrics.train_pairs} pairs, loss {metrics.train_loss:.3f} "
+              f"({metrics.seconds:.0f} s)")
+
+        clock = time.perf_counter()
+        rewarded = load_runtime(ModelSpec(adapters={"reward": str(reward_dir)}))
+        eval_synth = msgspec.structs.replace(synth, seed=1)
+        eval_tree, eval_text = candidate_tree(rewarded, scorer, eval_book, eval_synth)
+        held_out_labeler = SimulatedLabeler(scorer, HELD_OUT_LABELER)
+        eval_pairs, ties = preference_pairs(list(tree_comparisons(eval_tree, eval_text, held_out_labeler,
+                                                                  eval_synth)))
+        prompts = [task_prompt(c.task, c.input) for c, _, _ in eval_pairs]
+        chosen = score_pairs(rewarded, prompts, [a for _, a, _ in eval_pairs])
+        rejected = score_pairs(rewarded, prompts, [b for _, _, b in eval_pairs])
+        accuracy = sum(a > b for a, b in zip(chosen, rejected, strict=True)) / len(eval_pairs)
+        wins, losses, same = best_of_wins(eval_tree, eval_text, SimulatedLabeler(scorer, HELD_OUT_LABELER))
+        decisive = wins + losses
+        print(f"3. {args.eval_book}: {len(eval_tree.heights[0])} chunks best-of-{args.best_of} with the "
+              f"reward adapter ({time.perf_counter() - clock:.0f} s)")
+        print(f"   reward held-out accuracy vs labeler B: {accuracy:.1%} on {len(eval_pairs)} pairs "
+              f"({ties} ties dropped)   goal >= 70%")
+        print(f"   best-of-{args.best_of} vs greedy under labeler B: {wins} wins, {losses} losses, "
+              f"{same} same/tie -> win rate {wins / decisive if decisive else 0:.1%} of decided, "
+              f"{(wins + 0.5 * same) / max(1, decisive + same):.1%} counting same as half   goal >= 60%")
+
+        if not args.skip_helper:
+            clock = time.perf_counter()
+            train_planted = planted_summaries(chunk_examples(train_tree, train_text), train_text,
+                                              args.helper_examples, seed=0)
+            eval_planted = planted_summaries(chunk_examples(eval_tree, eval_text), eval_text,
+                                             args.helper_examples, seed=1)
+            base = measure_helper(runtime, eval_planted)
+            critiques = generate_critiques(runtime, train_planted, samples=2)
+            helper_pairs = critique_comparisons(train_planted, critiques,
+                                                evaluator="simulated:helper-labeler")
+            helper_dir = Path(scratch) / "helper"
+            dpo = DpoTraining(epochs=args.helper_epochs, learning_rate=1e-4, sft_weight=HELPER_SFT_WEIGHT,
+                              max_tokens=1024)
+            dpo_metrics = train_dpo(helper_pairs, helper_dir, dpo)
+            trained_runtime = load_runtime(ModelSpec(adapters={"helper": str(helper_dir)}))
+            trained = measure_helper(trained_runtime, eval_planted)
+            print(f"4. critique helper: trained on {len(train_planted)} planted {args.train_book} summaries "
+                  f"({len(helper_pairs)} comparisons, DPO+SFT {dpo_metrics.seconds:.0f} s), measured on "
+                  f"{len(eval_planted)} planted {args.eval_book} summaries "
+                  f"({time.perf_counter() - clock:.0f} s)")
+            print(f"   {'helper':<10}{'found':>8}{'precision':>11}{'items':>7}{'fabricated':>12}"
+                  + "".join(f"{kind:>10}" for kind in base.by_kind))
+            for name, measure in (("base", base), ("trained", trained)):
+                print(f"   {name:<10}{measure.found_rate:>8.1%}{measure.precision:>11.1%}{measure.items:>7}"
+                      f"{measure.fabricated:>12}" + "".join(f"{v:>10.1%}" for v in measure.by_kind.values()))
+    print(f"wall time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
