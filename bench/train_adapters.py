@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--eval-book", default="frankenstein")
     parser.add_argument("--max-chars", type=int, default=16_000, help="excerpt of each book")
     parser.add_argument("--best-of", type=int, default=4)
-    parser.add_argument("--chunk-tokens", type=int, default=300, help="small chunks: more comparisons per page")
+    parser.add_argument("--chunk-tokens", type=int, default=300, help="small: more comparisons per page")
     parser.add_argument("--summary-tokens", type=int, default=120)
     parser.add_argument("--reward-epochs", type=float, default=2.0)
     parser.add_argument("--reward-lr", type=float, default=2e-4)
