@@ -17,7 +17,7 @@ many random draws in the same run), (b) guided, checking first the sentences the
 the helper model's own critique items alone (the rest at random). Saunders et al. (2022) report 1.5-1.7x
 more flaws found by human labelers with model critiques.
 
-    python bench/evaluator_leverage.py                  # Jekyll and Hyde, 8 chunks, 3 trials
+    python bench/evaluator_leverage.py                  # Jekyll and Hyde, 8 chunks, 10 trials
     python bench/evaluator_leverage.py --budget 0.1 --fraction 0.3
 """
 
@@ -128,15 +128,17 @@ def planted_refs(nodes: dict[str, Node], planted: list[Planted]) -> dict[Sentenc
 
 
 def suspicion(evidence: dict[str, EvidenceReport], critiques: dict[str, CritiqueReport],
-              origins: frozenset[str], use_support: bool) -> dict[SentenceRef, float]:
+              origins: frozenset[str], use_support: bool, add: bool = True) -> dict[SentenceRef, float]:
     """How much a report-guided evaluator wants to check each sentence: the severities of the critique items
-    about it (of the given origins) added up, so independent signals add, plus a little for weak support."""
+    about it (of the given origins) added up (or, with `add=False`, the most severe), plus a little for weak
+    support."""
     scores = {}
     for node_id, report in evidence.items():
         severity: dict[int, float] = defaultdict(float)
         for item in critiques[node_id].items:
             if item.sentence is not None and item.origin in origins:
-                severity[item.sentence] += item.severity
+                severity[item.sentence] = (severity[item.sentence] + item.severity if add
+                                           else max(severity[item.sentence], item.severity))
         for s in report.sentences:
             weakest = min(s.support, s.source_support)
             scores[(node_id, s.index)] = severity[s.index] + (0.25 * (1.0 - weakest) if use_support else 0.0)
@@ -160,7 +162,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=8, help="excerpt size in chunks")
     parser.add_argument("--fraction", type=float, default=0.5, help="share of nodes given a false sentence")
     parser.add_argument("--budget", type=float, default=0.2, help="share of sentences the evaluator checks")
-    parser.add_argument("--trials", type=int, default=3, help="plantings of the same tree")
+    parser.add_argument("--trials", type=int, default=10, help="plantings of the same tree")
     parser.add_argument("--quantization", default="nf4", choices=["nf4", "int8", "none"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-cache", action="store_true",
@@ -180,7 +182,8 @@ def main() -> None:
     text = document.text
     cast = characters(split_sentences(text))
     foreign = foreign_sentences(args.foreign_book)
-    rng = random.Random(args.seed)
+    rng = random.Random(args.seed)  # plantings: the same whatever the evaluators draw
+    draws = random.Random(args.seed + 1)  # the evaluators' random checks and tie-breaks
     generation = GenerationStats()
 
     totals: Counter = Counter()
@@ -215,15 +218,16 @@ def main() -> None:
         checks += k
         totals.update(truth.values())
         for _ in range(RANDOM_DRAWS):
-            unaided.update(detected(set(rng.sample(every, k)), truth))
+            unaided.update(detected(set(draws.sample(every, k)), truth))
         variants = {
-            "guided: evidence + critique": (frozenset({"evidence", "model"}), True),
-            "guided: evidence report only": (frozenset(), True),
-            "guided: model critique items only": (frozenset({"model"}), False),
+            "guided: evidence + critique": (frozenset({"evidence", "model"}), True, True),
+            "  same, most severe item only": (frozenset({"evidence", "model"}), True, False),
+            "guided: evidence report only": (frozenset(), True, True),
+            "guided: model critique items only": (frozenset({"model"}), False, True),
         }
-        for name, (origins, use_support) in variants.items():
-            found[name].update(detected(guided_checks(suspicion(evidence, critiques, origins, use_support),
-                                                      k, rng), truth))
+        for name, (origins, use_support, add) in variants.items():
+            scores = suspicion(evidence, critiques, origins, use_support, add)
+            found[name].update(detected(guided_checks(scores, k, draws), truth))
         for node_id, report in critiques.items():
             dropped += report.dropped
             for item in report.items:
