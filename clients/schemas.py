@@ -227,7 +227,10 @@ class _ReportRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class EvidenceRequest(_ReportRequest, frozen=True, kw_only=True, tag="evidence"):
-    """Each summary sentence with its supporting child sentences, source spans and scores."""
+    """Each sentence of one summary of the node (-1: the chosen one; i: candidate i) with its supporting
+    child sentences, source spans and scores."""
+
+    summary: CandidateIndex = -1
 
 
 class CritiqueRequest(_ReportRequest, frozen=True, kw_only=True, tag="critique"):

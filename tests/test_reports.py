@@ -2,6 +2,7 @@
 in the worker, and the report routes with their errors."""
 
 import time
+from unittest.mock import MagicMock
 
 import msgspec
 import pytest
@@ -13,6 +14,7 @@ from clients.schemas import (
     Candidate,
     CompareRequest,
     CritiqueRequest,
+    EvidenceRequest,
     Node,
     Span,
 )
@@ -166,8 +168,19 @@ def test_compare_scores_a_summary_passed_in_the_request(evidence_scorer):
         for i in range(len(report.a.sentences)))
 
 
+def test_an_evidence_report_can_be_about_a_candidate(evidence_scorer):
+    """Evaluators see the same report for either side, so no button tells which one was chosen."""
+    foreign = _leaf(evidence_scorer, FOREIGN)
+    candidate = Candidate(summary=FOREIGN, sentences=foreign.sentences, source="sample:1")
+    node = _leaf(evidence_scorer, TRUE, candidates=(candidate,))
+    no_generation = MagicMock(spec=["adapter_for"])
+    tasks = [_task(node, EvidenceRequest(summary=0))]
+    (report,) = reports_module.build_reports(no_generation, evidence_scorer, tasks)
+    assert report.summary == FOREIGN and report.unsupported == 1
+
+
 @pytest.mark.parametrize("request_", [CompareRequest(a=-1, b=3), CompareRequest(a=-1, b=-1),
-                                      CritiqueRequest(summary=0)])
+                                      CritiqueRequest(summary=0), EvidenceRequest(summary=0)])
 def test_requests_that_cannot_apply_to_the_node_are_refused(evidence_scorer, request_):
     with pytest.raises(InvalidReportRequest):
         check_request(_leaf(evidence_scorer, TRUE), request_)

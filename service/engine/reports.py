@@ -106,7 +106,7 @@ def check_request(node: Node, request: ReportCreate) -> None:
             refs = [a, b]
             if a == b:
                 raise InvalidReportRequest("compare needs two different summaries (a and b are the same)")
-        case CritiqueRequest(summary=summary):
+        case CritiqueRequest(summary=summary) | EvidenceRequest(summary=summary):
             refs = [summary]
         case _:
             refs = []
@@ -255,8 +255,8 @@ def build_reports(runtime: ModelRuntime, scorer: EvidenceScorer, tasks: Sequence
     bodies: list[ReportBody] = []
     for position, task in enumerate(tasks):
         match task.request:
-            case EvidenceRequest():
-                bodies.append(evidence_report(task.node, task.children, task.text))
+            case EvidenceRequest(summary=summary):
+                bodies.append(evidence_report(summary_view(task.node, summary), task.children, task.text))
             case CompareRequest():
                 bodies.append(compare_report(scorer, task))
             case CritiqueRequest():

@@ -270,9 +270,9 @@ class EvaluationService:
     def _summary_candidate(node: Node, ref: str, url: str) -> TaskCandidate:
         text, sentences, policy, reward = _summary_side(node, ref)
         index = summary_index(ref)
-        links = [ReportLink(label="Critique", url=url, request=CritiqueRequest(summary=index))]
-        if index < 0:  # evidence reports are about the node's chosen summary
-            links.insert(0, ReportLink(label="Evidence", url=url, request=EvidenceRequest()))
+        # Both sides get the same buttons, so none reveals which summary the reward model chose.
+        links = [ReportLink(label="Evidence", url=url, request=EvidenceRequest(summary=index)),
+                 ReportLink(label="Critique", url=url, request=CritiqueRequest(summary=index))]
         return TaskCandidate(ref=ref, policy=policy, text=text, sentences=sentences, reward=reward,
                              reports=tuple(links))
 
