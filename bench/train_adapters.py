@@ -27,7 +27,8 @@ from _data import shared_path
 
 from clients.schemas import Node
 from service.engine.evidence import EvidenceScorer
-from service.engine.model_store import pull_default_model
+from service.engine.model_store import pull_default_model, recursum_home
+from service.engine.node_cache import DirectoryNodeCache
 from service.engine.prompts import task_prompt
 from service.engine.reward import score_pairs
 from service.engine.runtime import ModelSpec, load_runtime
@@ -45,6 +46,7 @@ from training.reward import RewardTraining, preference_pairs, train_reward
 from training.synth import SynthConfig, candidate_tree, tree_comparisons
 
 TRAIN_LABELER = LabelerConfig(seed=0, noise=0.02)
+MARGINS = (0.0, 0.25, 0.5, 1.0)  # reward gain over greedy a sample needs to be kept
 HELD_OUT_LABELER = LabelerConfig(seed=1, noise=0.05)
 
 
@@ -59,14 +61,19 @@ def greedy_summary(node: Node) -> str:
     return next((c.summary for c in node.candidates if c.source == "greedy"), node.summary)
 
 
-def best_of_wins(tree: Tree, text: str, labeler: SimulatedLabeler) -> tuple[int, int, int]:
-    """(wins, losses, same) of each chunk's reward-chosen summary against its greedy one."""
+def greedy_reward(node: Node) -> float:
+    return next((c.reward for c in node.candidates if c.source == "greedy"), node.reward)
+
+
+def best_of_wins(tree: Tree, text: str, labeler: SimulatedLabeler, margin: float) -> tuple[int, int, int]:
+    """(wins, losses, same) of each chunk's reward-chosen summary against its greedy one, the choice
+    falling back to greedy unless the best beats it by `margin` (in reward std units)."""
     wins = losses = same = 0
     for node in tree.nodes.values():
         if node.height != 0:
             continue
         greedy = greedy_summary(node)
-        if greedy == node.summary:
+        if greedy == node.summary or node.reward - greedy_reward(node) <= margin:
             same += 1
             continue
         source = text[node.span.start : node.span.end]
@@ -104,7 +111,8 @@ def main() -> None:
 
     clock = time.perf_counter()
     runtime = load_runtime(ModelSpec())
-    train_tree, train_text = candidate_tree(runtime, scorer, train_book, synth)
+    cache = DirectoryNodeCache(recursum_home() / "cache" / "nodes")  # reruns reuse the generations
+    train_tree, train_text = candidate_tree(runtime, scorer, train_book, synth, cache)
     labeler = SimulatedLabeler(scorer, TRAIN_LABELER)
     train_pairs = list(tree_comparisons(train_tree, train_text, labeler, synth))
     print(f"1. {args.train_book}: {len(train_tree.heights[0])} chunks best-of-{args.best_of}, "
@@ -121,7 +129,7 @@ def main() -> None:
         clock = time.perf_counter()
         rewarded = load_runtime(ModelSpec(adapters={"reward": str(reward_dir)}))
         eval_synth = msgspec.structs.replace(synth, seed=1)
-        eval_tree, eval_text = candidate_tree(rewarded, scorer, eval_book, eval_synth)
+        eval_tree, eval_text = candidate_tree(rewarded, scorer, eval_book, eval_synth, cache)
         held_out_labeler = SimulatedLabeler(scorer, HELD_OUT_LABELER)
         eval_pairs, ties = preference_pairs(list(tree_comparisons(eval_tree, eval_text, held_out_labeler,
                                                                   eval_synth)))
@@ -129,15 +137,18 @@ def main() -> None:
         chosen = score_pairs(rewarded, prompts, [a for _, a, _ in eval_pairs])
         rejected = score_pairs(rewarded, prompts, [b for _, _, b in eval_pairs])
         accuracy = sum(a > b for a, b in zip(chosen, rejected, strict=True)) / len(eval_pairs)
-        wins, losses, same = best_of_wins(eval_tree, eval_text, SimulatedLabeler(scorer, HELD_OUT_LABELER))
-        decisive = wins + losses
+        outcomes = {margin: best_of_wins(eval_tree, eval_text, SimulatedLabeler(scorer, HELD_OUT_LABELER),
+                                         margin) for margin in MARGINS}
         print(f"3. {args.eval_book}: {len(eval_tree.heights[0])} chunks best-of-{args.best_of} with the "
               f"reward adapter ({time.perf_counter() - clock:.0f} s)")
         print(f"   reward held-out accuracy vs labeler B: {accuracy:.1%} on {len(eval_pairs)} pairs "
               f"({ties} ties dropped)   goal >= 70%")
-        print(f"   best-of-{args.best_of} vs greedy under labeler B: {wins} wins, {losses} losses, "
-              f"{same} same/tie -> win rate {wins / decisive if decisive else 0:.1%} of decided, "
-              f"{(wins + 0.5 * same) / max(1, decisive + same):.1%} counting same as half   goal >= 60%")
+        for margin, (wins, losses, same) in outcomes.items():
+            decided = wins + losses
+            print(f"   best-of-{args.best_of} vs greedy under labeler B, a sample kept when its reward "
+                  f"gains > {margin:.2f} std: {wins} wins, {losses} losses, {same} same/tie -> win rate "
+                  f"{wins / decided if decided else 0:.1%} of decided, "
+                  f"{(wins + 0.5 * same) / max(1, decided + same):.1%} counting same as half   goal >= 60%")
 
         if not args.skip_helper:
             clock = time.perf_counter()

@@ -19,6 +19,7 @@ from msgspec import Meta
 from clients.schemas import Node
 from service.engine.document import make_document
 from service.engine.evidence import EvidenceScorer
+from service.engine.node_cache import NodeCache
 from service.engine.recursion import Summarizer
 from service.engine.runtime import ModelRuntime
 from service.engine.sentences import split_sentences
@@ -45,14 +46,15 @@ def node_input(tree: Tree, node: Node, text: str) -> str:
     return "\n\n".join(tree.nodes[child].summary for child in node.children)
 
 
-def candidate_tree(runtime: ModelRuntime, scorer: EvidenceScorer, book: Path,
-                   config: SynthConfig) -> tuple[Tree, str]:
-    """`book` (its first `max_chars`) summarized best-of-n, and the normalized text the spans index."""
+def candidate_tree(runtime: ModelRuntime, scorer: EvidenceScorer, book: Path, config: SynthConfig,
+                   cache: NodeCache | None = None) -> tuple[Tree, str]:
+    """`book` (its first `max_chars`) summarized best-of-n, and the normalized text the spans index;
+    `cache` reuses generations of earlier runs."""
     text = book.read_text(encoding="utf-8")[: config.max_chars]
     tree_config = TreeConfig(chunk_tokens=config.chunk_tokens, summary_tokens=config.summary_tokens,
                              best_of=config.best_of, seed=config.seed)
     document = make_document(text, book.stem)
-    return Summarizer(runtime, scorer, tree_config).summarize(document), document.text
+    return Summarizer(runtime, scorer, tree_config, cache).summarize(document), document.text
 
 
 def tree_comparisons(tree: Tree, text: str, labeler: SimulatedLabeler,
