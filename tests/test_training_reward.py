@@ -89,3 +89,13 @@ def test_best_of_n_keeps_the_candidate_the_reward_adapter_scores_highest(trained
     for node in scored:
         assert node.reward is not None
         assert all(node.reward >= candidate.reward for candidate in node.candidates)
+
+
+def test_a_sample_must_beat_greedy_by_the_margin_to_be_kept(trained, tiny_model_dir):
+    out, _ = trained
+    runtime = load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none",
+                                     adapters={"reward": str(out)}))
+    config = TreeConfig(chunk_tokens=64, summary_tokens=24, best_of=3, best_of_margin=10.0)
+    tree = Summarizer(runtime, EvidenceScorer(), config).summarize(make_document(PASSAGE * 4))
+    assert all(c.source != "greedy" for node in tree.nodes.values() for c in node.candidates)
+    assert any(node.candidates for node in tree.nodes.values())

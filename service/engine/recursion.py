@@ -295,7 +295,8 @@ class Summarizer:
         key = samples[0].key
         if len(samples) > 1:  # the chosen summary also depends on the samples and the reward model
             reward_version = self.runtime.info.adapters.get("reward")
-            key = hashlib.sha256(msgspec.json.encode([[s.key for s in samples], reward_version])).hexdigest()
+            material = [[s.key for s in samples], reward_version, self.config.best_of_margin]
+            key = hashlib.sha256(msgspec.json.encode(material)).hexdigest()
         return _Planned(height=height, index=index, role=role, span=span, children=children,
                         prompt=prompt, key=key, samples=samples)
 
@@ -330,13 +331,14 @@ class Summarizer:
                               config.evidence_threshold), []
 
     def _choose(self, plan: _Planned, results: list[GenerationResult]) -> tuple[int, list[float] | None]:
-        """Best-of-n: the sample the reward adapter scores highest (ties keep the greedy one);
-        without a reward adapter, the greedy summary, and the samples stay as candidates."""
+        """Best-of-n: the sample the reward adapter scores highest, if it beats the greedy one by more
+        than `best_of_margin`; without a reward adapter, the greedy summary. The rest stay as candidates."""
         if len(results) == 1 or self.runtime.reward_head is None:
             return 0, None
         rewards = score_pairs(self.runtime, [plan.prompt] * len(results), [r.text for r in results],
                               self.config.batch_size)
-        return max(range(len(rewards)), key=lambda i: (rewards[i], -i)), rewards
+        best = max(range(len(rewards)), key=lambda i: (rewards[i], -i))
+        return (best if rewards[best] - rewards[0] > self.config.best_of_margin else 0), rewards
 
     def _build_node(self, text: str, plan: _Planned, results: list[GenerationResult],
                     from_cache: bool, stats: RunStats) -> Node:

@@ -32,6 +32,9 @@ class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # Best-of-n: the greedy summary plus n-1 samples at `sample_temperature`; the reward adapter picks.
     best_of: BestOf = 1
     sample_temperature: Annotated[float, msgspec.Meta(gt=0.0, le=2.0)] = 0.8
+    # A sample replaces the greedy summary only if its reward is higher by more than this (in reward
+    # std units): the max of n noisy scores is biased upwards, so small gains are mostly noise.
+    best_of_margin: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 0.0
 
 
 class Chunk(msgspec.Struct, frozen=True, kw_only=True):
