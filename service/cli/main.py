@@ -168,13 +168,16 @@ def _bundle(directory: str | None) -> str | None:
               help="Adapter bundle from `recursum train levels` (--adapter overrides it per role).")
 @click.option("--best-of", type=int, default=DEFAULTS.best_of, show_default=True,
               help="Candidates per node; the reward adapter keeps the best, the rest stay in the tree.")
+@click.option("--best-of-margin", type=float, default=DEFAULTS.best_of_margin, show_default=True,
+              help="Reward gain (std units) a sample needs over the greedy summary to replace it.")
 @click.option("--max-bytes", type=int, default=20 * 1024 * 1024, show_default=True,
               help="Refuse larger files.")
 @click.option("--no-cache", is_flag=True, help="Do not reuse or store generated nodes.")
 def summarize(book: Path, out: Path | None, output_format: str, title: str, chunk_tokens: int,
               merge_tokens: int, summary_tokens: int, batch_size: int, context: str,
               model_path: str | None, quantization: str, device: str, adapters: tuple[str, ...],
-              bundle: str | None, best_of: int, max_bytes: int, no_cache: bool) -> None:
+              bundle: str | None, best_of: int, best_of_margin: float, max_bytes: int,
+              no_cache: bool) -> None:
     """Summarize BOOK (a UTF-8 text file) recursively and print the root summary."""
     from clients.progress import HeightBars
     from service.engine.document import decode_document_bytes, make_document
@@ -187,7 +190,7 @@ def summarize(book: Path, out: Path | None, output_format: str, title: str, chun
 
     config = _tree_config(chunk_tokens=chunk_tokens, merge_tokens=merge_tokens,
                           summary_tokens=summary_tokens, batch_size=batch_size, context=context,
-                          best_of=best_of)
+                          best_of=best_of, best_of_margin=best_of_margin)
     spec = ModelSpec(base=model_path, quantization=quantization, device=device,
                      adapters=_parse_adapters(adapters), bundle=_bundle(bundle))
     size = book.stat().st_size
