@@ -57,12 +57,10 @@ def chunk_examples(tree: Tree, text: str) -> list[tuple[str, str, str]]:
             for summary in [node.summary, *(c.summary for c in node.candidates)]]
 
 
-def greedy_summary(node: Node) -> str:
-    return next((c.summary for c in node.candidates if c.source == "greedy"), node.summary)
-
-
-def greedy_reward(node: Node) -> float:
-    return next((c.reward for c in node.candidates if c.source == "greedy"), node.reward)
+def greedy(node: Node) -> tuple[str, float | None]:
+    """The greedy summary and its reward: a candidate when a sample was chosen, else the node's own."""
+    return next(((c.summary, c.reward) for c in node.candidates if c.source == "greedy"),
+                (node.summary, node.reward))
 
 
 def best_of_wins(tree: Tree, text: str, labeler: SimulatedLabeler, margin: float) -> tuple[int, int, int]:
@@ -72,13 +70,13 @@ def best_of_wins(tree: Tree, text: str, labeler: SimulatedLabeler, margin: float
     for node in tree.nodes.values():
         if node.height != 0:
             continue
-        greedy = greedy_summary(node)
-        if greedy == node.summary or node.reward - greedy_reward(node) <= margin:
+        greedy_text, greedy_reward = greedy(node)
+        if greedy_text == node.summary or node.reward - greedy_reward <= margin:
             same += 1
             continue
         source = text[node.span.start : node.span.end]
         verdict = labeler.label(id=node.id, task="chunk", height=0, input=source, group="eval",
-                                candidates=(node.summary, greedy)).preferred
+                                candidates=(node.summary, greedy_text)).preferred
         wins += verdict == 0
         losses += verdict == 1
         same += verdict == "tie"

@@ -161,10 +161,7 @@ def sft_command(data: Path, out: Path, **lora) -> None:
     from training.datasets import Demonstration, read_jsonl
     from training.sft import SftTraining, train_sft
 
-    try:
-        demonstrations = list(read_jsonl(data, Demonstration))
-    except (msgspec.DecodeError, ValueError) as error:
-        raise TrainingError(str(error)) from None
+    demonstrations = list(read_jsonl(data, Demonstration))  # a bad line is a ValueError: one line, exit 1
     metrics = train_sft(demonstrations, out, _method_config(SftTraining, **lora))
     click.echo(msgspec.json.encode(metrics).decode())
 

@@ -16,7 +16,7 @@ from msgspec import Meta
 
 from training.datasets import Comparison
 from training.formatting import assistant, prompt_messages
-from training.modeling import LoraSettings, load_tokenizer, trainable_model, trainer_precision
+from training.modeling import LoraSettings, load_tokenizer, sequence_limit, trainable_model, trainer_args
 from training.reward import preference_pairs
 
 
@@ -54,7 +54,7 @@ def train_dpo(comparisons: Sequence[Comparison], out: Path, config: DpoTraining)
     started = time.perf_counter()
     tokenizer = load_tokenizer(config.lora.base)
     model = trainable_model(config.lora, head="causal")
-    limit = min(config.max_tokens, model.config.max_position_embeddings)
+    limit = sequence_limit(config.max_tokens, model)
     dataset = Dataset.from_list([
         {"prompt": prompt_messages(tokenizer, limit, c.task, c.input, max(chosen, rejected, key=len)),
          "chosen": assistant(chosen), "rejected": assistant(rejected)}
@@ -62,12 +62,9 @@ def train_dpo(comparisons: Sequence[Comparison], out: Path, config: DpoTraining)
     ])
     with tempfile.TemporaryDirectory() as scratch:
         args = DPOConfig(
-            output_dir=scratch, beta=config.beta, num_train_epochs=config.epochs, max_steps=config.max_steps,
-            loss_type=["sigmoid", "sft"] if config.sft_weight else ["sigmoid"],
+            beta=config.beta, loss_type=["sigmoid", "sft"] if config.sft_weight else ["sigmoid"],
             loss_weights=[1.0, config.sft_weight] if config.sft_weight else None,
-            learning_rate=config.learning_rate, per_device_train_batch_size=config.batch_size,
-            max_length=limit, save_strategy="no", report_to=[], logging_steps=1, seed=config.seed,
-            gradient_checkpointing=False, **trainer_precision(),
+            max_length=limit, logging_steps=1, **trainer_args(config, scratch),
         )
         trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         trainer.train()

@@ -136,8 +136,8 @@ def critique_comparisons(examples: Sequence[PlantedSummary], critiques: Sequence
     comparisons = []
     for number, (example, texts) in enumerate(zip(examples, critiques, strict=True)):
         task_input = critique_input(example.source, example.sentences)
-        scored = [(reference_critique(example), 1.0 + critique_outcome(reference_critique(example),
-                                                                         example).score)]
+        reference = reference_critique(example)
+        scored = [(reference, 1.0 + critique_outcome(reference, example).score)]
         scored += [(text, critique_outcome(text, example).score) for text in dict.fromkeys(texts) if text]
         for i in range(len(scored)):
             for j in range(i + 1, len(scored)):

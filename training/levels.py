@@ -75,9 +75,8 @@ def load_config(path: Path) -> LevelsConfig:
 
 
 def stages(config: LevelsConfig) -> list[str]:
-    names = [f"{step}:{height}" for height in range(config.max_height + 1)
-             for step in ("synth", "reward", "policy" if config.policy != "none" else "")
-             if step]
+    steps = ("synth", "reward", "policy") if config.policy != "none" else ("synth", "reward")
+    names = [f"{step}:{height}" for height in range(config.max_height + 1) for step in steps]
     return names + (["helper"] if config.helper else [])
 
 

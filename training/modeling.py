@@ -83,7 +83,17 @@ def _linear_module_names(model) -> set[str]:
             if isinstance(module, torch.nn.Linear) or type(module).__name__ in {"Linear4bit", "Linear8bitLt"}}
 
 
-def trainer_precision() -> dict[str, bool]:
-    """TrainingArguments flags: bf16 autocast where native, CPU when there is no CUDA."""
+def sequence_limit(max_tokens: int, model) -> int:
+    """The token budget of one training sequence: the method's, within the model's window."""
+    return min(max_tokens, model.config.max_position_embeddings)
+
+
+def trainer_args(method, output_dir: str) -> dict:
+    """TrainingArguments every method shares, from the fields every method config has (epochs,
+    max_steps, learning_rate, batch_size, seed): no checkpoints, no trackers, bf16 autocast where
+    native, CPU when there is no CUDA."""
     device = resolve_device("auto")
-    return {"bf16": training_dtype() == torch.bfloat16, "use_cpu": device.type == "cpu"}
+    return {"output_dir": output_dir, "num_train_epochs": method.epochs, "max_steps": method.max_steps,
+            "learning_rate": method.learning_rate, "per_device_train_batch_size": method.batch_size,
+            "seed": method.seed, "save_strategy": "no", "report_to": [], "gradient_checkpointing": False,
+            "bf16": training_dtype() == torch.bfloat16, "use_cpu": device.type == "cpu"}

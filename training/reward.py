@@ -24,7 +24,7 @@ from service.engine.reward import reward_input_ids, score_pairs
 from service.engine.reward_head import RewardHead, RewardMeta
 from service.engine.runtime import ModelSpec, load_runtime
 from training.datasets import Comparison
-from training.modeling import LoraSettings, load_tokenizer, trainable_model, trainer_precision
+from training.modeling import LoraSettings, load_tokenizer, sequence_limit, trainable_model, trainer_args
 
 STATS_SAMPLE = 64  # training candidates scored after training to set the served normalisation
 
@@ -75,7 +75,7 @@ def train_reward(train: Sequence[Comparison], held_out: Sequence[Comparison], ou
         raise ValueError("no comparison with a preference (every one is a tie): nothing to train on")
     tokenizer = load_tokenizer(config.lora.base)
     model = trainable_model(config.lora, head="reward")
-    limit = min(config.max_tokens, model.config.max_position_embeddings)
+    limit = sequence_limit(config.max_tokens, model)
 
     def ids(comparison: Comparison, summary: str) -> list[int]:
         return reward_input_ids(tokenizer, limit, task_prompt(comparison.task, comparison.input), summary)
@@ -83,12 +83,8 @@ def train_reward(train: Sequence[Comparison], held_out: Sequence[Comparison], ou
     dataset = Dataset.from_list([{"chosen_ids": ids(c, chosen), "rejected_ids": ids(c, rejected)}
                                  for c, chosen, rejected in pairs])
     with tempfile.TemporaryDirectory() as scratch:
-        args = RewardConfig(
-            output_dir=scratch, num_train_epochs=config.epochs, max_steps=config.max_steps,
-            learning_rate=config.learning_rate, per_device_train_batch_size=config.batch_size,
-            max_length=None, save_strategy="no", report_to=[], logging_steps=10, seed=config.seed,
-            gradient_checkpointing=False, dataloader_num_workers=0, **trainer_precision(),
-        )
+        args = RewardConfig(max_length=None, logging_steps=10, dataloader_num_workers=0,
+                            **trainer_args(config, scratch))
         trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         result = trainer.train()
     model.eval()

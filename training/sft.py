@@ -12,7 +12,7 @@ from msgspec import Meta
 
 from training.datasets import Demonstration
 from training.formatting import assistant, prompt_messages
-from training.modeling import LoraSettings, load_tokenizer, trainable_model, trainer_precision
+from training.modeling import LoraSettings, load_tokenizer, sequence_limit, trainable_model, trainer_args
 
 
 class SftTraining(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -42,19 +42,14 @@ def train_sft(demonstrations: Sequence[Demonstration], out: Path, config: SftTra
     started = time.perf_counter()
     tokenizer = load_tokenizer(config.lora.base)
     model = trainable_model(config.lora, head="causal")
-    limit = min(config.max_tokens, model.config.max_position_embeddings)
+    limit = sequence_limit(config.max_tokens, model)
     dataset = Dataset.from_list([
         {"prompt": prompt_messages(tokenizer, limit, d.task, d.input, d.output),
          "completion": assistant(d.output)}
         for d in demonstrations
     ])
     with tempfile.TemporaryDirectory() as scratch:
-        args = SFTConfig(
-            output_dir=scratch, num_train_epochs=config.epochs, max_steps=config.max_steps,
-            learning_rate=config.learning_rate, per_device_train_batch_size=config.batch_size,
-            max_length=limit, save_strategy="no", report_to=[], logging_steps=1, seed=config.seed,
-            gradient_checkpointing=False, **trainer_precision(),
-        )
+        args = SFTConfig(max_length=limit, logging_steps=1, **trainer_args(config, scratch))
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
