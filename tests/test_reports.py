@@ -68,13 +68,17 @@ def _task(node: Node, request, key: str = "r") -> ReportTask:
 # The critique parser
 
 
-def test_only_lines_of_the_prompted_form_are_parsed():
+def test_only_lines_of_the_prompted_forms_are_parsed():
     text = ('Here are the problems:\nUNSUPPORTED: "Alice owns a cat." - the source never says so\n'
-            "1. ENTITY: “The Duchess followed.” — wrong name\nSomething else entirely\nNONE")
+            "1. ENTITY: “The Duchess followed.” — wrong name\nCONTRADICTED 2: she grew\n"
+            "Unsuspored 3 - misspelt but clear\nSupported 1: not a problem at all\n"
+            "Something else entirely\nSummary 2: no kind\nNONE")
     items = parse_items(text)
-    assert [(i.kind, i.quote, i.reason) for i in items] == [
-        ("unsupported", "Alice owns a cat.", "the source never says so"),
-        ("entity", "The Duchess followed.", "wrong name"),
+    assert [(i.kind, i.number, i.quote, i.reason) for i in items] == [
+        ("unsupported", None, "Alice owns a cat.", "the source never says so"),
+        ("entity", None, "The Duchess followed.", "wrong name"),
+        ("contradicted", 2, "", "she grew"),
+        ("unsupported", 3, "", "misspelt but clear"),
     ]
 
 
@@ -90,13 +94,15 @@ def test_items_quoting_what_the_summary_never_says_are_dropped(evidence_scorer):
     node = _leaf(evidence_scorer, f"{TRUE} She drank from a bottle and shrank.")
     generated = (f'UNSUPPORTED: "{TRUE.lower()}" - invented\n'
                  'CONTRADICTED: "Alice married the Mad Hatter." - fabricated quote\n'
-                 'ENTITY: "She drank from a bottle and grew." - close but not the sentence')
+                 'ENTITY: "She drank from a bottle and grew." - close but not the sentence\n'
+                 "ENTITY 2: wrong name\nUNSUPPORTED 3: there is no third sentence")
     items, dropped = model_items(generated, node, node_material(node, (), SOURCE_TEXT))
-    assert dropped == 2
-    (item,) = items
-    assert (item.kind, item.origin, item.sentence) == ("unsupported", "model", 0)
-    assert item.quote == node.sentences[0].text  # the node's own words, never the model's
-    assert item.spans == node.sentences[0].source_spans
+    assert dropped == 3
+    quoted, numbered = items
+    assert (quoted.kind, quoted.origin, quoted.sentence) == ("unsupported", "model", 0)
+    assert quoted.quote == node.sentences[0].text  # the node's own words, never the model's
+    assert quoted.spans == node.sentences[0].source_spans
+    assert (numbered.kind, numbered.sentence, numbered.quote) == ("entity", 1, node.sentences[1].text)
 
 
 def test_a_model_omission_points_at_the_child_sentence_it_quotes(evidence_scorer):

@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 
 from service.engine.bundle import MANIFEST_FILE, AdapterEntry
-from service.engine.critique import match_quote, parse_items
+from service.engine.critique import claim_index, parse_items
 from service.engine.generate import GenerationRequest, generate_batched
 from service.engine.prompts import critique_input, critique_prompt
 from service.engine.recursion import node_key
@@ -54,7 +54,7 @@ class PlantedSummary:
 class CritiqueOutcome:
     found: bool  # some verified item points at the planted sentence
     false_items: int  # verified items on other sentences
-    fabricated: int  # items whose quote is in no summary sentence
+    fabricated: int  # items naming or quoting no summary sentence
 
     @property
     def score(self) -> float:
@@ -97,7 +97,7 @@ def planted_summaries(examples: Sequence[tuple[str, str, str]], book_text: str, 
 
 def reference_critique(example: PlantedSummary) -> str:
     kind, reason = _REFERENCE[example.kind]
-    return f'{kind}: "{example.sentences[example.index]}" - {reason}'
+    return f"{kind} {example.index + 1}: {reason}"
 
 
 def critique_outcome(text: str, example: PlantedSummary) -> CritiqueOutcome:
@@ -105,7 +105,7 @@ def critique_outcome(text: str, example: PlantedSummary) -> CritiqueOutcome:
     for item in parse_items(text):
         if item.kind == "omission":
             continue  # the planted error is never an omission; omissions are judged elsewhere
-        index = match_quote(item.quote, example.sentences)
+        index = claim_index(item, example.sentences)
         if index is None:
             fabricated += 1
         elif index == example.index:

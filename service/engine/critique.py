@@ -1,9 +1,11 @@
 """Critique of a node's summary: the helper model's items, parsed strictly, beside items from evidence.
 
 The helper model (a 135M model by default) writes free text. It is asked for one problem per line,
-`KIND: "<quote>" - <reason>`; an item is kept only if its quote matches a sentence the node really has
-(a summary sentence, or for an omission a child or source sentence), and the item then carries that
-sentence verbatim, never the model's quote. Because a small model misses most errors and invents others,
+`KIND <n>: <reason>` naming a summary sentence by its number in the prompt (a small model points at a
+number far more reliably than it copies a sentence), or `KIND: "<quote>" - <reason>` quoting one (always
+so for an omission, whose sentence is a child or source one). An item is kept only if its number or quote
+resolves to a sentence the node really has, and the item then carries that sentence verbatim, never the
+model's words. A misspelt kind word (`UNSUSPORTED`) is read as the kind it is close to. Because a small model misses most errors and invents others,
 the evidence scores supply items of their own (`origin="evidence"`): sentences without support, names a
 sentence's support never mentions, polarity flipped against its best support, and salient child sentences
 no summary sentence draws on.
@@ -34,14 +36,16 @@ _AUXILIARY = re.compile(
     r"\b(is|are|was|were|has|have|had|can|could|will|would|should|must|may|might|does|do|did)\b")
 
 _ITEM = re.compile(
-    r"""^[\s*\-\d.)]*(UNSUPPORTED|CONTRADICTED|CONTRADICTION|ENTITY|OMISSION|OMITTED)\s*:\s*
-        ["“”'‘’](?P<quote>.+?)["“”'‘’]\s*(?:[-–—:,]\s*(?P<reason>.*))?$""",
-    re.IGNORECASE | re.VERBOSE,
+    r"""^[\s*\-\d.)]*(?P<kind>[A-Za-z]{4,})\s*:?\s*
+        (?:\#?(?P<number>\d{1,3})\b|["“”'‘’](?P<quote>.+?)["“”'‘’])
+        \s*(?:[-–—:,.)]\s*(?P<reason>.*))?$""",
+    re.VERBOSE,
 )
 _KINDS: dict[str, CritiqueKind] = {
     "unsupported": "unsupported", "contradicted": "contradicted", "contradiction": "contradicted",
     "entity": "entity", "omission": "omission", "omitted": "omission",
 }
+KIND_SPELLING_RATIO = 0.75  # difflib ratio at which a misspelt kind word (same first letter) counts
 
 
 @dataclass(frozen=True)
@@ -56,18 +60,35 @@ class MaterialSentence:
 @dataclass(frozen=True)
 class ParsedItem:
     kind: CritiqueKind
-    quote: str
+    number: int | None  # 1-based summary sentence number, when the line names one
+    quote: str  # when the line quotes instead
     reason: str
 
 
 def parse_items(text: str) -> list[ParsedItem]:
-    """Lines of the prompted form; anything else the model wrote is ignored."""
+    """Lines of the prompted forms; anything else the model wrote is ignored."""
     items = []
     for line in text.splitlines():
-        if match := _ITEM.match(line.strip()):
-            items.append(ParsedItem(_KINDS[match.group(1).lower()], match.group("quote").strip(),
+        if (match := _ITEM.match(line.strip())) and (kind := _kind(match.group("kind"))):
+            number = match.group("number")
+            items.append(ParsedItem(kind, int(number) if number else None, (match.group("quote") or "").strip(),
                                     (match.group("reason") or "").strip()[:MAX_EXPLANATION]))
     return items
+
+
+def _kind(word: str) -> CritiqueKind | None:
+    word = word.lower()
+    if word in _KINDS:
+        return _KINDS[word]
+    close = difflib.get_close_matches(word, _KINDS, n=1, cutoff=KIND_SPELLING_RATIO)
+    return _KINDS[close[0]] if close and close[0][0] == word[0] else None
+
+
+def claim_index(item: ParsedItem, claims: Sequence[str]) -> int | None:
+    """The summary sentence an item names (by number) or quotes, or None: one the summary does not have."""
+    if item.number is not None:
+        return item.number - 1 if 1 <= item.number <= len(claims) else None
+    return match_quote(item.quote, claims)
 
 
 def _normalized(text: str) -> str:
@@ -97,7 +118,7 @@ def match_quote(quote: str, sentences: Sequence[str]) -> int | None:
 
 def model_items(text: str, node: Node,
                 material: Sequence[MaterialSentence]) -> tuple[list[CritiqueItem], int]:
-    """The model's items whose quotes are real, and how many were dropped."""
+    """The model's items whose numbers or quotes are real, and how many were dropped."""
     claims = [s.text for s in node.sentences]
     kept: list[CritiqueItem] = []
     dropped = 0
@@ -110,7 +131,7 @@ def model_items(text: str, node: Node,
             why = item.reason or "the model says the summary leaves this out"
             kept.append(_omission(material[index], why, "model", MODEL_SEVERITY))
             continue
-        index = match_quote(item.quote, claims)
+        index = claim_index(item, claims)
         if index is None:
             dropped += 1
             continue

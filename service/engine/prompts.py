@@ -103,10 +103,11 @@ def _helper_user(prompt: HelperPrompt) -> str:
     return (
         f"Source:\n{prompt.passage}\n\n"
         f"Summary, one sentence per line:\n{numbered}\n\n"
-        "Check every summary sentence against the source. Write one line per problem, in this form:\n"
-        'UNSUPPORTED: "<summary sentence, copied exactly>" - <what the source says instead>\n'
-        'CONTRADICTED: "<summary sentence, copied exactly>" - <the source sentence it contradicts>\n'
-        'ENTITY: "<summary sentence, copied exactly>" - <which name is wrong>\n'
+        "Check every summary sentence against the source. Write one line per problem, in this form, "
+        "where <n> is the number of the summary sentence:\n"
+        "UNSUPPORTED <n>: <what the source says instead>\n"
+        "CONTRADICTED <n>: <the source sentence it contradicts>\n"
+        "ENTITY <n>: <which name is wrong>\n"
         'OMISSION: "<source sentence, copied exactly>" - <why the summary needs it>\n'
         "Write NONE if the summary has no problems."
     )

@@ -89,11 +89,17 @@ def _summary_side(node: Node, ref: str) -> tuple[str, Any, str, float | None]:
 
 
 def critique_lines(report: StoredReport) -> tuple[str, ...]:
-    """A critique's items as lines in the form the helper prompt asks for (KIND: "quote" - why), so an
-    exported `helper:critique` comparison trains the helper on text its parser reads back."""
-    items = (report.body or {}).get("items", [])
-    return tuple(f'{item.get("kind", "unsupported").upper()}: "{item.get("quote", "")}" - '
-                 f'{item.get("explanation", "")}' for item in items)
+    """A critique's items as lines in the forms the helper prompt asks for (`KIND <n>: why` for a summary
+    sentence, `OMISSION: "quote" - why`), so an exported `helper:critique` comparison trains the helper on
+    text its parser reads back."""
+    return tuple(map(_critique_line, (report.body or {}).get("items", [])))
+
+
+def _critique_line(item: dict) -> str:
+    kind, why = item.get("kind", "unsupported").upper(), item.get("explanation", "")
+    if item.get("sentence") is None:
+        return f'{kind}: "{item.get("quote", "")}" - {why}'
+    return f"{kind} {item['sentence'] + 1}: {why}"
 
 
 def critique_text(report: StoredReport) -> str:
