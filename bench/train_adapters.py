@@ -7,8 +7,9 @@
    engine's own best-of-n). A held-out labeler B (another seed, more noise) judges:
    - pairs of its chunks' candidates (made the same way): the reward model's held-out accuracy;
    - the reward model's pick against the greedy summary: best-of-4's win rate over greedy.
-4. The critique helper is trained on planted summaries of the TRAIN book and measured on planted
-   summaries of the EVAL book: planted errors found and precision, base helper prompt vs trained.
+4. The critique helper is trained on planted summaries of the TRAIN book (SFT on the reference
+   critiques, then DPO on its own critiques) and measured on planted summaries of the EVAL book:
+   planted errors found and precision, base helper prompt vs trained.
 
 The issue names this bench/training.py; that name would shadow the `training` package for every
 script run from bench/ (as bench/service.py shadowed `service`), so it is train_adapters.py.
@@ -33,16 +34,11 @@ from service.engine.prompts import task_prompt
 from service.engine.reward import score_pairs
 from service.engine.runtime import ModelSpec, load_runtime
 from service.engine.tree import Tree
-from training.dpo import DpoTraining, train_dpo
-from training.helper_training import (
-    HELPER_SFT_WEIGHT,
-    critique_comparisons,
-    generate_critiques,
-    measure_helper,
-    planted_summaries,
-)
+from training.dpo import DpoTraining
+from training.helper_training import measure_helper, planted_summaries, train_critique_helper
 from training.labeler import LabelerConfig, SimulatedLabeler
 from training.reward import RewardTraining, preference_pairs, train_reward
+from training.sft import SftTraining
 from training.synth import SynthConfig, candidate_tree, tree_comparisons
 
 TRAIN_LABELER = LabelerConfig(seed=0, noise=0.02)
@@ -95,8 +91,9 @@ def main() -> None:
     parser.add_argument("--reward-epochs", type=float, default=2.0)
     parser.add_argument("--reward-lr", type=float, default=2e-4)
     parser.add_argument("--max-tokens", type=int, default=512, help="reward sequence budget")
-    parser.add_argument("--helper-examples", type=int, default=24, help="planted summaries per book")
-    parser.add_argument("--helper-epochs", type=float, default=3.0)
+    parser.add_argument("--helper-examples", type=int, default=32, help="planted summaries per book")
+    parser.add_argument("--helper-sft-epochs", type=float, default=3.0, help="warm start on references")
+    parser.add_argument("--helper-epochs", type=float, default=1.0, help="DPO from the warm start")
     parser.add_argument("--skip-helper", action="store_true")
     args = parser.parse_args()
     train_book = shared_path(f"books/{args.train_book}.txt")
@@ -155,19 +152,17 @@ def main() -> None:
             eval_planted = planted_summaries(chunk_examples(eval_tree, eval_text), eval_text,
                                              args.helper_examples, seed=1)
             base = measure_helper(runtime, eval_planted)
-            critiques = generate_critiques(runtime, train_planted, samples=2)
-            helper_pairs = critique_comparisons(train_planted, critiques,
-                                                evaluator="simulated:helper-labeler")
             helper_dir = Path(scratch) / "helper"
-            dpo = DpoTraining(epochs=args.helper_epochs, learning_rate=1e-4, sft_weight=HELPER_SFT_WEIGHT,
-                              max_tokens=1024)
-            dpo_metrics = train_dpo(helper_pairs, helper_dir, dpo)
+            run = train_critique_helper(
+                ModelSpec(), train_planted, helper_dir,
+                SftTraining(epochs=args.helper_sft_epochs, learning_rate=2e-4, max_tokens=1024),
+                DpoTraining(epochs=args.helper_epochs, learning_rate=1e-4, max_tokens=1024))
             trained_runtime = load_runtime(ModelSpec(adapters={"helper": str(helper_dir)}))
             trained = measure_helper(trained_runtime, eval_planted)
             print(f"4. critique helper: trained on {len(train_planted)} planted {args.train_book} summaries "
-                  f"({len(helper_pairs)} comparisons, DPO+SFT {dpo_metrics.seconds:.0f} s), measured on "
-                  f"{len(eval_planted)} planted {args.eval_book} summaries "
-                  f"({time.perf_counter() - clock:.0f} s)")
+                  f"(SFT on reference critiques {run.sft.seconds:.0f} s, then DPO on {len(run.comparisons)} "
+                  f"comparisons {run.dpo.seconds:.0f} s), measured on {len(eval_planted)} planted "
+                  f"{args.eval_book} summaries ({time.perf_counter() - clock:.0f} s)")
             print(f"   {'helper':<10}{'found':>8}{'precision':>11}{'items':>7}{'fabricated':>12}"
                   + "".join(f"{kind:>10}" for kind in base.by_kind))
             for name, measure in (("base", base), ("trained", trained)):

@@ -23,6 +23,7 @@ from training.helper_training import (
 from training.levels import STATE_FILE, LevelsConfig, LevelsData, level_data, load_config, run_levels, stages
 from training.modeling import LoraSettings
 from training.reward import RewardTraining
+from training.sft import SftTraining
 
 BOOK = (
     "Alice sat by the river with her sister. The White Rabbit ran past, looking at his watch. "
@@ -38,6 +39,7 @@ def tiny_config(tiny_model_dir: Path, book: Path, **changes) -> LevelsConfig:
         data=LevelsData(books=[str(book)], comparisons_per_level=6, best_of=2, chunk_tokens=64,
                         summary_tokens=16, max_chars=3000),
         reward=RewardTraining(max_steps=2, batch_size=2), dpo=DpoTraining(max_steps=2, batch_size=2),
+        helper_sft=SftTraining(max_steps=2, batch_size=2),
     )
     return msgspec.structs.replace(config, **changes)
 
@@ -129,6 +131,8 @@ def test_helper_stage_trains_a_critique_adapter_from_chunk_level_data(book, tmp_
     write_jsonl(level_data(out, 0), chunk_data)
     entry = train_helper_stage(config, out)
     assert entry.role == "helper" and (out / "helper" / "adapter_model.safetensors").is_file()
+    assert (out / "helper-sft" / "adapter_model.safetensors").is_file()  # the warm start DPO began from
+    assert entry.method == "sft+dpo"
     assert {"found_rate_before", "found_rate_after", "precision_after"} <= set(entry.metrics)
 
 

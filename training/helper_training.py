@@ -2,10 +2,11 @@
 errors, judged by a SIMULATED labeler that knows what it planted.
 
 A critique is better when its (verified) items point at the planted sentence and it accuses no other
-sentence; a quote of nothing in the summary counts against it most, since the service drops such items.
-Each example pairs the helper model's own critiques with each other and with the labeler's reference
-critique (the one line an ideal helper would write), so DPO has a clear direction even while the base
-model rarely follows the format at all.
+sentence; an item naming or quoting no summary sentence counts against it most, since the service drops
+such items. The base model never writes the critique format, so there is nothing of its own to compare
+at first: training starts with behavioural cloning on the labeler's reference critiques (the one line an
+ideal helper would write), then DPO from that adapter on comparisons of its own sampled critiques with
+each other and with the reference (Wu et al. 2021 likewise start from behavioural cloning).
 """
 
 import hashlib
@@ -24,14 +25,16 @@ from service.engine.recursion import node_key
 from service.engine.reports import HELPER_BATCH, helper_settings
 from service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
 from service.engine.sentences import split_sentences
-from training.datasets import Comparison, now, read_jsonl, split_by_group, write_jsonl
-from training.dpo import train_dpo
+from training.datasets import Comparison, Demonstration, now, read_jsonl, split_by_group, write_jsonl
+from training.dpo import DpoMetrics, DpoTraining, train_dpo
 from training.levels import LevelsConfig, level_data
 from training.planting import KINDS, PlantKind, characters, plant
+from training.sft import SftMetrics, SftTraining, train_sft
 
 FABRICATED_PENALTY = 0.5  # per item quoting nothing in the summary
 FALSE_ACCUSATION_PENALTY = 0.25  # per item on a sentence that was not planted (it may still be wrong)
-HELPER_SFT_WEIGHT = 1.0  # the base model rarely writes the critique format: learn it from the references
+HELPER_SFT_WEIGHT = 1.0  # DPO keeps the reference critiques' likelihood up (RPO) after the warm start
+HELPER_EVALUATOR = "simulated:helper-labeler"
 _REFERENCE = {
     "foreign": ("UNSUPPORTED", "the source never says this"),
     "swap": ("ENTITY", "the source gives this to another character"),
@@ -152,6 +155,34 @@ def critique_comparisons(examples: Sequence[PlantedSummary], critiques: Sequence
     return comparisons
 
 
+def reference_demonstrations(examples: Sequence[PlantedSummary]) -> list[Demonstration]:
+    return [Demonstration(task="helper:critique", height=0, input=critique_input(e.source, e.sentences),
+                          group=e.group, output=reference_critique(e), source=HELPER_EVALUATOR)
+            for e in examples]
+
+
+@dataclass(frozen=True)
+class HelperTrainingRun:
+    comparisons: list[Comparison]
+    sft: SftMetrics
+    dpo: DpoMetrics
+
+
+def train_critique_helper(spec: ModelSpec, examples: Sequence[PlantedSummary], target: Path,
+                          sft: SftTraining, dpo: DpoTraining) -> HelperTrainingRun:
+    """Behavioural cloning on the reference critiques into `<target>-sft`, then DPO from it into `target`
+    on comparisons of the cloned helper's own critiques (see the module doc)."""
+    warm = target.with_name(f"{target.name}-sft")
+    sft_metrics = train_sft(reference_demonstrations(examples), warm, sft)
+    cloned = load_runtime(msgspec.structs.replace(spec, adapters={**spec.adapters, "helper": str(warm)}))
+    comparisons = critique_comparisons(examples, generate_critiques(cloned, examples, samples=2),
+                                       evaluator=HELPER_EVALUATOR)
+    from_warm = msgspec.structs.replace(dpo.lora, init_adapter=str(warm))
+    dpo_metrics = train_dpo(comparisons, target, msgspec.structs.replace(
+        dpo, lora=from_warm, sft_weight=HELPER_SFT_WEIGHT))
+    return HelperTrainingRun(comparisons, sft_metrics, dpo_metrics)
+
+
 def measure_helper(runtime: ModelRuntime, examples: Sequence[PlantedSummary]) -> HelperMeasure:
     """Greedy critiques of `examples`: share of planted errors found, precision of verified items."""
     texts = [t[0] for t in generate_critiques(runtime, examples, samples=1)]
@@ -170,8 +201,9 @@ def _mean(values: Sequence[bool]) -> float:
 
 
 def train_helper_stage(config: LevelsConfig, out: Path) -> AdapterEntry:
-    """The levels pipeline's helper stage: planted summaries from the chunk level's data, critiques by
-    the current helper, DPO into `helper/`, measured on held-out groups before and after."""
+    """The levels pipeline's helper stage: planted summaries from the chunk level's data, the critique
+    helper trained on them (`train_critique_helper`) into `helper/`, measured on held-out groups before
+    and after."""
     chunk_data = list(read_jsonl(level_data(out, 0), Comparison))
     examples = {(c.input, candidate, c.group) for c in chunk_data for candidate in c.candidates}
     book_text = "\n".join(Path(book).read_text(encoding="utf-8")[: config.data.max_chars]
@@ -180,19 +212,18 @@ def train_helper_stage(config: LevelsConfig, out: Path) -> AdapterEntry:
     train_part, held_out = split_by_group(planted, config.held_out_fraction, seed=7)
     spec = ModelSpec(base=config.lora.base, quantization=config.lora.quantization,
                      bundle=str(out) if (out / MANIFEST_FILE).is_file() else None)
-    runtime = load_runtime(spec)
-    before = measure_helper(runtime, held_out)
-    comparisons = critique_comparisons(train_part, generate_critiques(runtime, train_part, samples=2),
-                                       evaluator="simulated:helper-labeler")
-    path = out / "data" / "helper-critique.jsonl"
-    write_jsonl(path, comparisons)
+    before = measure_helper(load_runtime(spec), held_out)
     target = out / "helper"
-    dpo = msgspec.structs.replace(config.dpo, lora=config.lora, sft_weight=HELPER_SFT_WEIGHT)
-    metrics = train_dpo(comparisons, target, dpo)
+    run = train_critique_helper(spec, train_part, target,
+                                msgspec.structs.replace(config.helper_sft, lora=config.lora),
+                                msgspec.structs.replace(config.dpo, lora=config.lora))
+    path = out / "data" / "helper-critique.jsonl"
+    write_jsonl(path, run.comparisons)
     after = measure_helper(load_runtime(msgspec.structs.replace(spec, adapters={"helper": str(target)})),
                            held_out)
-    return AdapterEntry(role="helper", path="helper", heights=[0], method="dpo",
+    return AdapterEntry(role="helper", path="helper", heights=[0], method="sft+dpo",
                         data_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-                        metrics={"pairs": metrics.pairs, "reward_accuracy": metrics.reward_accuracy,
+                        metrics={"pairs": run.dpo.pairs, "sft_final_loss": run.sft.final_loss,
+                                 "reward_accuracy": run.dpo.reward_accuracy,
                                  "found_rate_before": before.found_rate, "found_rate_after": after.found_rate,
                                  "precision_before": before.precision, "precision_after": after.precision})

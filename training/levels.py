@@ -27,6 +27,7 @@ from training.dpo import DpoTraining, train_dpo
 from training.labeler import LabelerConfig, SimulatedLabeler
 from training.modeling import LoraSettings
 from training.reward import RewardTraining, train_reward
+from training.sft import SftTraining
 from training.synth import SynthConfig, synthesize
 
 log = logging.getLogger("recursum.train.levels")
@@ -56,6 +57,7 @@ class LevelsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     data: LevelsData
     reward: RewardTraining = RewardTraining()
     dpo: DpoTraining = DpoTraining()
+    helper_sft: SftTraining = SftTraining(epochs=3.0)  # the critique helper's warm start, before its DPO
 
     def __post_init__(self) -> None:
         if not self.data.books and not self.data.comparisons:

@@ -5,10 +5,10 @@ The helper model (a 135M model by default) writes free text. It is asked for one
 number far more reliably than it copies a sentence), or `KIND: "<quote>" - <reason>` quoting one (always
 so for an omission, whose sentence is a child or source one). An item is kept only if its number or quote
 resolves to a sentence the node really has, and the item then carries that sentence verbatim, never the
-model's words. A misspelt kind word (`UNSUSPORTED`) is read as the kind it is close to. Because a small model misses most errors and invents others,
-the evidence scores supply items of their own (`origin="evidence"`): sentences without support, names a
-sentence's support never mentions, polarity flipped against its best support, and salient child sentences
-no summary sentence draws on.
+model's words. A misspelt kind word (`UNSUSPORTED`) is read as the kind it is close to. Because a small
+model misses most errors and invents others, the evidence scores supply items of their own
+(`origin="evidence"`): sentences without support, names a sentence's support never mentions, polarity
+flipped against its best support, and salient child sentences no summary sentence draws on.
 """
 
 import difflib
@@ -70,8 +70,8 @@ def parse_items(text: str) -> list[ParsedItem]:
     items = []
     for line in text.splitlines():
         if (match := _ITEM.match(line.strip())) and (kind := _kind(match.group("kind"))):
-            number = match.group("number")
-            items.append(ParsedItem(kind, int(number) if number else None, (match.group("quote") or "").strip(),
+            number, quote = match.group("number"), match.group("quote") or ""
+            items.append(ParsedItem(kind, int(number) if number else None, quote.strip(),
                                     (match.group("reason") or "").strip()[:MAX_EXPLANATION]))
     return items
 
