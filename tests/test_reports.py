@@ -70,7 +70,7 @@ def _task(node: Node, request, key: str = "r") -> ReportTask:
 
 def test_only_lines_of_the_prompted_forms_are_parsed():
     text = ('Here are the problems:\nUNSUPPORTED: "Alice owns a cat." - the source never says so\n'
-            "1. ENTITY: “The Duchess followed.” — wrong name\nCONTRADICTED 2: she grew\n"
+            "1. ENTITY: “The Duchess followed.” — wrong name\n" + "CONTRADICTED 2: she grew\n" * 2 +
             "Unsuspored 3 - misspelt but clear\nSupported 1: not a problem at all\n"
             "Something else entirely\nSummary 2: no kind\nNONE")
     items = parse_items(text)

@@ -66,14 +66,14 @@ class ParsedItem:
 
 
 def parse_items(text: str) -> list[ParsedItem]:
-    """Lines of the prompted forms; anything else the model wrote is ignored."""
+    """Distinct lines of the prompted forms; anything else the model wrote is ignored."""
     items = []
     for line in text.splitlines():
         if (match := _ITEM.match(line.strip())) and (kind := _kind(match.group("kind"))):
             number, quote = match.group("number"), match.group("quote") or ""
             items.append(ParsedItem(kind, int(number) if number else None, quote.strip(),
                                     (match.group("reason") or "").strip()[:MAX_EXPLANATION]))
-    return items
+    return list(dict.fromkeys(items))  # a small model repeats lines: one item each
 
 
 def _kind(word: str) -> CritiqueKind | None:

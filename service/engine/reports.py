@@ -47,8 +47,11 @@ from service.engine.recursion import node_key
 from service.engine.runtime import ModelRuntime
 from service.engine.sentences import sentence_spans
 
-# One setting for both generated kinds, so a mixed batch is still one generate_batched call.
-HELPER_SETTINGS = GenerationSettings(max_new_tokens=160)
+# One setting for both generated kinds, so a mixed batch is still one generate_batched call. No
+# repetition controls: transformers applies them to the prompt too, so they forbade the very words a
+# helper must repeat (its kind words, the summary's sentences, the passages it cites) and garbled its
+# lines (`UNSUSPENDED 3:`); the line format and the token cap bound a helper's output instead.
+HELPER_SETTINGS = GenerationSettings(max_new_tokens=160, repetition_penalty=1.0, no_repeat_ngram_size=0)
 HELPER_BATCH = 8
 QA_PASSAGES = 6  # source sentences retrieved for a question
 ALIGN_SIMILARITY = 0.6  # cosine at which two sentences of compared summaries say the same thing
