@@ -1,21 +1,25 @@
 """Does training help? Reward model, best-of-n and the critique helper on the default model, CPU.
 
-1. The default model summarizes an excerpt of a TRAIN book best-of-4; the SIMULATED labeler A
+1. The default model summarizes excerpts of the TRAIN books best-of-4; the SIMULATED labeler A
    (seed 0) judges pairs of each chunk's candidates, a share of them with a planted false sentence.
 2. A reward model (TRL RewardTrainer, LoRA) is trained on those comparisons.
 3. An excerpt of another book (EVAL) is summarized best-of-4 with the trained reward adapter (the
    engine's own best-of-n). A held-out labeler B (another seed, more noise) judges:
    - pairs of its chunks' candidates (made the same way): the reward model's held-out accuracy;
    - the reward model's pick against the greedy summary: best-of-4's win rate over greedy.
-4. The critique helper is trained on planted summaries of the TRAIN book (SFT on the reference
+4. The critique helper is trained on planted summaries of the TRAIN books (SFT on the reference
    critiques, then DPO on its own critiques) and measured on planted summaries of the EVAL book:
    planted errors found and precision, base helper prompt vs trained.
 
 The issue names this bench/training.py; that name would shadow the `training` package for every
 script run from bench/ (as bench/service.py shadowed `service`), so it is train_adapters.py.
 
-    python bench/train_adapters.py [--train-book alice_in_wonderland] [--eval-book frankenstein]
-                             [--max-chars 20000] [--reward-epochs 2] [--helper-examples 24]
+    python bench/train_adapters.py [--train-books alice_in_wonderland jekyll_and_hyde]
+        [--eval-book frankenstein] [--max-chars 16000] [--eval-chars 32000] [--reward-epochs 3]
+        [--helper-examples 48] [--skip-helper]
+
+About 45 minutes on 2 CPU cores, most of it the reward model (~20 min for 204 pairs x 3 epochs) and
+the helper's two trainings; generations are cached under $RECURSUM_HOME/cache/nodes, so reruns skip them.
 """
 
 import argparse
@@ -82,21 +86,21 @@ def best_of_wins(tree: Tree, text: str, labeler: SimulatedLabeler, margin: float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-book", default="alice_in_wonderland")
+    parser.add_argument("--train-books", nargs="+", default=["alice_in_wonderland", "jekyll_and_hyde"])
     parser.add_argument("--eval-book", default="frankenstein")
-    parser.add_argument("--max-chars", type=int, default=16_000, help="excerpt of each book")
+    parser.add_argument("--max-chars", type=int, default=16_000, help="excerpt of each train book")
+    parser.add_argument("--eval-chars", type=int, default=32_000, help="excerpt of the eval book")
     parser.add_argument("--best-of", type=int, default=4)
     parser.add_argument("--chunk-tokens", type=int, default=300, help="small: more comparisons per page")
     parser.add_argument("--summary-tokens", type=int, default=120)
-    parser.add_argument("--reward-epochs", type=float, default=2.0)
+    parser.add_argument("--reward-epochs", type=float, default=3.0)
     parser.add_argument("--reward-lr", type=float, default=2e-4)
     parser.add_argument("--max-tokens", type=int, default=512, help="reward sequence budget")
-    parser.add_argument("--helper-examples", type=int, default=32, help="planted summaries per book")
+    parser.add_argument("--helper-examples", type=int, default=48, help="planted summaries to train on")
     parser.add_argument("--helper-sft-epochs", type=float, default=3.0, help="warm start on references")
     parser.add_argument("--helper-epochs", type=float, default=1.0, help="DPO from the warm start")
     parser.add_argument("--skip-helper", action="store_true")
     args = parser.parse_args()
-    train_book = shared_path(f"books/{args.train_book}.txt")
     eval_book = shared_path(f"books/{args.eval_book}.txt")
     pull_default_model()
     started = time.perf_counter()
@@ -107,10 +111,13 @@ def main() -> None:
     clock = time.perf_counter()
     runtime = load_runtime(ModelSpec())
     cache = DirectoryNodeCache(recursum_home() / "cache" / "nodes")  # reruns reuse the generations
-    train_tree, train_text = candidate_tree(runtime, scorer, train_book, synth, cache)
+    train_trees = [candidate_tree(runtime, scorer, shared_path(f"books/{book}.txt"), synth, cache)
+                   for book in args.train_books]
     labeler = SimulatedLabeler(scorer, TRAIN_LABELER)
-    train_pairs = list(tree_comparisons(train_tree, train_text, labeler, synth))
-    print(f"1. {args.train_book}: {len(train_tree.heights[0])} chunks best-of-{args.best_of}, "
+    train_pairs = [pair for tree, text in train_trees
+                   for pair in tree_comparisons(tree, text, labeler, synth)]
+    chunks = sum(len(tree.heights[0]) for tree, _ in train_trees)
+    print(f"1. {', '.join(args.train_books)}: {chunks} chunks best-of-{args.best_of}, "
           f"{len(train_pairs)} comparisons by labeler A ({time.perf_counter() - clock:.0f} s)")
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -123,7 +130,7 @@ def main() -> None:
 
         clock = time.perf_counter()
         rewarded = load_runtime(ModelSpec(adapters={"reward": str(reward_dir)}))
-        eval_synth = msgspec.structs.replace(synth, seed=1)
+        eval_synth = msgspec.structs.replace(synth, seed=1, max_chars=args.eval_chars)
         eval_tree, eval_text = candidate_tree(rewarded, scorer, eval_book, eval_synth, cache)
         held_out_labeler = SimulatedLabeler(scorer, HELD_OUT_LABELER)
         eval_pairs, ties = preference_pairs(list(tree_comparisons(eval_tree, eval_text, held_out_labeler,
@@ -147,7 +154,8 @@ def main() -> None:
 
         if not args.skip_helper:
             clock = time.perf_counter()
-            train_planted = planted_summaries(chunk_examples(train_tree, train_text), train_text,
+            train_examples = [e for tree, text in train_trees for e in chunk_examples(tree, text)]
+            train_planted = planted_summaries(train_examples, "\n".join(text for _, text in train_trees),
                                               args.helper_examples, seed=0)
             eval_planted = planted_summaries(chunk_examples(eval_tree, eval_text), eval_text,
                                              args.helper_examples, seed=1)
@@ -159,7 +167,7 @@ def main() -> None:
                 DpoTraining(epochs=args.helper_epochs, learning_rate=1e-4, max_tokens=1024))
             trained_runtime = load_runtime(ModelSpec(adapters={"helper": str(helper_dir)}))
             trained = measure_helper(trained_runtime, eval_planted)
-            print(f"4. critique helper: trained on {len(train_planted)} planted {args.train_book} summaries "
+            print(f"4. critique helper: trained on {len(train_planted)} planted train-book summaries "
                   f"(SFT on reference critiques {run.sft.seconds:.0f} s, then DPO on {len(run.comparisons)} "
                   f"comparisons {run.dpo.seconds:.0f} s), measured on {len(eval_planted)} planted "
                   f"{args.eval_book} summaries ({time.perf_counter() - clock:.0f} s)")
