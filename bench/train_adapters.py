@@ -155,9 +155,10 @@ def main() -> None:
         if not args.skip_helper:
             clock = time.perf_counter()
             train_examples = [e for tree, text in train_trees for e in chunk_examples(tree, text)]
-            train_planted = planted_summaries(train_examples, "\n".join(text for _, text in train_trees),
-                                              args.helper_examples, seed=0)
-            eval_planted = planted_summaries(chunk_examples(eval_tree, eval_text), eval_text,
+            train_text = "\n".join(text for _, text in train_trees)
+            train_planted = planted_summaries(scorer, train_examples, train_text, args.helper_examples,
+                                              seed=0)
+            eval_planted = planted_summaries(scorer, chunk_examples(eval_tree, eval_text), eval_text,
                                              args.helper_examples, seed=1)
             base = measure_helper(runtime, eval_planted)
             helper_dir = Path(scratch) / "helper"
@@ -176,6 +177,8 @@ def main() -> None:
             for name, measure in (("base", base), ("trained", trained)):
                 print(f"   {name:<10}{measure.found_rate:>8.1%}{measure.precision:>11.1%}{measure.items:>7}"
                       f"{measure.fabricated:>12}" + "".join(f"{v:>10.1%}" for v in measure.by_kind.values()))
+            chance = sum(1 / len(e.sentences) for e in eval_planted) / len(eval_planted)
+            print(f"   {'chance':<10}{chance:>8.1%}{chance:>11.1%}   (one line naming a random sentence)")
     print(f"wall time {time.perf_counter() - started:.0f} s")
 
 

@@ -35,7 +35,10 @@ from clients.schemas import (
 )
 from service.api.app import create_app
 from service.api.evaluations.service import EvaluationService
+from service.engine.critique import critique_parts
 from service.engine.document import make_document
+from service.engine.prompts import critique_prompt, task_prompt
+from service.engine.reports import node_material
 from service.engine.runtime import ModelSpec
 from service.engine.tree import TreeConfig
 from service.settings import ServiceSettings, parse_api_keys
@@ -390,6 +393,11 @@ def test_the_export_decodes_as_training_comparisons(client, store, tmp_path):
     assert critique.height == 1 and critique.reports_seen == ("critique-0",)
     assert ROOT_NODE.summary in critique.input and LEAF_0.summary in critique.input
     assert set(critique.policies) == {"sample:0", "sample:1"}
+    # Training reads back the very prompt the helper was given, closest evidence sentence included.
+    material = node_material(ROOT_NODE, [LEAF_0, LEAF_1], TEXT)
+    served = critique_prompt(*critique_parts(ROOT_NODE.sentences, material))
+    assert task_prompt(critique.task, critique.input) == served
+    assert served.closest == LEAF_0.summary
 
 
 def test_the_export_record_is_the_training_comparison_field_for_field():

@@ -95,7 +95,9 @@ def test_levels_config_reads_toml_and_names_bad_fields(tmp_path):
 
 SOURCE = "Alice followed the White Rabbit down the hole. The Rabbit looked at his watch and ran."
 SUMMARY = ["Alice followed the Rabbit.", "The Queen of Hearts shouted at the cards.", "The Rabbit ran off."]
-PLANTED = PlantedSummary(source=SOURCE, sentences=SUMMARY, index=1, kind="foreign", group="alice:0")
+PLANTED = PlantedSummary(source=SOURCE, sentences=SUMMARY, index=1, kind="foreign", group="alice:0",
+                         closest=["Alice followed the White Rabbit down the hole.", "",
+                                  "The Rabbit looked at his watch and ran."])
 
 
 def test_a_critique_that_finds_the_planted_sentence_outscores_one_that_invents_quotes():

@@ -19,6 +19,7 @@ import msgspec
 
 from service.engine.bundle import MANIFEST_FILE, AdapterEntry
 from service.engine.critique import claim_index, parse_items
+from service.engine.evidence import EvidenceScorer
 from service.engine.generate import GenerationRequest, generate_batched
 from service.engine.prompts import critique_input, critique_prompt
 from service.engine.recursion import node_key
@@ -44,13 +45,15 @@ _REFERENCE = {
 
 @dataclass(frozen=True)
 class PlantedSummary:
-    """A summary (as sentences) of `source` with sentence `index` made false in the way `kind` says."""
+    """A summary (as sentences) of `source` with sentence `index` made false in the way `kind` says;
+    `closest` holds each sentence's closest source sentence, as its evidence link would."""
 
     source: str
     sentences: list[str]
     index: int
     kind: PlantKind
     group: str
+    closest: list[str]
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,10 @@ class HelperMeasure(msgspec.Struct, kw_only=True):
     by_kind: dict[str, float]
 
 
-def planted_summaries(examples: Sequence[tuple[str, str, str]], book_text: str, count: int,
-                      seed: int) -> list[PlantedSummary]:
-    """Up to `count` (source, summary, group) examples with one planted error each, kinds in turn."""
+def planted_summaries(scorer: EvidenceScorer, examples: Sequence[tuple[str, str, str]], book_text: str,
+                      count: int, seed: int) -> list[PlantedSummary]:
+    """Up to `count` (source, summary, group) examples with one planted error each, kinds in turn; the
+    scorer finds each sentence's closest source sentence the way the service's evidence does."""
     rng = random.Random(seed)
     book_sentences = split_sentences(book_text)
     cast = characters(book_sentences)
@@ -92,7 +96,10 @@ def planted_summaries(examples: Sequence[tuple[str, str, str]], book_text: str, 
                    if s not in source and 30 < len(s) < 240]
         kind = KINDS[number % len(KINDS)]
         if (made := plant(sentences, kind, cast, foreign, rng)) is not None:
-            planted.append(PlantedSummary(source, made[0], made[1], kind, group))
+            source_sentences = split_sentences(source)
+            closest = [source_sentences[ranked[0][0]] if ranked else ""
+                       for ranked in scorer.support(made[0], source_sentences, top_k=1)]
+            planted.append(PlantedSummary(source, made[0], made[1], kind, group, closest))
         if len(planted) == count:
             break
     return planted
@@ -122,7 +129,7 @@ def generate_critiques(runtime: ModelRuntime, examples: Sequence[PlantedSummary]
                        samples: int) -> list[list[str]]:
     """`samples` critiques per example (greedy first), from the runtime's helper role."""
     adapter = runtime.adapter_for("helper")
-    prompts = [critique_prompt(e.source, e.sentences) for e in examples]
+    prompts = [critique_prompt(e.source, e.sentences, e.closest) for e in examples]
     texts: list[list[str]] = [[] for _ in examples]
     for sample in range(samples):
         settings = helper_settings(sample)
@@ -138,7 +145,7 @@ def critique_comparisons(examples: Sequence[PlantedSummary], critiques: Sequence
     """Reference vs each model critique, and model critiques against each other where they differ."""
     comparisons = []
     for number, (example, texts) in enumerate(zip(examples, critiques, strict=True)):
-        task_input = critique_input(example.source, example.sentences)
+        task_input = critique_input(example.source, example.sentences, example.closest)
         reference = reference_critique(example)
         scored = [(reference, 1.0 + critique_outcome(reference, example).score)]
         scored += [(text, critique_outcome(text, example).score) for text in dict.fromkeys(texts) if text]
@@ -156,7 +163,8 @@ def critique_comparisons(examples: Sequence[PlantedSummary], critiques: Sequence
 
 
 def reference_demonstrations(examples: Sequence[PlantedSummary]) -> list[Demonstration]:
-    return [Demonstration(task="helper:critique", height=0, input=critique_input(e.source, e.sentences),
+    return [Demonstration(task="helper:critique", height=0,
+                          input=critique_input(e.source, e.sentences, e.closest),
                           group=e.group, output=reference_critique(e), source=HELPER_EVALUATOR)
             for e in examples]
 
@@ -208,7 +216,8 @@ def train_helper_stage(config: LevelsConfig, out: Path) -> AdapterEntry:
     examples = {(c.input, candidate, c.group) for c in chunk_data for candidate in c.candidates}
     book_text = "\n".join(Path(book).read_text(encoding="utf-8")[: config.data.max_chars]
                           for book in config.data.books) or "\n".join(c.input for c in chunk_data)
-    planted = planted_summaries(sorted(examples), book_text, config.data.comparisons_per_level, seed=7)
+    planted = planted_summaries(EvidenceScorer(), sorted(examples), book_text,
+                                config.data.comparisons_per_level, seed=7)
     train_part, held_out = split_by_group(planted, config.held_out_fraction, seed=7)
     spec = ModelSpec(base=config.lora.base, quantization=config.lora.quantization,
                      bundle=str(out) if (out / MANIFEST_FILE).is_file() else None)

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from clients.schemas import CritiqueItem, CritiqueKind, EvidenceLink, Node, Span
+from clients.schemas import CritiqueItem, CritiqueKind, EvidenceLink, Node, Sentence, Span
 from service.engine.entities import known_names, sentence_entities, words
 from service.engine.evidence import EvidenceScorer, lexical_overlap, polarity_mismatch
 
@@ -55,6 +55,16 @@ class MaterialSentence:
     link: EvidenceLink  # target node id (or "source") and index; score unused
     text: str
     spans: tuple[Span, ...]
+
+
+def critique_parts(sentences: Sequence[Sentence],
+                   material: Sequence[MaterialSentence]) -> tuple[str, list[str], list[str]]:
+    """What a critique of `sentences` reads: the material as one text, the sentences, and each one's best
+    evidence link's text ("" without one), the arguments of `prompts.critique_prompt` and `critique_input`."""
+    text_of = {(m.link.target, m.link.sentence): m.text for m in material}
+    closest = [next((text_of[key] for link in s.links if (key := (link.target, link.sentence)) in text_of),
+                    "") for s in sentences]
+    return "\n".join(m.text for m in material), [s.text for s in sentences], closest
 
 
 @dataclass(frozen=True)

@@ -72,17 +72,27 @@ CRITIQUE_KINDS = ("UNSUPPORTED", "CONTRADICTED", "ENTITY", "OMISSION")
 
 class HelperPrompt(PromptInput, frozen=True, kw_only=True):
     """A helper task about a node: `passage` is the material (trimmed first when the window is short),
-    `summary` the node's sentences one per line (critique), `question` the evaluator's (qa)."""
+    `summary` the node's sentences one per line and `closest` each one's closest input sentence, line by
+    line (critique), `question` the evaluator's (qa)."""
 
     task: Literal["critique", "qa"]
     summary: str = ""
+    closest: str = ""
     question: str = ""
 
 
-def critique_prompt(source: str, sentences: list[str]) -> HelperPrompt:
-    """Critique of a summary (its sentences) against its source: children's summaries or the chunk."""
-    return HelperPrompt(role="helper", task="critique", passage=unwrap(source),
-                        summary="\n".join(" ".join(s.split()) for s in sentences))
+def _lines(sentences: list[str]) -> str:
+    return "\n".join(" ".join(s.split()) for s in sentences)
+
+
+def critique_prompt(source: str, sentences: list[str], closest: list[str]) -> HelperPrompt:
+    """Critique of a summary (its sentences) against its source (children's summaries or the chunk), each
+    sentence shown beside its closest source sentence (its best evidence link): a small model compares two
+    sentences side by side far better than it searches a passage for one."""
+    if len(closest) != len(sentences):
+        raise ValueError(f"{len(sentences)} summary sentences but {len(closest)} closest sentences")
+    return HelperPrompt(role="helper", task="critique", passage=unwrap(source), summary=_lines(sentences),
+                        closest=_lines(closest))
 
 
 def qa_prompt(passages: list[str], question: str) -> HelperPrompt:
@@ -99,10 +109,12 @@ def _helper_user(prompt: HelperPrompt) -> str:
             "Answer in one or two sentences using only the passages, and cite the passage numbers "
             "you used in brackets, like [2]."
         )
-    numbered = "\n".join(f"{i}. {s}" for i, s in enumerate(prompt.summary.split("\n"), 1))
+    numbered = "\n".join(f"{i}. {s}\n   closest in source: {c or '(nothing)'}" for i, (s, c)
+                         in enumerate(zip(prompt.summary.split("\n"), prompt.closest.split("\n"),
+                                          strict=True), 1))
     return (
         f"Source:\n{prompt.passage}\n\n"
-        f"Summary, one sentence per line:\n{numbered}\n\n"
+        f"Summary, one sentence per line, each with the source sentence closest to it:\n{numbered}\n\n"
         "Check every summary sentence against the source. Write one line per problem, in this form, "
         "where <n> is the number of the summary sentence:\n"
         "UNSUPPORTED <n>: <what the source says instead>\n"
@@ -114,13 +126,15 @@ def _helper_user(prompt: HelperPrompt) -> str:
 
 
 # Training examples carry their input as one text (`Comparison.input`); these map it back to the prompt
-# the serving role renders. A critique's input is its source, a marker line, then the summary sentences.
+# the serving role renders. A critique's input is its source, a marker line, the summary sentences, another
+# marker line, then each sentence's closest source sentence.
 CRITIQUE_SUMMARY_MARKER = "\n\n=== Summary under critique, one sentence per line ===\n"
+CRITIQUE_CLOSEST_MARKER = "\n=== Closest source sentence to each, line by line ===\n"
 
 
-def critique_input(source: str, sentences: list[str]) -> str:
+def critique_input(source: str, sentences: list[str], closest: list[str]) -> str:
     """The one-text form of a critique's input, as exported for `helper:critique` comparisons."""
-    return source + CRITIQUE_SUMMARY_MARKER + "\n".join(" ".join(s.split()) for s in sentences)
+    return source + CRITIQUE_SUMMARY_MARKER + _lines(sentences) + CRITIQUE_CLOSEST_MARKER + _lines(closest)
 
 
 def task_prompt(task: str, text: str) -> PromptInput:
@@ -132,7 +146,8 @@ def task_prompt(task: str, text: str) -> PromptInput:
         case "merge":
             return PromptInput(role="merge", passage=text)
         case "helper:critique":
-            source, _, summary = text.partition(CRITIQUE_SUMMARY_MARKER)
-            return critique_prompt(source, summary.split("\n"))
+            source, _, rest = text.partition(CRITIQUE_SUMMARY_MARKER)
+            summary, _, closest = rest.partition(CRITIQUE_CLOSEST_MARKER)
+            return critique_prompt(source, summary.split("\n"), closest.split("\n"))
         case _:
             raise ValueError(f"no prompt for training task {task!r}")

@@ -37,7 +37,7 @@ from clients.schemas import (
     SummaryRef,
     SupportingSentence,
 )
-from service.engine.critique import MaterialSentence, combine, evidence_items, model_items
+from service.engine.critique import MaterialSentence, combine, critique_parts, evidence_items, model_items
 from service.engine.errors import ConfigError
 from service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
 from service.engine.generate import GenerationRequest, GenerationSettings, GenerationStats, generate_batched
@@ -234,9 +234,9 @@ def build_reports(runtime: ModelRuntime, scorer: EvidenceScorer, tasks: Sequence
     for position, task in enumerate(tasks):
         match task.request:
             case CritiqueRequest(summary=summary, sample=sample):
-                material = node_material(task.node, task.children, task.text)
-                prompt = critique_prompt("\n".join(m.text for m in material),
-                                         [s.text for s in summary_view(task.node, summary).sentences])
+                sentences = summary_view(task.node, summary).sentences
+                prompt = critique_prompt(*critique_parts(sentences, node_material(task.node, task.children,
+                                                                                  task.text)))
             case QaRequest(question=question):
                 passages[position] = qa_passages(scorer, task, question)
                 prompt = qa_prompt([task.text[a:b] for a, b in passages[position]], question)

@@ -35,6 +35,7 @@ from clients.schemas import (
 )
 from service.api.auth import Principal
 from service.api.problems import ApiError, Conflict, NotFound
+from service.engine.critique import critique_parts
 from service.engine.prompts import chunk_prompt, critique_input, merge_prompt
 from service.engine.reports import node_material
 from service.store.evaluations import (
@@ -354,7 +355,7 @@ class EvaluationService:
         _, sentences, _, _ = _summary_side(node, SUMMARY if target < 0 else f"candidate:{target}")
         document = self.store.get_document(document_id)
         material = node_material(node, self._children(job_id, node), document.text if document else "")
-        return critique_input("\n".join(m.text for m in material), [s.text for s in sentences])
+        return critique_input(*critique_parts(sentences, material))
 
     def comparison(self, principal: Principal, comparison_id: str) -> ComparisonRead:
         """A comparison its evaluator submitted (any, for admin); others' are 404 like missing ones."""
