@@ -22,10 +22,17 @@ from service.api.app import create_app
 from service.api.auth import Principal
 from service.api.reports.service import ReportService
 from service.engine import reports as reports_module
-from service.engine.critique import counterfactual_items, match_quote, model_items, parse_items
+from service.engine.critique import (
+    counterfactual_items,
+    critique_parts,
+    match_quote,
+    model_items,
+    parse_items,
+)
 from service.engine.entities import known_names
 from service.engine.evidence import leaf_evidence
 from service.engine.facade import Engine
+from service.engine.prompts import critique_prompt, render_messages
 from service.engine.reports import (
     InvalidReportRequest,
     ReportTask,
@@ -63,6 +70,23 @@ def _leaf(scorer, summary: str, candidates: tuple[Candidate, ...] = ()) -> Node:
 
 def _task(node: Node, request, key: str = "r") -> ReportTask:
     return ReportTask(key=key, request=request, node=node, children=(), text=SOURCE_TEXT)
+
+
+# The critique prompt
+
+
+def test_the_critique_prompt_shows_each_sentence_beside_its_best_evidence_link(evidence_scorer):
+    node = _leaf(evidence_scorer, f"{TRUE} {FOREIGN}")
+    source, sentences, closest = critique_parts(node.sentences, node_material(node, (), SOURCE_TEXT))
+    assert sentences == [TRUE, FOREIGN]
+    assert closest[0] == "She followed it down a deep rabbit hole."
+    user = render_messages(critique_prompt(source, sentences, closest))[1]["content"]
+    assert f"1. {TRUE}\n   closest in source: {closest[0]}\n2. {FOREIGN}\n   closest in source: " in user
+
+
+def test_a_critique_prompt_needs_one_closest_sentence_per_summary_sentence():
+    with pytest.raises(ValueError, match="2 summary sentences but 1 closest"):
+        critique_prompt(SOURCE_TEXT, [TRUE, FOREIGN], [TRUE])
 
 
 # The critique parser
