@@ -46,6 +46,21 @@ def test_reward_model_learns_an_easy_preference_on_held_out_pairs(trained):
     assert metrics.held_out_accuracy == 1.0 and metrics.held_out_margin > 0
 
 
+def test_qlora_reward_training_on_the_nf4_base_updates_lora_and_head(tiny_model_dir, tmp_path):
+    """TRL turns a quantized model's trainable weights to bf16 while the base's norms stay fp32: the score
+    head must still accept the hidden states (it once failed with mismatched dtypes)."""
+    from safetensors.torch import load_file
+
+    config = RewardTraining(lora=LoraSettings(base=str(tiny_model_dir), quantization="nf4"), max_steps=2,
+                            learning_rate=5e-3)
+    metrics = train_reward([easy_comparison(i) for i in range(8)], [], tmp_path, config)
+    assert metrics.train_pairs == 8 and torch.isfinite(torch.tensor(metrics.train_loss))
+    lora_b = [w for name, w in load_file(str(tmp_path / "adapter_model.safetensors")).items()
+              if "lora_B" in name]
+    assert lora_b and any(w.abs().sum() > 0 for w in lora_b)  # LoRA B starts at zero: a step moved it
+    assert torch.isfinite(RewardHead.load(tmp_path).weight).all()
+
+
 def test_exported_adapter_carries_its_head_and_normalisation(trained):
     out, metrics = trained
     head = RewardHead.load(out)

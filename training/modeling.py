@@ -65,16 +65,31 @@ def trainable_model(settings: LoraSettings, head: Head):
     if settings.init_adapter is not None:
         if not (Path(settings.init_adapter) / "adapter_config.json").is_file():
             raise ValueError(f"--init-adapter {settings.init_adapter} is not a LoRA adapter directory")
-        return PeftModel.from_pretrained(model, settings.init_adapter, is_trainable=True)
-    config = LoraConfig(
-        r=settings.rank,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=sorted(_linear_module_names(model) - _NOT_ADAPTED),
-        modules_to_save=["score"] if head == "reward" else None,
-        task_type="SEQ_CLS" if head == "reward" else "CAUSAL_LM",
-    )
-    return get_peft_model(model, config)
+        peft_model = PeftModel.from_pretrained(model, settings.init_adapter, is_trainable=True)
+    else:
+        peft_model = get_peft_model(model, LoraConfig(
+            r=settings.rank,
+            lora_alpha=settings.alpha,
+            lora_dropout=settings.dropout,
+            target_modules=sorted(_linear_module_names(model) - _NOT_ADAPTED),
+            modules_to_save=["score"] if head == "reward" else None,
+            task_type="SEQ_CLS" if head == "reward" else "CAUSAL_LM",
+        ))
+    if head == "reward":
+        _cast_inputs_to_weight_dtype(peft_model.base_model.model.score)
+    return peft_model
+
+
+def _cast_inputs_to_weight_dtype(module: torch.nn.Module) -> None:
+    """TRL (1.16) turns a quantized model's trainable weights, the score head among them, to bf16 after the
+    base's norms were made fp32 for k-bit training, so the head meets fp32 hidden states ("expected m1 and
+    m2 to have the same dtype"). peft casts LoRA inputs itself, not those of a module it only saves: cast
+    them to the head's trainable weight's dtype at call time, whatever it has become by then."""
+    def cast(_, inputs):
+        dtype = next(p for p in module.parameters() if p.requires_grad).dtype
+        return tuple(x.to(dtype) if torch.is_floating_point(x) else x for x in inputs)
+
+    module.register_forward_pre_hook(cast)
 
 
 def _linear_module_names(model) -> set[str]:
