@@ -16,7 +16,14 @@ from msgspec import Meta
 
 from training.datasets import Comparison
 from training.formatting import assistant, prompt_messages
-from training.modeling import LoraSettings, load_tokenizer, sequence_limit, trainable_model, trainer_args
+from training.modeling import (
+    LoraSettings,
+    keep_training_dtype,
+    load_tokenizer,
+    sequence_limit,
+    trainable_model,
+    trainer_args,
+)
 from training.reward import preference_pairs
 
 
@@ -67,6 +74,7 @@ def train_dpo(comparisons: Sequence[Comparison], out: Path, config: DpoTraining)
             max_length=limit, logging_steps=1, **trainer_args(config, scratch),
         )
         trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        keep_training_dtype(trainer.model)
         trainer.train()
     logged = [entry for entry in trainer.state.log_history if "rewards/accuracies" in entry]
     recent = logged[-max(1, len(logged) // 4):]

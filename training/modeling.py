@@ -92,6 +92,18 @@ def _cast_inputs_to_weight_dtype(module: torch.nn.Module) -> None:
     module.register_forward_pre_hook(cast)
 
 
+def keep_training_dtype(model) -> None:
+    """TRL's trainers turn a quantized model's trainable weights to bf16 when they are built (the QLoRA
+    paper's choice; `trl/trainer/reward_trainer.py`, `dpo_trainer.py`, `sft_trainer.py`). Where bf16 is
+    not native (a CPU without AVX-512-BF16 or AMX) a bf16 LoRA matmul ran 12x slower than fp32 here and a
+    reward step took 95 s instead of 50, so the weights go back to fp32 before the optimizer is made."""
+    if training_dtype() != torch.float32:
+        return
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
+
+
 def _linear_module_names(model) -> set[str]:
     """Leaf names of every linear layer (plain or bitsandbytes-quantized), e.g. q_proj, up_proj."""
     return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()

@@ -24,7 +24,14 @@ from service.engine.reward import reward_input_ids, score_pairs
 from service.engine.reward_head import RewardHead, RewardMeta
 from service.engine.runtime import ModelSpec, load_runtime
 from training.datasets import Comparison
-from training.modeling import LoraSettings, load_tokenizer, sequence_limit, trainable_model, trainer_args
+from training.modeling import (
+    LoraSettings,
+    keep_training_dtype,
+    load_tokenizer,
+    sequence_limit,
+    trainable_model,
+    trainer_args,
+)
 
 STATS_SAMPLE = 64  # training candidates scored after training to set the served normalisation
 
@@ -86,6 +93,7 @@ def train_reward(train: Sequence[Comparison], held_out: Sequence[Comparison], ou
         args = RewardConfig(max_length=None, logging_steps=10, dataloader_num_workers=0,
                             **trainer_args(config, scratch))
         trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        keep_training_dtype(trainer.model)
         result = trainer.train()
     model.eval()
     meta = _reward_meta(model, tokenizer, dataset, limit)
