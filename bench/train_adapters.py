@@ -18,8 +18,10 @@ script run from bench/ (as bench/service.py shadowed `service`), so it is train_
         [--eval-book frankenstein] [--max-chars 16000] [--eval-chars 32000] [--reward-epochs 3]
         [--helper-examples 48] [--skip-helper]
 
-About 45 minutes on 2 CPU cores, most of it the reward model (~20 min for 204 pairs x 3 epochs) and
-the helper's two trainings; generations are cached under $RECURSUM_HOME/cache/nodes, so reruns skip them.
+About 45 minutes on 2 cores of a CPU with AVX-512-BF16, most of it the reward model (~20 min for 204 pairs
+x 3 epochs) and the helper's two trainings; generations are cached under $RECURSUM_HOME/cache/nodes, so
+reruns skip them. On an AVX2-only CPU everything is several times slower (a reward step of 4 pairs took
+50 s, against 6-8 s): there, cut it down with --reward-epochs 1 --helper-examples 16.
 """
 
 import argparse

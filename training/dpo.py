@@ -18,8 +18,8 @@ from training.datasets import Comparison
 from training.formatting import assistant, prompt_messages
 from training.modeling import (
     LoraSettings,
-    keep_training_dtype,
     load_tokenizer,
+    make_trainer,
     sequence_limit,
     trainable_model,
     trainer_args,
@@ -73,8 +73,7 @@ def train_dpo(comparisons: Sequence[Comparison], out: Path, config: DpoTraining)
             loss_weights=[1.0, config.sft_weight] if config.sft_weight else None,
             max_length=limit, logging_steps=1, **trainer_args(config, scratch),
         )
-        trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-        keep_training_dtype(trainer.model)
+        trainer = make_trainer(DPOTrainer, model, args, dataset, tokenizer)
         trainer.train()
     logged = [entry for entry in trainer.state.log_history if "rewards/accuracies" in entry]
     recent = logged[-max(1, len(logged) // 4):]

@@ -92,7 +92,7 @@ def _cast_inputs_to_weight_dtype(module: torch.nn.Module) -> None:
     module.register_forward_pre_hook(cast)
 
 
-def keep_training_dtype(model) -> None:
+def _keep_training_dtype(model) -> None:
     """TRL's trainers turn a quantized model's trainable weights to bf16 when they are built (the QLoRA
     paper's choice; `trl/trainer/reward_trainer.py`, `dpo_trainer.py`, `sft_trainer.py`). Where bf16 is
     not native (a CPU without AVX-512-BF16 or AMX) a bf16 LoRA matmul ran 12x slower than fp32 here and a
@@ -102,6 +102,13 @@ def keep_training_dtype(model) -> None:
     for parameter in model.parameters():
         if parameter.requires_grad and parameter.dtype != torch.float32:
             parameter.data = parameter.data.float()
+
+
+def make_trainer(trainer_class, model, args, dataset, tokenizer):
+    """A TRL trainer on `model` with its trainable weights in the training dtype (`_keep_training_dtype`)."""
+    trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    _keep_training_dtype(trainer.model)
+    return trainer
 
 
 def _linear_module_names(model) -> set[str]:

@@ -26,8 +26,8 @@ from service.engine.runtime import ModelSpec, load_runtime
 from training.datasets import Comparison
 from training.modeling import (
     LoraSettings,
-    keep_training_dtype,
     load_tokenizer,
+    make_trainer,
     sequence_limit,
     trainable_model,
     trainer_args,
@@ -92,8 +92,7 @@ def train_reward(train: Sequence[Comparison], held_out: Sequence[Comparison], ou
     with tempfile.TemporaryDirectory() as scratch:
         args = RewardConfig(max_length=None, logging_steps=10, dataloader_num_workers=0,
                             **trainer_args(config, scratch))
-        trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-        keep_training_dtype(trainer.model)
+        trainer = make_trainer(RewardTrainer, model, args, dataset, tokenizer)
         result = trainer.train()
     model.eval()
     meta = _reward_meta(model, tokenizer, dataset, limit)

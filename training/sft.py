@@ -14,8 +14,8 @@ from training.datasets import Demonstration
 from training.formatting import assistant, prompt_messages
 from training.modeling import (
     LoraSettings,
-    keep_training_dtype,
     load_tokenizer,
+    make_trainer,
     sequence_limit,
     trainable_model,
     trainer_args,
@@ -57,8 +57,7 @@ def train_sft(demonstrations: Sequence[Demonstration], out: Path, config: SftTra
     ])
     with tempfile.TemporaryDirectory() as scratch:
         args = SFTConfig(max_length=limit, logging_steps=1, **trainer_args(config, scratch))
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-        keep_training_dtype(trainer.model)
+        trainer = make_trainer(SFTTrainer, model, args, dataset, tokenizer)
         trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     out.mkdir(parents=True, exist_ok=True)
