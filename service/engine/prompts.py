@@ -87,8 +87,8 @@ def _lines(sentences: list[str]) -> str:
 
 def critique_prompt(source: str, sentences: list[str], closest: list[str]) -> HelperPrompt:
     """Critique of a summary (its sentences) against its source (children's summaries or the chunk), each
-    sentence shown beside its closest source sentence (its best evidence link): a small model compares two
-    sentences side by side far better than it searches a passage for one."""
+    sentence shown beside its closest source sentence (its best evidence link), so the helper can compare
+    the two side by side instead of searching the passage (not yet shown to help a 135M helper)."""
     if len(closest) != len(sentences):
         raise ValueError(f"{len(sentences)} summary sentences but {len(closest)} closest sentences")
     return HelperPrompt(role="helper", task="critique", passage=unwrap(source), summary=_lines(sentences),
