@@ -37,7 +37,7 @@ from service.api.app import create_app
 from service.api.evaluations.service import EvaluationService
 from service.engine.critique import critique_parts
 from service.engine.document import make_document
-from service.engine.prompts import critique_prompt, task_prompt
+from service.engine.prompts import critique_sentences, task_prompt, verify_prompt
 from service.engine.reports import node_material
 from service.engine.runtime import ModelSpec
 from service.engine.tree import TreeConfig
@@ -45,6 +45,7 @@ from service.settings import ServiceSettings, parse_api_keys
 from service.store.evaluations import EvaluationLease
 from service.store.records import JobRecord
 from service.store.repository import Store
+from training.critique_data import verification_comparisons
 from training.datasets import Comparison, read_jsonl
 
 KEYS = "alice:a-secret:summarize,eve:e-secret:evaluate,frank:f-secret:evaluate,root:r-secret:admin"
@@ -393,11 +394,15 @@ def test_the_export_decodes_as_training_comparisons(client, store, tmp_path):
     assert critique.height == 1 and critique.reports_seen == ("critique-0",)
     assert ROOT_NODE.summary in critique.input and LEAF_0.summary in critique.input
     assert set(critique.policies) == {"sample:0", "sample:1"}
-    # Training reads back the very prompt the helper was given, closest evidence sentence included.
+    # Training reads back the sentences the helper judged, each beside the closest evidence it was shown,
+    # and trains on the one sentence the two critiques judge differently, with the served prompt.
     material = node_material(ROOT_NODE, [LEAF_0, LEAF_1], TEXT)
-    served = critique_prompt(*critique_parts(ROOT_NODE.sentences, material))
-    assert task_prompt(critique.task, critique.input) == served
-    assert served.closest == LEAF_0.summary
+    _, sentences, closest = critique_parts(ROOT_NODE.sentences, material)
+    assert critique_sentences(critique.input) == (sentences, closest) and closest[0] == LEAF_0.summary
+    (verification,) = verification_comparisons([critique])
+    assert verification.task == "helper:verify" and verification.preferred == critique.preferred
+    assert set(verification.candidates) == {"UNSUPPORTED", "SUPPORTED"}
+    assert task_prompt(verification.task, verification.input) == verify_prompt(sentences[0], closest[0])
 
 
 def test_the_export_record_is_the_training_comparison_field_for_field():

@@ -30,9 +30,10 @@ from service.engine.critique import (
     parse_items,
 )
 from service.engine.entities import known_names
+from service.engine.errors import ModelError
 from service.engine.evidence import leaf_evidence
 from service.engine.facade import Engine
-from service.engine.prompts import critique_prompt, render_messages
+from service.engine.prompts import render_messages, verify_prompt
 from service.engine.reports import (
     InvalidReportRequest,
     ReportTask,
@@ -43,6 +44,7 @@ from service.engine.reports import (
 )
 from service.engine.runtime import ModelSpec, load_runtime
 from service.engine.sentences import sentence_spans
+from service.engine.verify import choose, verdict_critique, verdict_distributions, verdict_token_ids
 from service.settings import ServiceSettings, parse_api_keys
 from service.store.repository import Store
 
@@ -72,21 +74,41 @@ def _task(node: Node, request, key: str = "r") -> ReportTask:
     return ReportTask(key=key, request=request, node=node, children=(), text=SOURCE_TEXT)
 
 
-# The critique prompt
+# The critique's verdicts
 
 
-def test_the_critique_prompt_shows_each_sentence_beside_its_best_evidence_link(evidence_scorer):
+def test_each_summary_sentence_is_verified_beside_its_best_evidence_link(evidence_scorer):
     node = _leaf(evidence_scorer, f"{TRUE} {FOREIGN}")
-    source, sentences, closest = critique_parts(node.sentences, node_material(node, (), SOURCE_TEXT))
+    _, sentences, closest = critique_parts(node.sentences, node_material(node, (), SOURCE_TEXT))
     assert sentences == [TRUE, FOREIGN]
     assert closest[0] == "She followed it down a deep rabbit hole."
-    user = render_messages(critique_prompt(source, sentences, closest))[1]["content"]
-    assert f"1. {TRUE}\n   closest in source: {closest[0]}\n2. {FOREIGN}\n   closest in source: " in user
+    user = render_messages(verify_prompt(sentences[0], closest[0]))[1]["content"]
+    assert f"Closest source sentence: {closest[0]}\n\nSummary sentence: {TRUE}" in user
 
 
-def test_a_critique_prompt_needs_one_closest_sentence_per_summary_sentence():
-    with pytest.raises(ValueError, match="2 summary sentences but 1 closest"):
-        critique_prompt(SOURCE_TEXT, [TRUE, FOREIGN], [TRUE])
+def test_verdicts_are_the_most_likely_for_sample_0_and_seeded_draws_otherwise():
+    distributions = [[0.7, 0.1, 0.1, 0.1], [0.1, 0.6, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25]]
+    assert choose(distributions, 0) == ["SUPPORTED", "UNSUPPORTED", "SUPPORTED"]
+    assert choose(distributions, 3) == choose(distributions, 3)
+    drawn = {tuple(choose(distributions, sample)) for sample in range(1, 30)}
+    assert drawn != {tuple(choose(distributions, 0))}
+
+
+def test_a_verdict_critique_is_read_back_by_the_critique_parser():
+    text = verdict_critique(["SUPPORTED", "ENTITY", "SUPPORTED", "CONTRADICTED"])
+    assert [(i.kind, i.number) for i in parse_items(text)] == [("entity", 2), ("contradicted", 4)]
+    assert verdict_critique(["SUPPORTED"]) == ""
+
+
+def test_verdict_distributions_sum_to_one_per_sentence_and_need_distinct_first_tokens(tiny_model_dir):
+    runtime = load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none", device="cpu"))
+    distributions = verdict_distributions(runtime, [verify_prompt(TRUE, "She followed it down a hole."),
+                                                    verify_prompt(FOREIGN, "")])
+    assert len(distributions) == 2
+    assert all(len(d) == 4 and abs(sum(d) - 1) < 1e-5 for d in distributions)
+    clashing = MagicMock(encode=lambda word, add_special_tokens: [7 if word.endswith("ED") else 9])
+    with pytest.raises(ModelError, match="same token"):
+        verdict_token_ids(clashing)
 
 
 # The critique parser
@@ -247,16 +269,16 @@ def client(engine, store):
 
 
 @pytest.fixture
-def generations(monkeypatch) -> list[int]:
-    """Sizes of the helper's generate_batched calls."""
+def verifications(monkeypatch) -> list[int]:
+    """Sizes (sentences judged) of the helper's verdict_distributions calls."""
     calls: list[int] = []
-    real = reports_module.generate_batched
+    real = reports_module.verdict_distributions
 
-    def spy(runtime, requests, *args, **kwargs):
-        calls.append(len(requests))
-        return real(runtime, requests, *args, **kwargs)
+    def spy(runtime, prompts, *args, **kwargs):
+        calls.append(len(prompts))
+        return real(runtime, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(reports_module, "generate_batched", spy)
+    monkeypatch.setattr(reports_module, "verdict_distributions", spy)
     return calls
 
 
@@ -282,8 +304,8 @@ def _wait_report(client, url: str, timeout: float = 60.0) -> dict:
     return report
 
 
-def test_pending_critiques_of_several_nodes_are_generated_in_one_batched_call(engine, store, client,
-                                                                              generations):
+def test_pending_critiques_of_several_nodes_are_judged_in_one_batched_call(engine, store, client,
+                                                                           verifications):
     job_id, tree = _finished_job(client)
     client.app.state.worker.stop()  # the pass below is the only one
     service = ReportService(store)
@@ -293,7 +315,8 @@ def test_pending_critiques_of_several_nodes_are_generated_in_one_batched_call(en
         report, status = service.create(job_id, node_id, CritiqueRequest(), evaluator, engine)
         assert (status, report.status) == (202, "pending")
     assert service.generate_pending(engine) == 3
-    assert generations == [3]
+    nodes = {n["id"]: n for n in tree["nodes"]}
+    assert verifications == [sum(len(nodes[node_id]["sentences"]) for node_id in leaves)]
     done = [store.reports_of_node(job_id, node_id)[0] for node_id in leaves]
     assert all(r.status == "done" and r.body.items is not None for r in done)
 
@@ -311,7 +334,7 @@ def test_the_evidence_report_is_built_at_once_and_asking_again_returns_it(client
     assert again.status_code == 200 and again.json()["id"] == report["id"]
 
 
-def test_a_critique_is_generated_by_the_worker_once_however_often_it_is_asked_for(client, generations):
+def test_a_critique_is_made_by_the_worker_once_however_often_it_is_asked_for(client, verifications):
     job_id, tree = _finished_job(client)
     url = _reports_url(job_id, tree["root"])
     accepted = client.post(url, json={"kind": "critique"}, headers=EVE)
@@ -320,7 +343,7 @@ def test_a_critique_is_generated_by_the_worker_once_however_often_it_is_asked_fo
     assert done["status"] == "done" and done["body"]["kind"] == "critique"
     again = client.post(url, json={"kind": "critique"}, headers=EVE)
     assert again.status_code == 200 and again.json()["id"] == done["id"]
-    assert generations == [1]
+    assert len(verifications) == 1
     listed = client.get(url, headers=ALICE).json()  # the job's owner may read its reports
     assert [r["id"] for r in listed] == [done["id"]]
     assert client.get(url, params={"kind": "qa"}, headers=EVE).json() == []

@@ -116,12 +116,9 @@ def test_critique_comparisons_prefer_the_reference_and_skip_equal_scores():
     assert comparisons[0].candidates[comparisons[0].preferred] == reference_critique(PLANTED)
 
 
-def test_helper_stage_trains_a_critique_adapter_from_chunk_level_data(book, tmp_path):
-    from conftest import build_tiny_model
-
-    wide_model = build_tiny_model(tmp_path / "model", max_positions=4096)  # the critique prompt is long
+def test_helper_stage_trains_a_critique_adapter_from_chunk_level_data(tiny_model_dir, book, tmp_path):
     out = tmp_path / "bundle"
-    config = tiny_config(wide_model, book, max_height=0, policy="none", helper=True)
+    config = tiny_config(tiny_model_dir, book, max_height=0, policy="none", helper=True)
     fewer = msgspec.structs.replace(config.data, comparisons_per_level=3)
     config = msgspec.structs.replace(config, data=fewer)
     summaries = ["Alice fell down a hole. The Rabbit ran past. She found a hall of doors.",
@@ -135,7 +132,8 @@ def test_helper_stage_trains_a_critique_adapter_from_chunk_level_data(book, tmp_
     assert entry.role == "helper" and (out / "helper" / "adapter_model.safetensors").is_file()
     assert (out / "helper-sft" / "adapter_model.safetensors").is_file()  # the warm start DPO began from
     assert entry.method == "sft+dpo"
-    assert {"found_rate_before", "found_rate_after", "precision_after"} <= set(entry.metrics)
+    wanted = {"found_rate_before", "found_rate_after", "precision_after", "most_doubted_after"}
+    assert wanted <= set(entry.metrics)
 
 
 def _read(path: Path) -> list[Comparison]:

@@ -3,10 +3,11 @@ errors, judged by a SIMULATED labeler that knows what it planted.
 
 A critique is better when its (verified) items point at the planted sentence and it accuses no other
 sentence; an item naming or quoting no summary sentence counts against it most, since the service drops
-such items. The base model never writes the critique format, so there is nothing of its own to compare
-at first: training starts with behavioural cloning on the labeler's reference critiques (the one line an
-ideal helper would write), then DPO from that adapter on comparisons of its own sampled critiques with
-each other and with the reference (Wu et al. 2021 likewise start from behavioural cloning).
+such items. The helper judges one sentence at a time (`service.engine.verify`), so critiques are trained
+as the per-sentence verifications they stand for (`training.critique_data`): behavioural cloning on the
+labeler's reference critiques first (the planted sentence's kind, every other sentence SUPPORTED), then
+DPO from that adapter on comparisons of its own sampled critiques with each other and with the reference
+(Wu et al. 2021 likewise start from behavioural cloning).
 """
 
 import hashlib
@@ -20,12 +21,10 @@ import msgspec
 from service.engine.bundle import MANIFEST_FILE, AdapterEntry
 from service.engine.critique import claim_index, parse_items
 from service.engine.evidence import EvidenceScorer
-from service.engine.generate import GenerationRequest, generate_batched
-from service.engine.prompts import critique_input, critique_prompt
-from service.engine.recursion import node_key
-from service.engine.reports import HELPER_BATCH, helper_settings
+from service.engine.prompts import SUPPORTED, critique_input, verify_prompt
 from service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
 from service.engine.sentences import split_sentences
+from service.engine.verify import choose, verdict_critique, verdict_distributions
 from training.datasets import Comparison, Demonstration, now, read_jsonl, split_by_group, write_jsonl
 from training.dpo import DpoMetrics, DpoTraining, train_dpo
 from training.levels import LevelsConfig, level_data
@@ -36,11 +35,8 @@ FABRICATED_PENALTY = 0.5  # per item quoting nothing in the summary
 FALSE_ACCUSATION_PENALTY = 0.25  # per item on a sentence that was not planted (it may still be wrong)
 HELPER_SFT_WEIGHT = 1.0  # DPO keeps the reference critiques' likelihood up (RPO) after the warm start
 HELPER_EVALUATOR = "simulated:helper-labeler"
-_REFERENCE = {
-    "foreign": ("UNSUPPORTED", "the source never says this"),
-    "swap": ("ENTITY", "the source gives this to another character"),
-    "negation": ("CONTRADICTED", "the source says the opposite"),
-}
+CRITIQUE_SAMPLES = 4  # the cloned helper's critiques per summary compared for DPO: verdicts are cheap
+_VERDICT = {"foreign": "UNSUPPORTED", "swap": "ENTITY", "negation": "CONTRADICTED"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +74,7 @@ class HelperMeasure(msgspec.Struct, kw_only=True):
     items: int
     fabricated: int
     by_kind: dict[str, float]
+    most_doubted: float  # share of summaries whose least likely SUPPORTED sentence is the planted one
 
 
 def planted_summaries(scorer: EvidenceScorer, examples: Sequence[tuple[str, str, str]], book_text: str,
@@ -106,8 +103,9 @@ def planted_summaries(scorer: EvidenceScorer, examples: Sequence[tuple[str, str,
 
 
 def reference_critique(example: PlantedSummary) -> str:
-    kind, reason = _REFERENCE[example.kind]
-    return f"{kind} {example.index + 1}: {reason}"
+    """The critique an ideal helper writes: the planted sentence's kind, nothing on the others."""
+    return verdict_critique([_VERDICT[example.kind] if i == example.index else SUPPORTED
+                          for i in range(len(example.sentences))])
 
 
 def critique_outcome(text: str, example: PlantedSummary) -> CritiqueOutcome:
@@ -125,19 +123,19 @@ def critique_outcome(text: str, example: PlantedSummary) -> CritiqueOutcome:
     return CritiqueOutcome(found, false_items, fabricated)
 
 
+def sentence_distributions(runtime: ModelRuntime,
+                           examples: Sequence[PlantedSummary]) -> list[list[list[float]]]:
+    """Per example, per sentence, the runtime's helper probabilities of VERDICTS."""
+    prompts = [[verify_prompt(s, c) for s, c in zip(e.sentences, e.closest, strict=True)] for e in examples]
+    flat = iter(verdict_distributions(runtime, [p for sentences in prompts for p in sentences]))
+    return [[next(flat) for _ in sentences] for sentences in prompts]
+
+
 def generate_critiques(runtime: ModelRuntime, examples: Sequence[PlantedSummary],
                        samples: int) -> list[list[str]]:
-    """`samples` critiques per example (greedy first), from the runtime's helper role."""
-    adapter = runtime.adapter_for("helper")
-    prompts = [critique_prompt(e.source, e.sentences, e.closest) for e in examples]
-    texts: list[list[str]] = [[] for _ in examples]
-    for sample in range(samples):
-        settings = helper_settings(sample)
-        requests = [GenerationRequest(key=f"{i}:{node_key(runtime, adapter, p, settings, sample)}",
-                                      adapter=adapter, prompt=p) for i, p in enumerate(prompts)]
-        for i, result in enumerate(generate_batched(runtime, requests, settings, HELPER_BATCH)):
-            texts[i].append(result.text)
-    return texts
+    """`samples` critiques per example (the most likely verdicts first), from the runtime's helper role."""
+    return [[verdict_critique(choose(d, sample)) for sample in range(samples)]
+            for d in sentence_distributions(runtime, examples)]
 
 
 def critique_comparisons(examples: Sequence[PlantedSummary], critiques: Sequence[list[str]],
@@ -183,8 +181,8 @@ def train_critique_helper(spec: ModelSpec, examples: Sequence[PlantedSummary], t
     warm = target.with_name(f"{target.name}-sft")
     sft_metrics = train_sft(reference_demonstrations(examples), warm, sft)
     cloned = load_runtime(msgspec.structs.replace(spec, adapters={**spec.adapters, "helper": str(warm)}))
-    comparisons = critique_comparisons(examples, generate_critiques(cloned, examples, samples=2),
-                                       evaluator=HELPER_EVALUATOR)
+    critiques = generate_critiques(cloned, examples, samples=CRITIQUE_SAMPLES)
+    comparisons = critique_comparisons(examples, critiques, evaluator=HELPER_EVALUATOR)
     from_warm = msgspec.structs.replace(dpo.lora, init_adapter=str(warm))
     dpo_metrics = train_dpo(comparisons, target, msgspec.structs.replace(
         dpo, lora=from_warm, sft_weight=HELPER_SFT_WEIGHT))
@@ -192,8 +190,12 @@ def train_critique_helper(spec: ModelSpec, examples: Sequence[PlantedSummary], t
 
 
 def measure_helper(runtime: ModelRuntime, examples: Sequence[PlantedSummary]) -> HelperMeasure:
-    """Greedy critiques of `examples`: share of planted errors found, precision of verified items."""
-    texts = [t[0] for t in generate_critiques(runtime, examples, samples=1)]
+    """Greedy critiques of `examples`: share of planted errors found, precision of verified items, and how
+    often the sentence the helper doubts most (least likely SUPPORTED) is the planted one."""
+    distributions = sentence_distributions(runtime, examples)
+    texts = [verdict_critique(choose(d, 0)) for d in distributions]
+    doubted = [min(range(len(d)), key=lambda i: d[i][0]) == e.index
+               for d, e in zip(distributions, examples, strict=True)]
     outcomes = [critique_outcome(text, example) for text, example in zip(texts, examples, strict=True)]
     found = sum(o.found for o in outcomes)
     verified = found + sum(o.false_items for o in outcomes)
@@ -201,7 +203,8 @@ def measure_helper(runtime: ModelRuntime, examples: Sequence[PlantedSummary]) ->
                for kind in KINDS}
     return HelperMeasure(summaries=len(examples), found_rate=_mean([o.found for o in outcomes]),
                          precision=found / verified if verified else 0.0, items=verified,
-                         fabricated=sum(o.fabricated for o in outcomes), by_kind=by_kind)
+                         fabricated=sum(o.fabricated for o in outcomes), by_kind=by_kind,
+                         most_doubted=_mean(doubted))
 
 
 def _mean(values: Sequence[bool]) -> float:
@@ -235,4 +238,6 @@ def train_helper_stage(config: LevelsConfig, out: Path) -> AdapterEntry:
                         metrics={"pairs": run.dpo.pairs, "sft_final_loss": run.sft.final_loss,
                                  "reward_accuracy": run.dpo.reward_accuracy,
                                  "found_rate_before": before.found_rate, "found_rate_after": after.found_rate,
-                                 "precision_before": before.precision, "precision_after": after.precision})
+                                 "precision_before": before.precision, "precision_after": after.precision,
+                                 "most_doubted_before": before.most_doubted,
+                                 "most_doubted_after": after.most_doubted})

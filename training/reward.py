@@ -23,6 +23,7 @@ from service.engine.prompts import task_prompt
 from service.engine.reward import reward_input_ids, score_pairs
 from service.engine.reward_head import RewardHead, RewardMeta
 from service.engine.runtime import ModelSpec, load_runtime
+from training.critique_data import verification_comparisons
 from training.datasets import Comparison
 from training.modeling import (
     LoraSettings,
@@ -63,7 +64,9 @@ class RewardMetrics(msgspec.Struct, kw_only=True):
 
 
 def preference_pairs(comparisons: Sequence[Comparison]) -> tuple[list[tuple[Comparison, str, str]], int]:
-    """(comparison, chosen, rejected) for every non-tie comparison, and how many ties were dropped."""
+    """(comparison, chosen, rejected) for every non-tie comparison, and how many ties were dropped;
+    critique comparisons count as the sentence verifications they stand for (`critique_data`)."""
+    comparisons = verification_comparisons(comparisons)
     pairs = [(c, c.candidates[c.preferred], c.candidates[1 - c.preferred])
              for c in comparisons if c.preferred != "tie"]
     return pairs, len(comparisons) - len(pairs)

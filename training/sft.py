@@ -10,6 +10,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from training.critique_data import verification_demonstrations
 from training.datasets import Demonstration
 from training.formatting import assistant, prompt_messages
 from training.modeling import (
@@ -44,6 +45,7 @@ def train_sft(demonstrations: Sequence[Demonstration], out: Path, config: SftTra
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    demonstrations = verification_demonstrations(demonstrations)  # critiques as the helper is served
     if not demonstrations:
         raise ValueError("no demonstrations to train on")
     started = time.perf_counter()

@@ -64,20 +64,20 @@ def render_messages(prompt: PromptInput) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
-# Helper reports. The critique asks for one problem per line in a fixed form that
-# `service.engine.critique` parses strictly; quotes are checked against the node's own text.
+# Helper reports. A critique judges each summary sentence on its own against its closest source sentence
+# (its best evidence link) and answers with one verdict word; `service.engine.verify` reads the verdict
+# off the model's next-token probabilities, so a verdict is always one of VERDICTS.
 HELPER_SYSTEM = "You check summaries of stories against their source text and point out errors precisely."
-CRITIQUE_KINDS = ("UNSUPPORTED", "CONTRADICTED", "ENTITY", "OMISSION")
+SUPPORTED = "SUPPORTED"
+VERDICTS = (SUPPORTED, "UNSUPPORTED", "CONTRADICTED", "ENTITY")
 
 
 class HelperPrompt(PromptInput, frozen=True, kw_only=True):
     """A helper task about a node: `passage` is the material (trimmed first when the window is short),
-    `summary` the node's sentences one per line and `closest` each one's closest input sentence, line by
-    line (critique), `question` the evaluator's (qa)."""
+    `summary` the sentence under check (verify), `question` the evaluator's (qa)."""
 
-    task: Literal["critique", "qa"]
+    task: Literal["verify", "qa"]
     summary: str = ""
-    closest: str = ""
     question: str = ""
 
 
@@ -85,14 +85,12 @@ def _lines(sentences: list[str]) -> str:
     return "\n".join(" ".join(s.split()) for s in sentences)
 
 
-def critique_prompt(source: str, sentences: list[str], closest: list[str]) -> HelperPrompt:
-    """Critique of a summary (its sentences) against its source (children's summaries or the chunk), each
-    sentence shown beside its closest source sentence (its best evidence link), so the helper can compare
-    the two side by side instead of searching the passage (not yet shown to help a 135M helper)."""
-    if len(closest) != len(sentences):
-        raise ValueError(f"{len(sentences)} summary sentences but {len(closest)} closest sentences")
-    return HelperPrompt(role="helper", task="critique", passage=unwrap(source), summary=_lines(sentences),
-                        closest=_lines(closest))
+def verify_prompt(sentence: str, closest: str) -> HelperPrompt:
+    """Is one summary sentence supported by its closest source sentence? One short prompt per sentence: a
+    135M helper shown a whole passage and summary found planted errors at about chance (26% with chance
+    33%, README), while the sentence beside its closest source sentence is a comparison it can learn."""
+    return HelperPrompt(role="helper", task="verify", passage=" ".join(closest.split()) or "(nothing)",
+                        summary=" ".join(sentence.split()))
 
 
 def qa_prompt(passages: list[str], question: str) -> HelperPrompt:
@@ -109,32 +107,45 @@ def _helper_user(prompt: HelperPrompt) -> str:
             "Answer in one or two sentences using only the passages, and cite the passage numbers "
             "you used in brackets, like [2]."
         )
-    numbered = "\n".join(f"{i}. {s}\n   closest in source: {c or '(nothing)'}" for i, (s, c)
-                         in enumerate(zip(prompt.summary.split("\n"), prompt.closest.split("\n"),
-                                          strict=True), 1))
     return (
-        f"Source:\n{prompt.passage}\n\n"
-        f"Summary, one sentence per line, each with the source sentence closest to it:\n{numbered}\n\n"
-        "Check every summary sentence against the source. Write one line per problem, in this form, "
-        "where <n> is the number of the summary sentence:\n"
-        "UNSUPPORTED <n>: <what the source says instead>\n"
-        "CONTRADICTED <n>: <the source sentence it contradicts>\n"
-        "ENTITY <n>: <which name is wrong>\n"
-        'OMISSION: "<source sentence, copied exactly>" - <why the summary needs it>\n'
-        "Write NONE if the summary has no problems."
+        f"Closest source sentence: {prompt.passage}\n\n"
+        f"Summary sentence: {prompt.summary}\n\n"
+        "Does the source sentence support the summary sentence? Answer with one word: SUPPORTED, "
+        "UNSUPPORTED (the source never says it), CONTRADICTED (the source says the opposite) or "
+        "ENTITY (it gives the act to the wrong character)."
     )
 
 
 # Training examples carry their input as one text (`Comparison.input`); these map it back to the prompt
 # the serving role renders. A critique's input is its source, a marker line, the summary sentences, another
-# marker line, then each sentence's closest source sentence.
+# marker line, then each sentence's closest source sentence; a verification's is the closest source
+# sentence, a marker line, then the summary sentence.
 CRITIQUE_SUMMARY_MARKER = "\n\n=== Summary under critique, one sentence per line ===\n"
 CRITIQUE_CLOSEST_MARKER = "\n=== Closest source sentence to each, line by line ===\n"
+VERIFY_MARKER = "\n=== Summary sentence under check ===\n"
 
 
 def critique_input(source: str, sentences: list[str], closest: list[str]) -> str:
     """The one-text form of a critique's input, as exported for `helper:critique` comparisons."""
+    if len(closest) != len(sentences):
+        raise ValueError(f"{len(sentences)} summary sentences but {len(closest)} closest sentences")
     return source + CRITIQUE_SUMMARY_MARKER + _lines(sentences) + CRITIQUE_CLOSEST_MARKER + _lines(closest)
+
+
+def critique_sentences(text: str) -> tuple[list[str], list[str]]:
+    """The summary sentences of a `critique_input` text and each one's closest source sentence."""
+    _, _, rest = text.partition(CRITIQUE_SUMMARY_MARKER)
+    summary, _, closest = rest.partition(CRITIQUE_CLOSEST_MARKER)
+    sentences, closest_lines = summary.split("\n"), closest.split("\n")
+    if not summary or len(closest_lines) != len(sentences):
+        raise ValueError("not a critique input: it needs a summary section and one closest sentence per "
+                         "summary sentence")
+    return sentences, closest_lines
+
+
+def verify_input(sentence: str, closest: str) -> str:
+    """The one-text form of a verification's input (`helper:verify` examples)."""
+    return " ".join(closest.split()) + VERIFY_MARKER + " ".join(sentence.split())
 
 
 def task_prompt(task: str, text: str) -> PromptInput:
@@ -145,9 +156,8 @@ def task_prompt(task: str, text: str) -> PromptInput:
             return chunk_prompt(text)
         case "merge":
             return PromptInput(role="merge", passage=text)
-        case "helper:critique":
-            source, _, rest = text.partition(CRITIQUE_SUMMARY_MARKER)
-            summary, _, closest = rest.partition(CRITIQUE_CLOSEST_MARKER)
-            return critique_prompt(source, summary.split("\n"), closest.split("\n"))
+        case "helper:verify":
+            closest, _, sentence = text.partition(VERIFY_MARKER)
+            return verify_prompt(sentence, closest)
         case _:
             raise ValueError(f"no prompt for training task {task!r}")

@@ -1,9 +1,10 @@
 """Helper reports about one node: evidence, critique, qa and compare, built for a batch of nodes at once.
 
 `evidence` and `compare` only read scores (compare embeds, no generation). `critique` and `qa` need the
-helper model: every such task of a batch goes through one `generate_batched` call (role `helper`: the
-helper adapter, or the base model with the helper prompt), and generations are cached by content address
-like summary nodes, so the same prompt is never generated twice.
+helper model (role `helper`: the helper adapter, or the base model with the helper prompt). A critique's
+sentences are judged in one batch of forward passes for every critique of the batch (`verify`); qa answers
+go through one `generate_batched` call, cached by content address like summary nodes, so the same prompt
+is never generated twice.
 """
 
 import re
@@ -42,15 +43,14 @@ from service.engine.errors import ConfigError
 from service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
 from service.engine.generate import GenerationRequest, GenerationSettings, GenerationStats, generate_batched
 from service.engine.node_cache import MemoryNodeCache, NodeCache
-from service.engine.prompts import critique_prompt, qa_prompt
+from service.engine.prompts import qa_prompt, verify_prompt
 from service.engine.recursion import node_key
 from service.engine.runtime import ModelRuntime
 from service.engine.sentences import sentence_spans
+from service.engine.verify import choose, verdict_critique, verdict_distributions
 
-# One setting for both generated kinds, so a mixed batch is still one generate_batched call. No
-# repetition controls: transformers applies them to the prompt too, so they forbade the very words a
-# helper must repeat (its kind words, the summary's sentences, the passages it cites) and garbled its
-# lines (`UNSUSPENDED 3:`); the line format and the token cap bound a helper's output instead.
+# No repetition controls: transformers applies them to the prompt too, so they forbade the very words a
+# helper must repeat (the passages it cites) and garbled its lines; the token cap bounds its output.
 HELPER_SETTINGS = GenerationSettings(max_new_tokens=160, repetition_penalty=1.0, no_repeat_ngram_size=0)
 HELPER_BATCH = 8
 QA_PASSAGES = 6  # source sentences retrieved for a question
@@ -128,13 +128,6 @@ def summary_view(node: Node, index: int) -> Node:
     candidate = node.candidates[index]
     return msgspec.structs.replace(node, summary=candidate.summary, sentences=candidate.sentences,
                                    reward=candidate.reward)
-
-
-def helper_settings(sample: int) -> GenerationSettings:
-    """Greedy for sample 0; sampled alternatives (temperature 0.7, seed = sample) otherwise."""
-    if sample == 0:
-        return HELPER_SETTINGS
-    return msgspec.structs.replace(HELPER_SETTINGS, temperature=0.7, seed=sample)
 
 
 def _side(scorer: EvidenceScorer, task: ReportTask, ref: SummaryRef) -> CompareSide:
@@ -224,37 +217,12 @@ def qa_answer(scorer: EvidenceScorer, task: ReportTask, question: str, passages:
 def build_reports(runtime: ModelRuntime, scorer: EvidenceScorer, tasks: Sequence[ReportTask],
                   cache: NodeCache | None = None, stats: GenerationStats | None = None,
                   batch_size: int = HELPER_BATCH) -> list[ReportBody]:
-    """Every task's report, in task order; critique and qa prompts share one batched generation."""
-    cache = cache if cache is not None else MemoryNodeCache()
-    adapter = runtime.adapter_for("helper")
-    prompts: dict[int, GenerationRequest] = {}
-    passages: dict[int, list[tuple[int, int]]] = {}
-    missing: dict[GenerationSettings, dict[str, GenerationRequest]] = {}
-    texts: dict[str, str] = {}
-    for position, task in enumerate(tasks):
-        match task.request:
-            case CritiqueRequest(summary=summary, sample=sample):
-                sentences = summary_view(task.node, summary).sentences
-                prompt = critique_prompt(*critique_parts(sentences, node_material(task.node, task.children,
-                                                                                  task.text)))
-            case QaRequest(question=question):
-                passages[position] = qa_passages(scorer, task, question)
-                prompt = qa_prompt([task.text[a:b] for a, b in passages[position]], question)
-                sample = 0
-            case _:
-                continue
-        settings = helper_settings(sample)
-        request = GenerationRequest(key=node_key(runtime, adapter, prompt, settings), adapter=adapter,
-                                    prompt=prompt)
-        prompts[position] = request
-        if (hit := cache.get(request.key)) is not None:
-            texts[request.key] = hit.text
-        else:
-            missing.setdefault(settings, {})[request.key] = request
-    for settings, requests in missing.items():  # one call per setting: greedy critiques and qa share it
-        for result in generate_batched(runtime, list(requests.values()), settings, batch_size, stats):
-            cache.put(result)
-            texts[result.key] = result.text
+    """Every task's report, in task order; all critiques share one batch of verdicts, all qa prompts one
+    batched generation."""
+    critiques = critique_texts(runtime, {position: task for position, task in enumerate(tasks)
+                                         if isinstance(task.request, CritiqueRequest)})
+    answers = qa_answers(runtime, scorer, {position: task for position, task in enumerate(tasks)
+                                           if isinstance(task.request, QaRequest)}, cache, stats, batch_size)
     bodies: list[ReportBody] = []
     for position, task in enumerate(tasks):
         match task.request:
@@ -263,11 +231,53 @@ def build_reports(runtime: ModelRuntime, scorer: EvidenceScorer, tasks: Sequence
             case CompareRequest():
                 bodies.append(compare_report(scorer, task))
             case CritiqueRequest():
-                bodies.append(critique_report(task, texts[prompts[position].key], scorer))
-            case QaRequest(question=question):
-                bodies.append(qa_answer(scorer, task, question, passages[position],
-                                        texts[prompts[position].key]))
+                bodies.append(critique_report(task, critiques[position], scorer))
+            case QaRequest():
+                bodies.append(answers[position])
     return bodies
+
+
+def critique_texts(runtime: ModelRuntime, tasks: dict[int, ReportTask]) -> dict[int, str]:
+    """Each critique task's helper critique (`verify.verdict_critique`): every sentence of every summary
+    judged beside its closest input sentence, in one `verdict_distributions` call."""
+    parts = {}
+    for position, task in tasks.items():
+        assert isinstance(task.request, CritiqueRequest)
+        node = summary_view(task.node, task.request.summary)
+        _, sentences, closest = critique_parts(node.sentences, node_material(node, task.children, task.text))
+        parts[position] = [verify_prompt(s, c) for s, c in zip(sentences, closest, strict=True)]
+    distributions = iter(verdict_distributions(runtime, [p for prompts in parts.values() for p in prompts]))
+    return {position: verdict_critique(choose([next(distributions) for _ in prompts],
+                                           tasks[position].request.sample))
+            for position, prompts in parts.items()}
+
+
+def qa_answers(runtime: ModelRuntime, scorer: EvidenceScorer, tasks: dict[int, ReportTask],
+               cache: NodeCache | None, stats: GenerationStats | None,
+               batch_size: int) -> dict[int, QaAnswer]:
+    """Each qa task's answer with its citations; generations are cached by content address."""
+    cache = cache if cache is not None else MemoryNodeCache()
+    adapter = runtime.adapter_for("helper")
+    passages: dict[int, list[tuple[int, int]]] = {}
+    keys: dict[int, str] = {}
+    missing: dict[str, GenerationRequest] = {}
+    texts: dict[str, str] = {}
+    for position, task in tasks.items():
+        assert isinstance(task.request, QaRequest)
+        passages[position] = qa_passages(scorer, task, task.request.question)
+        prompt = qa_prompt([task.text[a:b] for a, b in passages[position]], task.request.question)
+        request = GenerationRequest(key=node_key(runtime, adapter, prompt, HELPER_SETTINGS), adapter=adapter,
+                                    prompt=prompt)
+        keys[position] = request.key
+        if (hit := cache.get(request.key)) is not None:
+            texts[request.key] = hit.text
+        else:
+            missing[request.key] = request
+    for result in generate_batched(runtime, list(missing.values()), HELPER_SETTINGS, batch_size, stats):
+        cache.put(result)
+        texts[result.key] = result.text
+    return {position: qa_answer(scorer, task, task.request.question, passages[position],
+                                texts[keys[position]]) for position, task in tasks.items()}
 
 
 def critique_report(task: ReportTask, generated: str, scorer: EvidenceScorer | None = None) -> CritiqueReport:

@@ -1,0 +1,72 @@
+"""The critique helper's verdicts: each summary sentence judged against its closest source sentence, the
+verdict read off the helper model's next-token distribution over the verdict words' first tokens.
+
+Scoring, not generating: every sentence gets one of VERDICTS in one forward pass, the base model included
+(left to generate, the base 135M helper wrote no line the critique parser accepts). Sample 0 takes each
+sentence's most likely verdict; sample k draws each from its distribution with seed k: the alternatives
+evaluators compare.
+"""
+
+import random
+from collections.abc import Sequence
+
+import torch
+
+from service.engine.errors import ModelError
+from service.engine.generate import fit_prompt
+from service.engine.prompts import SUPPORTED, VERDICTS, HelperPrompt
+from service.engine.runtime import ModelRuntime
+
+VERIFY_BATCH = 16
+REASONS = {  # what each verdict says of the sentence, in the critique line
+    "UNSUPPORTED": "the source never says this",
+    "CONTRADICTED": "the source says the opposite",
+    "ENTITY": "the source gives this to another character",
+}
+
+
+def verdict_token_ids(tokenizer) -> list[int]:
+    """Each verdict word's first token; they must differ for the next token to tell the verdicts apart."""
+    firsts = [tokenizer.encode(word, add_special_tokens=False)[0] for word in VERDICTS]
+    if len(set(firsts)) != len(firsts):
+        raise ModelError(f"this tokenizer starts two of the verdict words {VERDICTS} with the same token")
+    return firsts
+
+
+def verdict_distributions(runtime: ModelRuntime, prompts: Sequence[HelperPrompt],
+                          batch_size: int = VERIFY_BATCH) -> list[list[float]]:
+    """Per prompt, the helper's probabilities of VERDICTS (renormalized over them), in prompt order."""
+    if not prompts:
+        return []
+    tokenizer = runtime.tokenizer
+    firsts = torch.tensor(verdict_token_ids(tokenizer), device=runtime.device)
+    ids = [fit_prompt(runtime, prompt, 1)[0] for prompt in prompts]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    distributions: list[list[float]] = [[] for _ in ids]
+    with runtime.using(runtime.adapter_for("helper")), torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            padded = tokenizer.pad({"input_ids": [ids[i] for i in batch]}, padding_side="left",
+                                   return_tensors="pt")
+            attention_mask = padded["attention_mask"].to(runtime.device)
+            logits = runtime.model(input_ids=padded["input_ids"].to(runtime.device),
+                                   attention_mask=attention_mask,
+                                   position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0)).logits
+            probabilities = logits[:, -1, firsts].float().softmax(-1)  # (batch, verdicts)
+            for row, values in zip(batch, probabilities.tolist(), strict=True):
+                distributions[row] = values
+    return distributions
+
+
+def choose(distributions: Sequence[Sequence[float]], sample: int) -> list[str]:
+    """Sample 0: each sentence's most likely verdict; sample k: one drawn per sentence with seed k."""
+    rng = random.Random(sample)
+    if sample == 0:
+        return [VERDICTS[max(range(len(values)), key=values.__getitem__)] for values in distributions]
+    return [rng.choices(VERDICTS, weights=values)[0] for values in distributions]
+
+
+def verdict_critique(verdicts: Sequence[str]) -> str:
+    """The verdicts as critique lines, `KIND <n>: <reason>` for each sentence not judged SUPPORTED."""
+    return "\n".join(f"{word} {n}: {REASONS[word]}" for n, word in enumerate(verdicts, 1)
+                     if word != SUPPORTED)
