@@ -41,7 +41,12 @@ from service.engine.reward import score_pairs
 from service.engine.runtime import ModelSpec, load_runtime
 from service.engine.tree import Tree
 from training.dpo import DpoTraining
-from training.helper_training import measure_helper, planted_summaries, train_critique_helper
+from training.helper_training import (
+    least_supported_rate,
+    measure_helper,
+    planted_summaries,
+    train_critique_helper,
+)
 from training.labeler import LabelerConfig, SimulatedLabeler
 from training.reward import RewardTraining, preference_pairs, train_reward
 from training.sft import SftTraining
@@ -166,8 +171,8 @@ def main() -> None:
             helper_dir = Path(scratch) / "helper"
             run = train_critique_helper(
                 ModelSpec(), train_planted, helper_dir,
-                SftTraining(epochs=args.helper_sft_epochs, learning_rate=2e-4, max_tokens=1024),
-                DpoTraining(epochs=args.helper_epochs, learning_rate=1e-4, max_tokens=1024))
+                SftTraining(epochs=args.helper_sft_epochs, learning_rate=2e-4, max_tokens=256, batch_size=8),
+                DpoTraining(epochs=args.helper_epochs, learning_rate=1e-4, max_tokens=256, batch_size=8))
             trained_runtime = load_runtime(ModelSpec(adapters={"helper": str(helper_dir)}))
             trained = measure_helper(trained_runtime, eval_planted)
             print(f"4. critique helper: trained on {len(train_planted)} planted train-book summaries "
@@ -175,12 +180,16 @@ def main() -> None:
                   f"comparisons {run.dpo.seconds:.0f} s), measured on {len(eval_planted)} planted "
                   f"{args.eval_book} summaries ({time.perf_counter() - clock:.0f} s)")
             print(f"   {'helper':<10}{'found':>8}{'precision':>11}{'items':>7}{'fabricated':>12}"
-                  + "".join(f"{kind:>10}" for kind in base.by_kind))
+                  f"{'doubted':>9}" + "".join(f"{kind:>10}" for kind in base.by_kind))
             for name, measure in (("base", base), ("trained", trained)):
                 print(f"   {name:<10}{measure.found_rate:>8.1%}{measure.precision:>11.1%}{measure.items:>7}"
-                      f"{measure.fabricated:>12}" + "".join(f"{v:>10.1%}" for v in measure.by_kind.values()))
+                      f"{measure.fabricated:>12}{measure.most_doubted:>9.1%}"
+                      + "".join(f"{v:>10.1%}" for v in measure.by_kind.values()))
             chance = sum(1 / len(e.sentences) for e in eval_planted) / len(eval_planted)
-            print(f"   {'chance':<10}{chance:>8.1%}{chance:>11.1%}   (one line naming a random sentence)")
+            print(f"   {'chance':<10}{chance:>8.1%}{chance:>11.1%}{'':>19}{chance:>9.1%}   (one random "
+                  "sentence)")
+            print(f"   {'evidence':<10}{'':>38}{least_supported_rate(scorer, eval_planted):>9.1%}   (the "
+                  "sentence its closest source sentence supports least)")
     print(f"wall time {time.perf_counter() - started:.0f} s")
 
 

@@ -308,7 +308,6 @@ class CritiqueItem(msgspec.Struct, frozen=True, kw_only=True):
 
 class CritiqueReport(_ReportBody, frozen=True, kw_only=True, tag="critique"):
     items: tuple[CritiqueItem, ...]
-    dropped: int = 0  # model items whose quote is not in the node (never shown)
 
 
 class Citation(msgspec.Struct, frozen=True, kw_only=True):

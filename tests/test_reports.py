@@ -10,7 +10,6 @@ from conftest import build_tiny_model
 from litestar.testing import TestClient
 
 from clients.schemas import (
-    SOURCE,
     Candidate,
     CompareRequest,
     CritiqueRequest,
@@ -26,7 +25,6 @@ from service.engine.critique import (
     counterfactual_items,
     critique_parts,
     match_quote,
-    model_items,
     parse_items,
 )
 from service.engine.entities import known_names
@@ -44,7 +42,13 @@ from service.engine.reports import (
 )
 from service.engine.runtime import ModelSpec, load_runtime
 from service.engine.sentences import sentence_spans
-from service.engine.verify import choose, verdict_critique, verdict_distributions, verdict_token_ids
+from service.engine.verify import (
+    choose,
+    verdict_critique,
+    verdict_distributions,
+    verdict_items,
+    verdict_token_ids,
+)
 from service.settings import ServiceSettings, parse_api_keys
 from service.store.repository import Store
 
@@ -136,28 +140,12 @@ def test_a_quote_matches_a_sentence_despite_case_and_punctuation_but_not_a_parap
     assert match_quote("rabbit", sentences) is None
 
 
-def test_items_quoting_what_the_summary_never_says_are_dropped(evidence_scorer):
-    node = _leaf(evidence_scorer, f"{TRUE} She drank from a bottle and shrank.")
-    generated = (f'UNSUPPORTED: "{TRUE.lower()}" - invented\n'
-                 'CONTRADICTED: "Alice married the Mad Hatter." - fabricated quote\n'
-                 'ENTITY: "She drank from a bottle and grew." - close but not the sentence\n'
-                 "ENTITY 2: wrong name\nUNSUPPORTED 3: there is no third sentence")
-    items, dropped = model_items(generated, node, node_material(node, (), SOURCE_TEXT))
-    assert dropped == 3
-    quoted, numbered = items
-    assert (quoted.kind, quoted.origin, quoted.sentence) == ("unsupported", "model", 0)
-    assert quoted.quote == node.sentences[0].text  # the node's own words, never the model's
-    assert quoted.spans == node.sentences[0].source_spans
-    assert (numbered.kind, numbered.sentence, numbered.quote) == ("entity", 1, node.sentences[1].text)
-
-
-def test_a_model_omission_points_at_the_child_sentence_it_quotes(evidence_scorer):
-    node = _leaf(evidence_scorer, TRUE)
-    generated = 'OMISSION: "A tiny golden key lay on a glass table." - the key matters later'
-    (item,), dropped = model_items(generated, node, node_material(node, (), SOURCE_TEXT))
-    assert dropped == 0
-    assert item.kind == "omission" and item.child.target == SOURCE and item.sentence is None
-    assert SOURCE_TEXT[item.spans[0].start : item.spans[0].end] == item.quote
+def test_verdicts_become_items_on_the_sentences_not_judged_supported(evidence_scorer):
+    node = _leaf(evidence_scorer, f"{TRUE} She drank from a bottle and grew.")
+    (item,) = verdict_items(["SUPPORTED", "CONTRADICTED"], node)
+    assert (item.kind, item.origin, item.sentence) == ("contradicted", "model", 1)
+    assert item.quote == node.sentences[1].text  # the node's own words
+    assert item.spans == node.sentences[1].source_spans and "opposite" in item.explanation
 
 
 # Evidence-derived critique items
@@ -167,7 +155,8 @@ def test_a_model_omission_points_at_the_child_sentence_it_quotes(evidence_scorer
                                                (FOREIGN, "unsupported")])
 def test_evidence_flags_each_kind_of_planted_sentence_and_not_the_true_one(evidence_scorer, planted, kind):
     node = _leaf(evidence_scorer, f"{TRUE} {planted}")
-    report = reports_module.critique_report(_task(node, CritiqueRequest()), "NONE", evidence_scorer)
+    report = reports_module.critique_report(_task(node, CritiqueRequest()), ["SUPPORTED"] * 2,
+                                            evidence_scorer)
     about = {(item.kind, item.sentence) for item in report.items if item.origin == "evidence"}
     assert (kind, 1) in about
     assert not any(sentence == 0 for k, sentence in about if k != "omission")
@@ -175,7 +164,7 @@ def test_evidence_flags_each_kind_of_planted_sentence_and_not_the_true_one(evide
 
 def test_salient_child_sentences_no_summary_sentence_uses_are_omissions(evidence_scorer):
     node = _leaf(evidence_scorer, TRUE)
-    report = reports_module.critique_report(_task(node, CritiqueRequest()), generated="")
+    report = reports_module.critique_report(_task(node, CritiqueRequest()), ["SUPPORTED"])
     omissions = [item for item in report.items if item.kind == "omission"]
     assert omissions and all(item.origin == "evidence" for item in omissions)
     assert any("Duchess" in item.quote or "Cheshire" in item.quote for item in omissions)

@@ -207,6 +207,17 @@ def measure_helper(runtime: ModelRuntime, examples: Sequence[PlantedSummary]) ->
                          most_doubted=_mean(doubted))
 
 
+def least_supported_rate(scorer: EvidenceScorer, examples: Sequence[PlantedSummary]) -> float:
+    """How often the sentence whose closest source sentence supports it least is the planted one: what the
+    evidence alone picks, the bar for a helper's `most_doubted`."""
+    picks = []
+    for example in examples:
+        ranked = scorer.support(example.sentences, split_sentences(example.source), top_k=1)
+        support = [r[0][1] if r else 0.0 for r in ranked]
+        picks.append(support.index(min(support)) == example.index)
+    return _mean(picks)
+
+
 def _mean(values: Sequence[bool]) -> float:
     return sum(values) / len(values) if values else 0.0
 

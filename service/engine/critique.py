@@ -1,14 +1,14 @@
-"""Critique of a node's summary: the helper model's items, parsed strictly, beside items from evidence.
+"""Critique of a node's summary: items from evidence, the parser of critique lines, and what the helper
+model's verdicts read (`critique_parts`; the verdicts themselves are `service.engine.verify`'s).
 
-The helper model (a 135M model by default) writes free text. It is asked for one problem per line,
-`KIND <n>: <reason>` naming a summary sentence by its number in the prompt (a small model points at a
-number far more reliably than it copies a sentence), or `KIND: "<quote>" - <reason>` quoting one (always
-so for an omission, whose sentence is a child or source one). An item is kept only if its number or quote
-resolves to a sentence the node really has, and the item then carries that sentence verbatim, never the
-model's words. A misspelt kind word (`UNSUSPORTED`) is read as the kind it is close to. Because a small
-model misses most errors and invents others, the evidence scores supply items of their own
-(`origin="evidence"`): sentences without support, names a sentence's support never mentions, polarity
-flipped against its best support, and salient child sentences no summary sentence draws on.
+Critiques travel as lines: `KIND <n>: <reason>` naming a summary sentence by its number, or
+`KIND: "<quote>" - <reason>` quoting one (always so for an omission, whose sentence is a child or source
+one). Exported comparisons of critiques carry them, and training reads them back strictly: an item counts
+only if its number or quote resolves to a sentence the node really has; a misspelt kind word
+(`UNSUSPORTED`) is read as the kind it is close to. Because a small helper misses most errors, the
+evidence scores supply items of their own (`origin="evidence"`): sentences without support, names a
+sentence's support never mentions, polarity flipped against its best support, and salient child sentences
+no summary sentence draws on.
 """
 
 import difflib
@@ -28,7 +28,6 @@ NEIGHBOURS = 3  # source sentences on each side of a link whose names count as s
 CONTRADICTION_OVERLAP = 0.4  # word overlap with the best support at which a polarity flip contradicts it
 MAX_OMISSIONS = 3
 MAX_EXPLANATION = 300
-MODEL_SEVERITY = 0.5  # the helper model's word alone: below what evidence of the same kind says
 CAST = 8  # most often named characters of a node's inputs tried in a sentence's place
 COUNTERFACTUAL_MARGIN = 0.05  # support gain at which a name swap or polarity flip marks the sentence
 _NEGATION = re.compile(r"\s*\b(?:not|never)\b|n['’]t\b", re.IGNORECASE)
@@ -124,32 +123,6 @@ def match_quote(quote: str, sentences: Sequence[str]) -> int | None:
         if ratio > best_ratio:
             best, best_ratio = index, ratio
     return best if best_ratio >= QUOTE_RATIO else None
-
-
-def model_items(text: str, node: Node,
-                material: Sequence[MaterialSentence]) -> tuple[list[CritiqueItem], int]:
-    """The model's items whose numbers or quotes are real, and how many were dropped."""
-    claims = [s.text for s in node.sentences]
-    kept: list[CritiqueItem] = []
-    dropped = 0
-    for item in parse_items(text):
-        if item.kind == "omission":
-            index = match_quote(item.quote, [m.text for m in material])
-            if index is None:
-                dropped += 1
-                continue
-            why = item.reason or "the model says the summary leaves this out"
-            kept.append(_omission(material[index], why, "model", MODEL_SEVERITY))
-            continue
-        index = claim_index(item, claims)
-        if index is None:
-            dropped += 1
-            continue
-        sentence = node.sentences[index]
-        kept.append(CritiqueItem(kind=item.kind, origin="model", quote=sentence.text, sentence=index,
-                                 links=sentence.links, spans=sentence.source_spans, severity=MODEL_SEVERITY,
-                                 explanation=item.reason or f"the helper model marks this {item.kind}"))
-    return kept, dropped
 
 
 def evidence_items(node: Node, material: Sequence[MaterialSentence], threshold: float,

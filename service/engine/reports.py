@@ -38,7 +38,7 @@ from clients.schemas import (
     SummaryRef,
     SupportingSentence,
 )
-from service.engine.critique import MaterialSentence, combine, critique_parts, evidence_items, model_items
+from service.engine.critique import MaterialSentence, combine, critique_parts, evidence_items
 from service.engine.errors import ConfigError
 from service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
 from service.engine.generate import GenerationRequest, GenerationSettings, GenerationStats, generate_batched
@@ -47,7 +47,7 @@ from service.engine.prompts import qa_prompt, verify_prompt
 from service.engine.recursion import node_key
 from service.engine.runtime import ModelRuntime
 from service.engine.sentences import sentence_spans
-from service.engine.verify import choose, verdict_critique, verdict_distributions
+from service.engine.verify import choose, verdict_distributions, verdict_items
 
 # No repetition controls: transformers applies them to the prompt too, so they forbade the very words a
 # helper must repeat (the passages it cites) and garbled its lines; the token cap bounds its output.
@@ -219,7 +219,7 @@ def build_reports(runtime: ModelRuntime, scorer: EvidenceScorer, tasks: Sequence
                   batch_size: int = HELPER_BATCH) -> list[ReportBody]:
     """Every task's report, in task order; all critiques share one batch of verdicts, all qa prompts one
     batched generation."""
-    critiques = critique_texts(runtime, {position: task for position, task in enumerate(tasks)
+    critiques = critique_verdicts(runtime, {position: task for position, task in enumerate(tasks)
                                          if isinstance(task.request, CritiqueRequest)})
     answers = qa_answers(runtime, scorer, {position: task for position, task in enumerate(tasks)
                                            if isinstance(task.request, QaRequest)}, cache, stats, batch_size)
@@ -237,8 +237,8 @@ def build_reports(runtime: ModelRuntime, scorer: EvidenceScorer, tasks: Sequence
     return bodies
 
 
-def critique_texts(runtime: ModelRuntime, tasks: dict[int, ReportTask]) -> dict[int, str]:
-    """Each critique task's helper critique (`verify.verdict_critique`): every sentence of every summary
+def critique_verdicts(runtime: ModelRuntime, tasks: dict[int, ReportTask]) -> dict[int, list[str]]:
+    """Each critique task's helper verdicts, one per summary sentence: every sentence of every summary
     judged beside its closest input sentence, in one `verdict_distributions` call."""
     parts = {}
     for position, task in tasks.items():
@@ -247,8 +247,7 @@ def critique_texts(runtime: ModelRuntime, tasks: dict[int, ReportTask]) -> dict[
         _, sentences, closest = critique_parts(node.sentences, node_material(node, task.children, task.text))
         parts[position] = [verify_prompt(s, c) for s, c in zip(sentences, closest, strict=True)]
     distributions = iter(verdict_distributions(runtime, [p for prompts in parts.values() for p in prompts]))
-    return {position: verdict_critique(choose([next(distributions) for _ in prompts],
-                                           tasks[position].request.sample))
+    return {position: choose([next(distributions) for _ in prompts], tasks[position].request.sample)
             for position, prompts in parts.items()}
 
 
@@ -280,11 +279,11 @@ def qa_answers(runtime: ModelRuntime, scorer: EvidenceScorer, tasks: dict[int, R
                                 texts[keys[position]]) for position, task in tasks.items()}
 
 
-def critique_report(task: ReportTask, generated: str, scorer: EvidenceScorer | None = None) -> CritiqueReport:
-    """The model's verified items and the evidence's own, most severe first."""
+def critique_report(task: ReportTask, verdicts: Sequence[str],
+                    scorer: EvidenceScorer | None = None) -> CritiqueReport:
+    """The helper's items (its verdicts other than SUPPORTED) and the evidence's own, most severe first."""
     assert isinstance(task.request, CritiqueRequest)
     node = summary_view(task.node, task.request.summary)
     material = node_material(node, task.children, task.text)
-    found, dropped = model_items(generated, node, material)
-    items = combine(evidence_items(node, material, task.threshold, scorer), found)
-    return CritiqueReport(items=items, dropped=dropped)
+    return CritiqueReport(items=combine(evidence_items(node, material, task.threshold, scorer),
+                                        verdict_items(verdicts, node)))

@@ -12,16 +12,18 @@ from collections.abc import Sequence
 
 import torch
 
+from clients.schemas import CritiqueItem, CritiqueKind, Node
 from service.engine.errors import ModelError
 from service.engine.generate import fit_prompt
 from service.engine.prompts import SUPPORTED, VERDICTS, HelperPrompt
 from service.engine.runtime import ModelRuntime
 
 VERIFY_BATCH = 16
-REASONS = {  # what each verdict says of the sentence, in the critique line
-    "UNSUPPORTED": "the source never says this",
-    "CONTRADICTED": "the source says the opposite",
-    "ENTITY": "the source gives this to another character",
+MODEL_SEVERITY = 0.5  # the helper model's word alone: below what evidence of the same kind says
+FLAGS: dict[str, tuple[CritiqueKind, str]] = {  # each verdict but SUPPORTED: its item's kind, and why
+    "UNSUPPORTED": ("unsupported", "the source never says this"),
+    "CONTRADICTED": ("contradicted", "the source says the opposite"),
+    "ENTITY": ("entity", "the source gives this to another character"),
 }
 
 
@@ -68,5 +70,15 @@ def choose(distributions: Sequence[Sequence[float]], sample: int) -> list[str]:
 
 def verdict_critique(verdicts: Sequence[str]) -> str:
     """The verdicts as critique lines, `KIND <n>: <reason>` for each sentence not judged SUPPORTED."""
-    return "\n".join(f"{word} {n}: {REASONS[word]}" for n, word in enumerate(verdicts, 1)
+    return "\n".join(f"{word} {n}: {FLAGS[word][1]}" for n, word in enumerate(verdicts, 1)
                      if word != SUPPORTED)
+
+
+def verdict_items(verdicts: Sequence[str], node: Node) -> list[CritiqueItem]:
+    """The verdicts as critique items on the node's sentences, each carrying the sentence verbatim."""
+    return [CritiqueItem(kind=FLAGS[word][0], origin="model", quote=sentence.text, sentence=i,
+                         links=sentence.links, spans=sentence.source_spans, severity=MODEL_SEVERITY,
+                         explanation=f"the helper model judges it {word} beside its closest source "
+                                     f"sentence: {FLAGS[word][1]}")
+            for i, (word, sentence) in enumerate(zip(verdicts, node.sentences, strict=True))
+            if word != SUPPORTED]
