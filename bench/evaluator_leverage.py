@@ -8,7 +8,7 @@ fraction of the tree's nodes, a third of each kind:
 Swaps and negations edit one of the node's own summary sentences in place (or, when none qualifies, a
 sentence of its children or source, inserted). Every node's evidence is then re-scored bottom-up, so the
 reports see the planted tree, and the engine builds an `evidence` and a `critique` report per node (all
-critiques in one batched generation).
+critiques' sentences judged in one batch).
 
 A SIMULATED evaluator with a fixed reading budget checks k sentences of the tree against the source and
 finds a planted sentence exactly when it checks it: (a) unaided, picking sentences at random (measured over
