@@ -10,6 +10,7 @@ import pytest
 
 from service.engine.bundle import read_manifest
 from service.engine.errors import ModelError
+from service.engine.prompts import task_prompt, verify_prompt
 from service.engine.runtime import ModelSpec, load_runtime
 from training.datasets import Comparison, now, write_jsonl
 from training.dpo import DpoTraining
@@ -18,6 +19,7 @@ from training.helper_training import (
     critique_comparisons,
     critique_outcome,
     reference_critique,
+    reference_demonstrations,
     train_helper_stage,
 )
 from training.levels import STATE_FILE, LevelsConfig, LevelsData, level_data, load_config, run_levels, stages
@@ -107,6 +109,13 @@ def test_a_critique_that_finds_the_planted_sentence_outscores_one_that_invents_q
     assert found.found and found.score == 1.0
     assert invented.fabricated == 1 and accusing.false_items == 1
     assert found.score > accusing.score > invented.score
+
+
+def test_reference_demonstrations_pair_the_planted_verdict_with_one_supported_sentence():
+    planted, true = reference_demonstrations([PLANTED])
+    assert (planted.task, planted.output) == ("helper:verify", "UNSUPPORTED")
+    assert task_prompt(planted.task, planted.input) == verify_prompt(SUMMARY[1], "")
+    assert true.output == "SUPPORTED" and SUMMARY[1] not in true.input
 
 
 def test_critique_comparisons_prefer_the_reference_and_skip_equal_scores():

@@ -21,7 +21,7 @@ import msgspec
 from service.engine.bundle import MANIFEST_FILE, AdapterEntry
 from service.engine.critique import claim_index, parse_items
 from service.engine.evidence import EvidenceScorer
-from service.engine.prompts import SUPPORTED, critique_input, verify_prompt
+from service.engine.prompts import SUPPORTED, critique_input, verify_input, verify_prompt
 from service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
 from service.engine.sentences import split_sentences
 from service.engine.verify import choose, verdict_critique, verdict_distributions
@@ -161,10 +161,18 @@ def critique_comparisons(examples: Sequence[PlantedSummary], critiques: Sequence
 
 
 def reference_demonstrations(examples: Sequence[PlantedSummary]) -> list[Demonstration]:
-    return [Demonstration(task="helper:critique", height=0,
-                          input=critique_input(e.source, e.sentences, e.closest),
-                          group=e.group, output=reference_critique(e), source=HELPER_EVALUATOR)
-            for e in examples]
+    """The reference verdicts of each planted sentence and of one other sentence of its summary (SUPPORTED):
+    balanced, because with every sentence SUPPORTED outnumbers the planted ones about 3 to 1 and SFT on all
+    of them learned little more than to answer SUPPORTED (loss at the majority-class level)."""
+    rng = random.Random(0)
+    demonstrations = []
+    for e in examples:
+        true = rng.choice([i for i in range(len(e.sentences)) if i != e.index])
+        for index, verdict in ((e.index, _VERDICT[e.kind]), (true, SUPPORTED)):
+            demonstrations.append(Demonstration(
+                task="helper:verify", height=0, input=verify_input(e.sentences[index], e.closest[index]),
+                group=e.group, output=verdict, source=HELPER_EVALUATOR))
+    return demonstrations
 
 
 @dataclass(frozen=True)
