@@ -8,20 +8,22 @@
    - pairs of its chunks' candidates (made the same way): the reward model's held-out accuracy;
    - the reward model's pick against the greedy summary: best-of-4's win rate over greedy.
 4. The critique helper is trained on planted summaries of the TRAIN books (SFT on the reference
-   critiques, then DPO on its own critiques) and measured on planted summaries of the EVAL book:
-   planted errors found and precision, base helper prompt vs trained.
+   verdicts, then DPO on its own critiques) and measured on planted summaries of the EVAL book:
+   planted errors found and precision, and how often the sentence it doubts most is the planted one,
+   base helper prompt vs trained, beside chance and the evidence-only pick.
 
 The issue names this bench/training.py; that name would shadow the `training` package for every
 script run from bench/ (as bench/service.py shadowed `service`), so it is train_adapters.py.
 
     python bench/train_adapters.py [--train-books alice_in_wonderland jekyll_and_hyde]
         [--eval-book frankenstein] [--max-chars 16000] [--eval-chars 32000] [--reward-epochs 3]
-        [--helper-examples 48] [--skip-helper]
+        [--helper-examples 120] [--skip-helper]
 
-About 45 minutes on 2 cores of a CPU with AVX-512-BF16, most of it the reward model (~20 min for 204 pairs
-x 3 epochs) and the helper's two trainings; generations are cached under $RECURSUM_HOME/cache/nodes, so
-reruns skip them. On an AVX2-only CPU everything is several times slower (a reward step of 4 pairs took
-50 s, against 6-8 s): there, cut it down with --reward-epochs 1 --helper-examples 16.
+About 45 minutes on 2 cores of a CPU with AVX-512-BF16 before the helper judged sentence by sentence, most
+of it the reward model (~20 min for 204 pairs x 3 epochs); generations are cached under
+$RECURSUM_HOME/cache/nodes, so reruns skip them. On an AVX2-only CPU everything is several times slower (a
+reward step of 4 pairs took 50 s, against 6-8 s; a helper SFT step of 8 verdicts about 50 s): there, cut
+it down with --reward-epochs 1 --helper-examples 32.
 """
 
 import argparse
@@ -103,8 +105,9 @@ def main() -> None:
     parser.add_argument("--reward-epochs", type=float, default=3.0)
     parser.add_argument("--reward-lr", type=float, default=2e-4)
     parser.add_argument("--max-tokens", type=int, default=512, help="reward sequence budget")
-    parser.add_argument("--helper-examples", type=int, default=48, help="planted summaries to train on")
-    parser.add_argument("--helper-sft-epochs", type=float, default=3.0, help="warm start on references")
+    parser.add_argument("--helper-examples", type=int, default=120,
+                        help="planted summaries to train on (at most what the train excerpts give)")
+    parser.add_argument("--helper-sft-epochs", type=float, default=2.0, help="warm start on references")
     parser.add_argument("--helper-epochs", type=float, default=1.0, help="DPO from the warm start")
     parser.add_argument("--skip-helper", action="store_true")
     args = parser.parse_args()
