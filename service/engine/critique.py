@@ -27,6 +27,7 @@ MIN_CONTAINED_SHARE = 0.6  # ... and cover this share of the sentence's characte
 NEIGHBOURS = 3  # source sentences on each side of a link whose names count as support
 CONTRADICTION_OVERLAP = 0.4  # word overlap with the best support at which a polarity flip contradicts it
 MAX_OMISSIONS = 3
+OMISSION_SEVERITY = 0.3
 MAX_EXPLANATION = 300
 CAST = 8  # most often named characters of a node's inputs tried in a sentence's place
 COUNTERFACTUAL_MARGIN = 0.05  # support gain at which a name swap or polarity flip marks the sentence
@@ -245,13 +246,10 @@ def _salient_omissions(node: Node, material: Sequence[MaterialSentence],
         if unseen:
             scored.append((-len(unseen), position, m, unseen))
     scored.sort(key=lambda entry: entry[:2])
-    return [_omission(m, f"names {', '.join(unseen)}, whom the summary never mentions", "evidence", 0.3)
+    return [CritiqueItem(kind="omission", origin="evidence", quote=m.text, child=m.link, spans=m.spans,
+                         severity=OMISSION_SEVERITY,
+                         explanation=f"names {', '.join(unseen)}, whom the summary never mentions")
             for _, _, m, unseen in scored[:MAX_OMISSIONS]]
-
-
-def _omission(m: MaterialSentence, why: str, origin: str, severity: float) -> CritiqueItem:
-    return CritiqueItem(kind="omission", origin=origin, quote=m.text, child=m.link, spans=m.spans,
-                        severity=severity, explanation=why)
 
 
 def combine(evidence: list[CritiqueItem], model: list[CritiqueItem]) -> tuple[CritiqueItem, ...]:
