@@ -5,7 +5,7 @@ A critique is better when its (verified) items point at the planted sentence and
 sentence; an item naming or quoting no summary sentence counts against it most, since the service drops
 such items. The helper judges one sentence at a time (`service.engine.verify`), so critiques are trained
 as the per-sentence verifications they stand for (`training.critique_data`): behavioural cloning on the
-labeler's reference critiques first (the planted sentence's kind, every other sentence SUPPORTED), then
+labeler's reference critiques first (the planted sentence's kind, and SUPPORTED for one other sentence), then
 DPO from that adapter on comparisons of its own sampled critiques with each other and with the reference
 (Wu et al. 2021 likewise start from behavioural cloning).
 """
