@@ -21,6 +21,7 @@ from service.api.app import create_app
 from service.api.auth import Principal
 from service.api.reports.service import ReportService
 from service.engine import reports as reports_module
+from service.engine import verify as verify_module
 from service.engine.critique import (
     counterfactual_items,
     critique_parts,
@@ -261,13 +262,13 @@ def client(engine, store):
 def verifications(monkeypatch) -> list[int]:
     """Sizes (sentences judged) of the helper's verdict_distributions calls."""
     calls: list[int] = []
-    real = reports_module.verdict_distributions
+    real = verify_module.verdict_distributions
 
     def spy(runtime, prompts, *args, **kwargs):
         calls.append(len(prompts))
         return real(runtime, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(reports_module, "verdict_distributions", spy)
+    monkeypatch.setattr(verify_module, "verdict_distributions", spy)
     return calls
 
 

@@ -21,10 +21,10 @@ import msgspec
 from service.engine.bundle import MANIFEST_FILE, AdapterEntry
 from service.engine.critique import claim_index, parse_items
 from service.engine.evidence import EvidenceScorer
-from service.engine.prompts import SUPPORTED, critique_input, verify_input, verify_prompt
+from service.engine.prompts import SUPPORTED, critique_input, verify_input
 from service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
 from service.engine.sentences import split_sentences
-from service.engine.verify import choose, verdict_critique, verdict_distributions
+from service.engine.verify import choose, summary_distributions, verdict_critique
 from training.datasets import Comparison, Demonstration, now, read_jsonl, split_by_group, write_jsonl
 from training.dpo import DpoMetrics, DpoTraining, train_dpo
 from training.levels import LevelsConfig, level_data
@@ -123,19 +123,11 @@ def critique_outcome(text: str, example: PlantedSummary) -> CritiqueOutcome:
     return CritiqueOutcome(found, false_items, fabricated)
 
 
-def sentence_distributions(runtime: ModelRuntime,
-                           examples: Sequence[PlantedSummary]) -> list[list[list[float]]]:
-    """Per example, per sentence, the runtime's helper probabilities of VERDICTS."""
-    prompts = [[verify_prompt(s, c) for s, c in zip(e.sentences, e.closest, strict=True)] for e in examples]
-    flat = iter(verdict_distributions(runtime, [p for sentences in prompts for p in sentences]))
-    return [[next(flat) for _ in sentences] for sentences in prompts]
-
-
 def generate_critiques(runtime: ModelRuntime, examples: Sequence[PlantedSummary],
                        samples: int) -> list[list[str]]:
     """`samples` critiques per example (the most likely verdicts first), from the runtime's helper role."""
     return [[verdict_critique(choose(d, sample)) for sample in range(samples)]
-            for d in sentence_distributions(runtime, examples)]
+            for d in summary_distributions(runtime, [(e.sentences, e.closest) for e in examples])]
 
 
 def critique_comparisons(examples: Sequence[PlantedSummary], critiques: Sequence[list[str]],
@@ -200,7 +192,7 @@ def train_critique_helper(spec: ModelSpec, examples: Sequence[PlantedSummary], t
 def measure_helper(runtime: ModelRuntime, examples: Sequence[PlantedSummary]) -> HelperMeasure:
     """Greedy critiques of `examples`: share of planted errors found, precision of verified items, and how
     often the sentence the helper doubts most (least likely SUPPORTED) is the planted one."""
-    distributions = sentence_distributions(runtime, examples)
+    distributions = summary_distributions(runtime, [(e.sentences, e.closest) for e in examples])
     texts = [verdict_critique(choose(d, 0)) for d in distributions]
     doubted = [min(range(len(d)), key=lambda i: d[i][0]) == e.index
                for d, e in zip(distributions, examples, strict=True)]

@@ -43,11 +43,11 @@ from service.engine.errors import ConfigError
 from service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
 from service.engine.generate import GenerationRequest, GenerationSettings, GenerationStats, generate_batched
 from service.engine.node_cache import MemoryNodeCache, NodeCache
-from service.engine.prompts import qa_prompt, verify_prompt
+from service.engine.prompts import qa_prompt
 from service.engine.recursion import node_key
 from service.engine.runtime import ModelRuntime
 from service.engine.sentences import sentence_spans
-from service.engine.verify import choose, verdict_distributions, verdict_items
+from service.engine.verify import choose, summary_distributions, verdict_items
 
 # No repetition controls: transformers applies them to the prompt too, so they forbade the very words a
 # helper must repeat (the passages it cites) and garbled its lines; the token cap bounds its output.
@@ -238,17 +238,18 @@ def build_reports(runtime: ModelRuntime, scorer: EvidenceScorer, tasks: Sequence
 
 
 def critique_verdicts(runtime: ModelRuntime, tasks: dict[int, ReportTask]) -> dict[int, list[str]]:
-    """Each critique task's helper verdicts, one per summary sentence: every sentence of every summary
-    judged beside its closest input sentence, in one `verdict_distributions` call."""
-    parts = {}
-    for position, task in tasks.items():
+    """Each critique task's helper verdicts, one per summary sentence judged beside its closest input
+    sentence; all of them in one batch (`verify.summary_distributions`)."""
+    summaries, samples = [], []
+    for task in tasks.values():
         assert isinstance(task.request, CritiqueRequest)
         node = summary_view(task.node, task.request.summary)
         _, sentences, closest = critique_parts(node.sentences, node_material(node, task.children, task.text))
-        parts[position] = [verify_prompt(s, c) for s, c in zip(sentences, closest, strict=True)]
-    distributions = iter(verdict_distributions(runtime, [p for prompts in parts.values() for p in prompts]))
-    return {position: choose([next(distributions) for _ in prompts], tasks[position].request.sample)
-            for position, prompts in parts.items()}
+        summaries.append((sentences, closest))
+        samples.append(task.request.sample)
+    distributions = summary_distributions(runtime, summaries)
+    return {position: choose(d, sample)
+            for position, d, sample in zip(tasks, distributions, samples, strict=True)}
 
 
 def qa_answers(runtime: ModelRuntime, scorer: EvidenceScorer, tasks: dict[int, ReportTask],

@@ -15,7 +15,7 @@ import torch
 from clients.schemas import CritiqueItem, CritiqueKind, Node
 from service.engine.errors import ModelError
 from service.engine.generate import fit_prompt
-from service.engine.prompts import SUPPORTED, VERDICTS, HelperPrompt
+from service.engine.prompts import SUPPORTED, VERDICTS, HelperPrompt, verify_prompt
 from service.engine.runtime import ModelRuntime
 
 VERIFY_BATCH = 16
@@ -58,6 +58,16 @@ def verdict_distributions(runtime: ModelRuntime, prompts: Sequence[HelperPrompt]
             for row, values in zip(batch, probabilities.tolist(), strict=True):
                 distributions[row] = values
     return distributions
+
+
+def summary_distributions(runtime: ModelRuntime, summaries: Sequence[tuple[Sequence[str], Sequence[str]]]
+                          ) -> list[list[list[float]]]:
+    """Per summary (its sentences and each one's closest source sentence), per sentence, the helper's
+    probabilities of VERDICTS: every sentence of every summary in one `verdict_distributions` call."""
+    prompts = [[verify_prompt(s, c) for s, c in zip(sentences, closest, strict=True)]
+               for sentences, closest in summaries]
+    flat = iter(verdict_distributions(runtime, [p for group in prompts for p in group]))
+    return [[next(flat) for _ in group] for group in prompts]
 
 
 def choose(distributions: Sequence[Sequence[float]], sample: int) -> list[str]:
