@@ -44,7 +44,9 @@ from service.engine.runtime import ModelSpec, load_runtime
 from service.engine.tree import Tree
 from training.dpo import DpoTraining
 from training.helper_training import (
-    least_supported_rate,
+    calibrate_helper,
+    calibration_split,
+    evidence_baseline,
     measure_helper,
     planted_summaries,
     train_critique_helper,
@@ -170,29 +172,36 @@ def main() -> None:
                                               seed=0)
             eval_planted = planted_summaries(scorer, chunk_examples(eval_tree, eval_text), eval_text,
                                              args.helper_examples, seed=1)
-            base = measure_helper(runtime, eval_planted)
+            base = measure_helper(runtime, eval_planted, calibration=None)
+            base_calibration = calibrate_helper(runtime, calibration_split(train_planted)[1])
+            base_calibrated = measure_helper(runtime, eval_planted, base_calibration)
             helper_dir = Path(scratch) / "helper"
             run = train_critique_helper(
                 ModelSpec(), train_planted, helper_dir,
                 SftTraining(epochs=args.helper_sft_epochs, learning_rate=2e-4, max_tokens=256, batch_size=8),
                 DpoTraining(epochs=args.helper_epochs, learning_rate=1e-4, max_tokens=256, batch_size=8))
             trained_runtime = load_runtime(ModelSpec(adapters={"helper": str(helper_dir)}))
-            trained = measure_helper(trained_runtime, eval_planted)
+            trained = measure_helper(trained_runtime, eval_planted, trained_runtime.verify_calibration)
             print(f"4. critique helper: trained on {len(train_planted)} planted train-book summaries "
                   f"(SFT on reference critiques {run.sft.seconds:.0f} s, then DPO on {len(run.comparisons)} "
-                  f"comparisons {run.dpo.seconds:.0f} s), measured on {len(eval_planted)} planted "
+                  f"comparisons {run.dpo.seconds:.0f} s; flag threshold P(SUPPORTED) < "
+                  f"{run.calibration.flag_below:.3f} tuned on {run.calibration.summaries} of them held out; "
+                  f"the base's < {base_calibration.flag_below:.3f}), measured on {len(eval_planted)} planted "
                   f"{args.eval_book} summaries ({time.perf_counter() - clock:.0f} s)")
-            print(f"   {'helper':<10}{'found':>8}{'precision':>11}{'items':>7}{'fabricated':>12}"
-                  f"{'doubted':>9}" + "".join(f"{kind:>10}" for kind in base.by_kind))
-            for name, measure in (("base", base), ("trained", trained)):
-                print(f"   {name:<10}{measure.found_rate:>8.1%}{measure.precision:>11.1%}{measure.items:>7}"
-                      f"{measure.fabricated:>12}{measure.most_doubted:>9.1%}"
+            print(f"   {'helper':<17}{'found':>8}{'precision':>11}{'items':>7}{'fabricated':>12}"
+                  f"{'doubted':>9}{'AP':>7}" + "".join(f"{kind:>10}" for kind in base.by_kind))
+            for name, measure in (("base (as served)", base), ("base, calibrated", base_calibrated),
+                                  ("trained", trained)):
+                print(f"   {name:<17}{measure.found_rate:>8.1%}{measure.precision:>11.1%}{measure.items:>7}"
+                      f"{measure.fabricated:>12}{measure.most_doubted:>9.1%}{measure.average_precision:>7.3f}"
                       + "".join(f"{v:>10.1%}" for v in measure.by_kind.values()))
             chance = sum(1 / len(e.sentences) for e in eval_planted) / len(eval_planted)
-            print(f"   {'chance':<10}{chance:>8.1%}{chance:>11.1%}{'':>19}{chance:>9.1%}   (one random "
-                  "sentence)")
-            print(f"   {'evidence':<10}{'':>38}{least_supported_rate(scorer, eval_planted):>9.1%}   (the "
-                  "sentence its closest source sentence supports least)")
+            planted_share = len(eval_planted) / sum(len(e.sentences) for e in eval_planted)
+            print(f"   {'chance':<17}{'':>8}{planted_share:>11.1%}{'':>19}{chance:>9.1%}{planted_share:>7.3f}"
+                  "   (random sentences)")
+            least_supported, evidence_ap = evidence_baseline(scorer, eval_planted)
+            print(f"   {'evidence':<17}{'':>38}{least_supported:>9.1%}{evidence_ap:>7.3f}   (doubt = how "
+                  "little its closest source sentence supports it)")
     print(f"wall time {time.perf_counter() - started:.0f} s")
 
 

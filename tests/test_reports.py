@@ -50,6 +50,7 @@ from service.engine.verify import (
     verdict_items,
     verdict_token_ids,
 )
+from service.engine.verify_calibration import VerifyCalibration
 from service.settings import ServiceSettings, parse_api_keys
 from service.store.repository import Store
 
@@ -309,6 +310,22 @@ def test_pending_critiques_of_several_nodes_are_judged_in_one_batched_call(engin
     assert verifications == [sum(len(nodes[node_id]["sentences"]) for node_id in leaves)]
     done = [store.reports_of_node(job_id, node_id)[0] for node_id in leaves]
     assert all(r.status == "done" and r.body.items is not None for r in done)
+
+
+def test_a_calibrated_helper_flags_the_sentences_under_its_threshold(engine, store, client, monkeypatch):
+    job_id, tree = _finished_job(client)
+    client.app.state.worker.stop()
+    everything = VerifyCalibration(flag_below=1.01, summaries=1, sentences=1, recall=1.0, precision=1.0)
+    monkeypatch.setattr(engine.runtime, "verify_calibration", everything)
+    leaf = tree["heights"][0][0]
+    service = ReportService(store)
+    service.create(job_id, leaf, CritiqueRequest(), Principal(name="eve", scopes=frozenset({"evaluate"})),
+                   engine)
+    assert service.generate_pending(engine) == 1
+    body = store.reports_of_node(job_id, leaf)[0].body
+    node = next(n for n in tree["nodes"] if n["id"] == leaf)
+    flagged = sorted(i.sentence for i in body.items if i.origin == "model")
+    assert flagged == list(range(len(node["sentences"])))
 
 
 def test_the_evidence_report_is_built_at_once_and_asking_again_returns_it(client):

@@ -12,6 +12,7 @@ from service.engine.bundle import read_manifest
 from service.engine.errors import ModelError
 from service.engine.prompts import task_prompt, verify_prompt
 from service.engine.runtime import ModelSpec, load_runtime
+from service.engine.verify_calibration import VerifyCalibration
 from training.datasets import Comparison, now, write_jsonl
 from training.dpo import DpoTraining
 from training.helper_training import (
@@ -141,8 +142,13 @@ def test_helper_stage_trains_a_critique_adapter_from_chunk_level_data(tiny_model
     assert entry.role == "helper" and (out / "helper" / "adapter_model.safetensors").is_file()
     assert (out / "helper-sft" / "adapter_model.safetensors").is_file()  # the warm start DPO began from
     assert entry.method == "sft+dpo"
-    wanted = {"found_rate_before", "found_rate_after", "precision_after", "most_doubted_after"}
+    wanted = {"found_rate_before", "found_rate_after", "precision_after", "most_doubted_after",
+              "average_precision_after", "flag_below"}
     assert wanted <= set(entry.metrics)
+    served = load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none", device="cpu",
+                                    adapters={"helper": str(out / "helper")}))
+    assert served.verify_calibration == VerifyCalibration.load(out / "helper")
+    assert served.verify_calibration.flag_below == entry.metrics["flag_below"]
 
 
 def _read(path: Path) -> list[Comparison]:

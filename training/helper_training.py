@@ -25,8 +25,10 @@ from service.engine.prompts import SUPPORTED, critique_input, verify_input
 from service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
 from service.engine.sentences import split_sentences
 from service.engine.verify import choose, summary_distributions, verdict_critique
+from service.engine.verify_calibration import VerifyCalibration
 from training.datasets import Comparison, Demonstration, now, read_jsonl, split_by_group, write_jsonl
 from training.dpo import DpoMetrics, DpoTraining, train_dpo
+from training.helper_calibration import average_precision, tune_flag_threshold
 from training.levels import LevelsConfig, level_data
 from training.planting import KINDS, PlantKind, characters, plant
 from training.sft import SftMetrics, SftTraining, train_sft
@@ -36,6 +38,7 @@ FALSE_ACCUSATION_PENALTY = 0.25  # per item on a sentence that was not planted (
 HELPER_SFT_WEIGHT = 1.0  # DPO keeps the reference critiques' likelihood up (RPO) after the warm start
 HELPER_EVALUATOR = "simulated:helper-labeler"
 CRITIQUE_SAMPLES = 4  # the cloned helper's critiques per summary compared for DPO: verdicts are cheap
+CALIBRATION_SHARE = 0.25  # of the planted summaries' groups: held out of training to tune the flag threshold
 _VERDICT = {"foreign": "UNSUPPORTED", "swap": "ENTITY", "negation": "CONTRADICTED"}
 
 
@@ -75,6 +78,7 @@ class HelperMeasure(msgspec.Struct, kw_only=True):
     fabricated: int
     by_kind: dict[str, float]
     most_doubted: float  # share of summaries whose least likely SUPPORTED sentence is the planted one
+    average_precision: float  # of all sentences ranked by P(SUPPORTED) at finding the planted ones
 
 
 def planted_summaries(scorer: EvidenceScorer, examples: Sequence[tuple[str, str, str]], book_text: str,
@@ -127,7 +131,7 @@ def generate_critiques(runtime: ModelRuntime, examples: Sequence[PlantedSummary]
                        samples: int) -> list[list[str]]:
     """`samples` critiques per example (the most likely verdicts first), from the runtime's helper role."""
     return [[verdict_critique(choose(d, sample)) for sample in range(samples)]
-            for d in summary_distributions(runtime, [(e.sentences, e.closest) for e in examples])]
+            for d in _distributions(runtime, examples)]
 
 
 def critique_comparisons(examples: Sequence[PlantedSummary], critiques: Sequence[list[str]],
@@ -172,28 +176,59 @@ class HelperTrainingRun:
     comparisons: list[Comparison]
     sft: SftMetrics
     dpo: DpoMetrics
+    calibration: VerifyCalibration
 
 
 def train_critique_helper(spec: ModelSpec, examples: Sequence[PlantedSummary], target: Path,
                           sft: SftTraining, dpo: DpoTraining) -> HelperTrainingRun:
     """Behavioural cloning on the reference critiques into `<target>-sft`, then DPO from it into `target`
-    on comparisons of the cloned helper's own critiques (see the module doc)."""
+    on comparisons of the cloned helper's own critiques (see the module doc); the flag threshold is
+    tuned on the groups held out of both and saved with the adapter."""
+    fit, held_out = calibration_split(examples)
     warm = target.with_name(f"{target.name}-sft")
-    sft_metrics = train_sft(reference_demonstrations(examples), warm, sft)
-    cloned = load_runtime(msgspec.structs.replace(spec, adapters={**spec.adapters, "helper": str(warm)}))
-    critiques = generate_critiques(cloned, examples, samples=CRITIQUE_SAMPLES)
-    comparisons = critique_comparisons(examples, critiques, evaluator=HELPER_EVALUATOR)
+    sft_metrics = train_sft(reference_demonstrations(fit), warm, sft)
+    cloned = load_runtime(_with_helper(spec, warm))
+    critiques = generate_critiques(cloned, fit, samples=CRITIQUE_SAMPLES)
+    comparisons = critique_comparisons(fit, critiques, evaluator=HELPER_EVALUATOR)
     from_warm = msgspec.structs.replace(dpo.lora, init_adapter=str(warm))
     dpo_metrics = train_dpo(comparisons, target, msgspec.structs.replace(
         dpo, lora=from_warm, sft_weight=HELPER_SFT_WEIGHT))
-    return HelperTrainingRun(comparisons, sft_metrics, dpo_metrics)
+    calibration = calibrate_helper(load_runtime(_with_helper(spec, target)), held_out)
+    calibration.save(target)
+    return HelperTrainingRun(comparisons, sft_metrics, dpo_metrics, calibration)
 
 
-def measure_helper(runtime: ModelRuntime, examples: Sequence[PlantedSummary]) -> HelperMeasure:
-    """Greedy critiques of `examples`: share of planted errors found, precision of verified items, and how
-    often the sentence the helper doubts most (least likely SUPPORTED) is the planted one."""
-    distributions = summary_distributions(runtime, [(e.sentences, e.closest) for e in examples])
-    texts = [verdict_critique(choose(d, 0)) for d in distributions]
+def _with_helper(spec: ModelSpec, adapter: Path) -> ModelSpec:
+    return msgspec.structs.replace(spec, adapters={**spec.adapters, "helper": str(adapter)})
+
+
+def calibration_split(examples: Sequence[PlantedSummary]
+                      ) -> tuple[list[PlantedSummary], list[PlantedSummary]]:
+    """(to train on, to tune the flag threshold on): whole groups on either side."""
+    return split_by_group(examples, CALIBRATION_SHARE, seed=0)
+
+
+def _distributions(runtime: ModelRuntime, examples: Sequence[PlantedSummary]) -> list[list[list[float]]]:
+    return summary_distributions(runtime, [(e.sentences, e.closest) for e in examples])
+
+
+def _supported(distributions: Sequence[Sequence[Sequence[float]]]) -> list[list[float]]:
+    """Per summary, per sentence, P(SUPPORTED): the helper's doubt, lower is more doubted."""
+    return [[values[0] for values in d] for d in distributions]
+
+
+def calibrate_helper(runtime: ModelRuntime, examples: Sequence[PlantedSummary]) -> VerifyCalibration:
+    """The runtime helper's flag threshold tuned on `examples` (`helper_calibration`)."""
+    return tune_flag_threshold(_supported(_distributions(runtime, examples)), [e.index for e in examples])
+
+
+def measure_helper(runtime: ModelRuntime, examples: Sequence[PlantedSummary],
+                   calibration: VerifyCalibration | None) -> HelperMeasure:
+    """Critiques of `examples` as served (sample 0 with `calibration`, the runtime's own or another):
+    share of planted errors found and precision of verified items; and, with no threshold, how often the
+    sentence the helper doubts most is the planted one and the average precision of its doubts."""
+    distributions = _distributions(runtime, examples)
+    texts = [verdict_critique(choose(d, 0, calibration)) for d in distributions]
     doubted = [min(range(len(d)), key=lambda i: d[i][0]) == e.index
                for d, e in zip(distributions, examples, strict=True)]
     outcomes = [critique_outcome(text, example) for text, example in zip(texts, examples, strict=True)]
@@ -204,18 +239,21 @@ def measure_helper(runtime: ModelRuntime, examples: Sequence[PlantedSummary]) ->
     return HelperMeasure(summaries=len(examples), found_rate=_mean([o.found for o in outcomes]),
                          precision=found / verified if verified else 0.0, items=verified,
                          fabricated=sum(o.fabricated for o in outcomes), by_kind=by_kind,
-                         most_doubted=_mean(doubted))
+                         most_doubted=_mean(doubted), average_precision=average_precision(
+                             _supported(distributions), [e.index for e in examples]))
 
 
-def least_supported_rate(scorer: EvidenceScorer, examples: Sequence[PlantedSummary]) -> float:
-    """How often the sentence whose closest source sentence supports it least is the planted one: what the
-    evidence alone picks, the bar for a helper's `most_doubted`."""
-    picks = []
+def evidence_baseline(scorer: EvidenceScorer, examples: Sequence[PlantedSummary]) -> tuple[float, float]:
+    """What the evidence alone does with each sentence's support by its closest source sentence as the
+    doubt: (how often the least supported sentence is the planted one, average precision), the bar for a
+    helper's `most_doubted` and `average_precision`."""
+    supports = []
     for example in examples:
         ranked = scorer.support(example.sentences, split_sentences(example.source), top_k=1)
-        support = [r[0][1] if r else 0.0 for r in ranked]
-        picks.append(support.index(min(support)) == example.index)
-    return _mean(picks)
+        supports.append([r[0][1] if r else 0.0 for r in ranked])
+    planted = [e.index for e in examples]
+    picks = [support.index(min(support)) == index for support, index in zip(supports, planted, strict=True)]
+    return _mean(picks), average_precision(supports, planted)
 
 
 def _mean(values: Sequence[bool]) -> float:
@@ -235,15 +273,14 @@ def train_helper_stage(config: LevelsConfig, out: Path) -> AdapterEntry:
     train_part, held_out = split_by_group(planted, config.held_out_fraction, seed=7)
     spec = ModelSpec(base=config.lora.base, quantization=config.lora.quantization,
                      bundle=str(out) if (out / MANIFEST_FILE).is_file() else None)
-    before = measure_helper(load_runtime(spec), held_out)
+    before = measure_helper(load_runtime(spec), held_out, calibration=None)
     target = out / "helper"
     run = train_critique_helper(spec, train_part, target,
                                 msgspec.structs.replace(config.helper_sft, lora=config.lora),
                                 msgspec.structs.replace(config.dpo, lora=config.lora))
     path = out / "data" / "helper-critique.jsonl"
     write_jsonl(path, run.comparisons)
-    after = measure_helper(load_runtime(msgspec.structs.replace(spec, adapters={"helper": str(target)})),
-                           held_out)
+    after = measure_helper(load_runtime(_with_helper(spec, target)), held_out, run.calibration)
     return AdapterEntry(role="helper", path="helper", heights=[0], method="sft+dpo",
                         data_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
                         metrics={"pairs": run.dpo.pairs, "sft_final_loss": run.sft.final_loss,
@@ -251,4 +288,7 @@ def train_helper_stage(config: LevelsConfig, out: Path) -> AdapterEntry:
                                  "found_rate_before": before.found_rate, "found_rate_after": after.found_rate,
                                  "precision_before": before.precision, "precision_after": after.precision,
                                  "most_doubted_before": before.most_doubted,
-                                 "most_doubted_after": after.most_doubted})
+                                 "most_doubted_after": after.most_doubted,
+                                 "average_precision_before": before.average_precision,
+                                 "average_precision_after": after.average_precision,
+                                 "flag_below": run.calibration.flag_below})

@@ -248,7 +248,7 @@ def critique_verdicts(runtime: ModelRuntime, tasks: dict[int, ReportTask]) -> di
         summaries.append((sentences, closest))
         samples.append(task.request.sample)
     distributions = summary_distributions(runtime, summaries)
-    return {position: choose(d, sample)
+    return {position: choose(d, sample, runtime.verify_calibration)
             for position, d, sample in zip(tasks, distributions, samples, strict=True)}
 
 

@@ -17,6 +17,7 @@ from service.engine.bundle import check_base, read_manifest
 from service.engine.errors import ConfigError, ModelError
 from service.engine.model_store import convert_gguf, default_model_path, recursum_home
 from service.engine.reward_head import REWARD_HEAD_FILE, RewardHead
+from service.engine.verify_calibration import VERIFY_CALIBRATION_FILE, VerifyCalibration
 
 Quantization = Literal["nf4", "int8", "none"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -131,7 +132,8 @@ class ModelRuntime:
     """The loaded model and tokenizer, and the adapter switch used per generation batch."""
 
     def __init__(self, model, tokenizer, spec: ModelSpec, info: ModelInfo, load_seconds: float,
-                 adapters: dict[Role, str] | None = None, reward_head: RewardHead | None = None):
+                 adapters: dict[Role, str] | None = None, reward_head: RewardHead | None = None,
+                 verify_calibration: VerifyCalibration | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.spec = spec
@@ -139,6 +141,7 @@ class ModelRuntime:
         self.load_seconds = load_seconds
         self.adapters = adapters if adapters is not None else dict(spec.adapters)
         self.reward_head = reward_head
+        self.verify_calibration = verify_calibration
         self.device = next(model.parameters()).device
         self.context_window = int(
             getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
@@ -193,6 +196,8 @@ def load_runtime(spec: ModelSpec) -> ModelRuntime:
     model = _attach_adapters(model, adapter_paths)
     model.eval()
     reward_head = RewardHead.load(adapter_paths["reward"]) if "reward" in adapter_paths else None
+    helper = adapter_paths.get("helper")
+    verify_calibration = VerifyCalibration.load(helper) if helper is not None else None
     info = ModelInfo(
         base=directory,
         fingerprint=base_fingerprint,
@@ -202,7 +207,7 @@ def load_runtime(spec: ModelSpec) -> ModelRuntime:
         adapters={role: _fingerprint_adapter(path) for role, path in adapter_paths.items()},
     )
     return ModelRuntime(model, tokenizer, spec, info, time.perf_counter() - started, adapter_paths,
-                        reward_head)
+                        reward_head, verify_calibration)
 
 
 def _attach_adapters(model, adapters: dict[Role, str]):
@@ -225,6 +230,7 @@ def _fingerprint_adapter(path: str) -> str:
     directory = Path(path)
     digest = hashlib.sha256(json.dumps(json.loads((directory / "adapter_config.json").read_text()),
                                        sort_keys=True).encode())
-    for weights in sorted(directory.glob("adapter_model.*")) + sorted(directory.glob(REWARD_HEAD_FILE)):
+    for weights in sorted(directory.glob("adapter_model.*")) + sorted(directory.glob(REWARD_HEAD_FILE)) \
+            + sorted(directory.glob(VERIFY_CALIBRATION_FILE)):
         digest.update(weights.read_bytes())
     return digest.hexdigest()[:16]

@@ -17,6 +17,7 @@ from service.engine.errors import ModelError
 from service.engine.generate import fit_prompt
 from service.engine.prompts import SUPPORTED, VERDICTS, HelperPrompt, verify_prompt
 from service.engine.runtime import ModelRuntime
+from service.engine.verify_calibration import VerifyCalibration
 
 VERIFY_BATCH = 16
 MODEL_SEVERITY = 0.5  # the helper model's word alone: below what evidence of the same kind says
@@ -70,12 +71,18 @@ def summary_distributions(runtime: ModelRuntime, summaries: Sequence[tuple[Seque
     return [[next(flat) for _ in group] for group in prompts]
 
 
-def choose(distributions: Sequence[Sequence[float]], sample: int) -> list[str]:
-    """Sample 0: each sentence's most likely verdict; sample k: one drawn per sentence with seed k."""
+def choose(distributions: Sequence[Sequence[float]], sample: int,
+           calibration: VerifyCalibration | None = None) -> list[str]:
+    """Sample 0: each sentence's most likely verdict or, calibrated, its likeliest other verdict when
+    P(SUPPORTED) is under the helper's threshold (`verify_calibration`); sample k: one drawn per
+    sentence with seed k."""
     rng = random.Random(sample)
-    if sample == 0:
+    if sample != 0:
+        return [rng.choices(VERDICTS, weights=values)[0] for values in distributions]
+    if calibration is None:
         return [VERDICTS[max(range(len(values)), key=values.__getitem__)] for values in distributions]
-    return [rng.choices(VERDICTS, weights=values)[0] for values in distributions]
+    return [SUPPORTED if values[0] >= calibration.flag_below
+            else VERDICTS[max(range(1, len(values)), key=values.__getitem__)] for values in distributions]
 
 
 def verdict_critique(verdicts: Sequence[str]) -> str:

@@ -1,0 +1,50 @@
+"""The critique helper's flag threshold: tuned on held-out planted summaries after training.
+
+Each planted summary has one false sentence. A threshold on P(SUPPORTED) flags every sentence under it;
+the one kept is the threshold with the best F1 of planted errors found and flags that are planted, over
+every threshold the held-out sentences allow. Average precision measures the same ranking with no
+threshold at all, so helpers (and the evidence alone) can be compared before any is tuned.
+"""
+
+from collections.abc import Sequence
+
+from service.engine.verify_calibration import VerifyCalibration
+
+
+def flag_outcome(doubts: Sequence[Sequence[float]], planted: Sequence[int],
+                 flag_below: float) -> tuple[float, float]:
+    """(recall, precision) of flagging each sentence whose P(SUPPORTED) (`doubts[s][i]`, lower is more
+    doubted) is under `flag_below`, given each summary's planted sentence."""
+    flagged = [(i == index) for scores, index in zip(doubts, planted, strict=True)
+               for i, score in enumerate(scores) if score < flag_below]
+    found = sum(flagged)
+    return found / len(planted) if planted else 0.0, found / len(flagged) if flagged else 0.0
+
+
+def tune_flag_threshold(doubts: Sequence[Sequence[float]], planted: Sequence[int]) -> VerifyCalibration:
+    """The threshold with the best F1 on these summaries (the strictest of equals: fewer false flags);
+    with nothing to tune on, a threshold that flags nothing."""
+    best = (0.0, 0.0, 0.0, 0.0)  # f1, flag_below, recall, precision
+    for threshold in sorted({score for scores in doubts for score in scores}):
+        flag_below = threshold + 1e-9  # flags the sentences at `threshold` and under
+        recall, precision = flag_outcome(doubts, planted, flag_below)
+        f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
+        if f1 > best[0]:
+            best = (f1, flag_below, recall, precision)
+    return VerifyCalibration(flag_below=best[1], summaries=len(planted),
+                             sentences=sum(len(scores) for scores in doubts), recall=best[2],
+                             precision=best[3])
+
+
+def average_precision(doubts: Sequence[Sequence[float]], planted: Sequence[int]) -> float:
+    """Average precision of ranking all sentences by doubt (lowest score first) at finding the planted
+    ones; ties broken against the planted sentence, so an uninformative helper scores no better than
+    chance (the planted share of sentences)."""
+    ranked = sorted(((score, i != index) for scores, index in zip(doubts, planted, strict=True)
+                     for i, score in enumerate(scores)), key=lambda pair: (pair[0], not pair[1]))
+    found, total = 0, 0.0
+    for rank, (_, false_alarm) in enumerate(ranked, 1):
+        if not false_alarm:
+            found += 1
+            total += found / rank
+    return total / len(planted) if planted else 0.0
