@@ -8,9 +8,11 @@
    - pairs of its chunks' candidates (made the same way): the reward model's held-out accuracy;
    - the reward model's pick against the greedy summary: best-of-4's win rate over greedy.
 4. The critique helper is trained on planted summaries of the TRAIN books (SFT on the reference
-   verdicts, then DPO on its own critiques) and measured on planted summaries of the EVAL book:
-   planted errors found and precision, and how often the sentence it doubts most is the planted one,
-   base helper prompt vs trained, beside chance and the evidence-only pick.
+   verdicts, then DPO on its own critiques; its flag threshold tuned on a quarter of them held out) and
+   measured on planted summaries of the EVAL book: planted errors found and precision as served, and,
+   with no threshold, how often the sentence it doubts most is the planted one and the average
+   precision of its doubts; base helper prompt (as served, and calibrated on the same held-out quarter)
+   vs trained, beside chance and the evidence alone.
 
 The issue names this bench/training.py; that name would shadow the `training` package for every
 script run from bench/ (as bench/service.py shadowed `service`), so it is train_adapters.py.

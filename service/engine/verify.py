@@ -3,7 +3,8 @@ verdict read off the helper model's next-token distribution over the verdict wor
 
 Scoring, not generating: every sentence gets one of VERDICTS in one forward pass, the base model included
 (left to generate, the base 135M helper wrote no line the critique parser accepts). Sample 0 takes each
-sentence's most likely verdict; sample k draws each from its distribution with seed k: the alternatives
+sentence's most likely verdict, or flags it where a trained helper's calibrated threshold on P(SUPPORTED)
+says so (`verify_calibration`); sample k draws each from its distribution with seed k: the alternatives
 evaluators compare.
 """
 
