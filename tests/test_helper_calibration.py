@@ -36,7 +36,8 @@ def test_with_nothing_to_tune_on_the_threshold_flags_nothing():
 
 def test_average_precision_is_one_for_a_perfect_ranking_and_at_most_chance_for_an_uninformative_one():
     assert average_precision([[0.9, 0.1], [0.2, 0.8]], [1, 0]) == 1.0
-    assert average_precision(DOUBTS, PLANTED) == pytest.approx((1 + 1 + 3 / 8) / 3)  # the third is doubted least
+    # the first two planted sentences are doubted most, the third least
+    assert average_precision(DOUBTS, PLANTED) == pytest.approx((1 + 1 + 3 / 8) / 3)
     flat = [[0.5, 0.5, 0.5], [0.5, 0.5]]
     assert average_precision(flat, [0, 1]) <= 2 / 5
 
