@@ -21,7 +21,7 @@ def test_a_calibrated_helper_flags_sentences_under_its_threshold_with_their_like
     assert choose(distributions, 5, calibration) == choose(distributions, 5)  # draws are not thresholded
 
 
-def test_the_tuned_threshold_maximises_f1_and_reports_what_it_found_on_the_held_out_summaries():
+def test_the_tuned_threshold_maximises_f_beta_and_reports_what_it_found_on_the_held_out_summaries():
     calibration = tune_flag_threshold(DOUBTS, PLANTED)
     assert calibration.flag_below == pytest.approx(0.4)  # flags 0.4 and 0.3: both planted, nothing else
     assert (calibration.recall, calibration.precision) == pytest.approx((2 / 3, 1.0))

@@ -1,14 +1,18 @@
 """The critique helper's flag threshold: tuned on held-out planted summaries after training.
 
 Each planted summary has one false sentence. A threshold on P(SUPPORTED) flags every sentence under it;
-the one kept is the threshold with the best F1 of planted errors found and flags that are planted, over
-every threshold the held-out sentences allow. Average precision measures the same ranking with no
+the one kept is the threshold with the best F-beta (beta 0.5: precision weighs twice what recall does,
+since every false flag costs an evaluator's attention, and with F1 a weak verifier's best threshold
+flags nearly every sentence) of planted errors found and flags that are planted, over every threshold
+the held-out sentences allow. Average precision measures the same ranking with no
 threshold at all, so helpers (and the evidence alone) can be compared before any is tuned.
 """
 
 from collections.abc import Sequence
 
 from service.engine.verify_calibration import VerifyCalibration
+
+FLAG_BETA = 0.5  # recall's weight against precision in the tuned threshold's F-beta
 
 
 def flag_outcome(doubts: Sequence[Sequence[float]], planted: Sequence[int],
@@ -22,15 +26,16 @@ def flag_outcome(doubts: Sequence[Sequence[float]], planted: Sequence[int],
 
 
 def tune_flag_threshold(doubts: Sequence[Sequence[float]], planted: Sequence[int]) -> VerifyCalibration:
-    """The threshold with the best F1 on these summaries (the strictest of equals: fewer false flags);
+    """The threshold with the best F-beta on these summaries (the strictest of equals: fewer false flags);
     with nothing to tune on, a threshold that flags nothing."""
-    best = (0.0, 0.0, 0.0, 0.0)  # f1, flag_below, recall, precision
+    best = (0.0, 0.0, 0.0, 0.0)  # f_beta, flag_below, recall, precision
     for threshold in sorted({score for scores in doubts for score in scores}):
         flag_below = threshold + 1e-9  # flags the sentences at `threshold` and under
         recall, precision = flag_outcome(doubts, planted, flag_below)
-        f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
-        if f1 > best[0]:
-            best = (f1, flag_below, recall, precision)
+        weight = FLAG_BETA**2
+        f_beta = (1 + weight) * recall * precision / (weight * precision + recall) if recall else 0.0
+        if f_beta > best[0]:
+            best = (f_beta, flag_below, recall, precision)
     return VerifyCalibration(flag_below=best[1], summaries=len(planted),
                              sentences=sum(len(scores) for scores in doubts), recall=best[2],
                              precision=best[3])
