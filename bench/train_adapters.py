@@ -21,11 +21,11 @@ script run from bench/ (as bench/service.py shadowed `service`), so it is train_
         [--eval-book frankenstein] [--max-chars 16000] [--eval-chars 32000] [--reward-epochs 3]
         [--helper-examples 120] [--skip-helper]
 
-About 45 minutes on 2 cores of a CPU with AVX-512-BF16 before the helper judged sentence by sentence, most
-of it the reward model (~20 min for 204 pairs x 3 epochs); generations are cached under
-$RECURSUM_HOME/cache/nodes, so reruns skip them. On an AVX2-only CPU everything is several times slower (a
-reward step of 4 pairs took 50 s, against 6-8 s; a helper SFT step of 8 verdicts about 50 s): there, cut
-it down with --reward-epochs 1 --helper-examples 32.
+About 75 minutes on 2 AVX2-only cores (measured 2026-12-02): the reward model 30 min (204 pairs x 3 epochs), the
+eval book best-of-4 6 min, the helper's SFT 9 min and its DPO (a quarter epoch of ~1,000 verdict pairs)
+20 min, measuring a few minutes. Generations are cached under $RECURSUM_HOME/cache/nodes, so reruns skip
+them. Slower CPUs have taken several times that (a reward step of 4 pairs 50 s, against 10 s here): there,
+cut it down with --reward-epochs 1 --helper-examples 32, or --skip-helper.
 """
 
 import argparse
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--helper-examples", type=int, default=120,
                         help="planted summaries to train on (at most what the train excerpts give)")
     parser.add_argument("--helper-sft-epochs", type=float, default=2.0, help="warm start on references")
-    parser.add_argument("--helper-epochs", type=float, default=1.0, help="DPO from the warm start")
+    parser.add_argument("--helper-epochs", type=float, default=0.25, help="DPO from the warm start")
     parser.add_argument("--skip-helper", action="store_true")
     args = parser.parse_args()
     eval_book = shared_path(f"books/{args.eval_book}.txt")
