@@ -23,9 +23,10 @@ script run from bench/ (as bench/service.py shadowed `service`), so it is train_
 
 About 75 minutes on 2 AVX2-only cores (measured 2026-12-02): the reward model 30 min (204 pairs x 3
 epochs), the eval book best-of-4 6 min, the helper's SFT 9 min and its DPO (a quarter epoch of ~1,000
-verdict pairs) 20 min, measuring a few minutes. Generations are cached under $RECURSUM_HOME/cache/nodes, so reruns skip
-them. Slower CPUs have taken several times that (a reward step of 4 pairs 50 s, against 10 s here): there,
-cut it down with --reward-epochs 1 --helper-examples 32, or --skip-helper.
+verdict pairs) 20 min, measuring a few minutes. Generations are cached under
+$RECURSUM_HOME/cache/nodes, so reruns skip them. Slower CPUs have taken several times that (a reward step
+of 4 pairs 50 s, against 10 s here): there, cut it down with --reward-epochs 1 --helper-examples 32, or
+--skip-helper.
 """
 
 import argparse
