@@ -6,7 +6,12 @@ import pytest
 from service.engine.errors import ModelError
 from service.engine.verify import choose
 from service.engine.verify_calibration import VERIFY_CALIBRATION_FILE, VerifyCalibration
-from training.helper_calibration import average_precision, flag_outcome, tune_flag_threshold
+from training.helper_calibration import (
+    average_precision,
+    flag_outcome,
+    most_doubted_rate,
+    tune_flag_threshold,
+)
 
 # Three summaries, P(SUPPORTED) per sentence; the planted sentence is the most doubted in two of them.
 DOUBTS = [[0.9, 0.4, 0.8], [0.3, 0.85, 0.7], [0.6, 0.95]]
@@ -40,6 +45,11 @@ def test_average_precision_is_one_for_a_perfect_ranking_and_at_most_chance_for_a
     assert average_precision(DOUBTS, PLANTED) == pytest.approx((1 + 1 + 3 / 8) / 3)
     flat = [[0.5, 0.5, 0.5], [0.5, 0.5]]
     assert average_precision(flat, [0, 1]) <= 2 / 5
+
+
+def test_the_most_doubted_rate_counts_summaries_whose_lowest_score_is_the_planted_sentence():
+    assert most_doubted_rate(DOUBTS, PLANTED) == pytest.approx(2 / 3)
+    assert most_doubted_rate([[0.5, 0.5]], [1]) == 0.0  # the first of equals is picked
 
 
 def test_a_calibration_round_trips_beside_the_adapter_and_a_broken_file_is_named(tmp_path):

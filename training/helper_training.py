@@ -29,7 +29,7 @@ from service.engine.verify import choose, summary_distributions, verdict_critiqu
 from service.engine.verify_calibration import VerifyCalibration
 from training.datasets import Comparison, Demonstration, now, read_jsonl, split_by_group, write_jsonl
 from training.dpo import DpoMetrics, DpoTraining, train_dpo
-from training.helper_calibration import average_precision, tune_flag_threshold
+from training.helper_calibration import average_precision, most_doubted_rate, tune_flag_threshold
 from training.levels import LevelsConfig, level_data
 from training.planting import KINDS, PlantKind, characters, plant
 from training.sft import SftMetrics, SftTraining, train_sft
@@ -230,8 +230,7 @@ def measure_helper(runtime: ModelRuntime, examples: Sequence[PlantedSummary],
     sentence the helper doubts most is the planted one and the average precision of its doubts."""
     distributions = _distributions(runtime, examples)
     texts = [verdict_critique(choose(d, 0, calibration)) for d in distributions]
-    doubted = [min(range(len(d)), key=lambda i: d[i][0]) == e.index
-               for d, e in zip(distributions, examples, strict=True)]
+    doubts, planted = _supported(distributions), [e.index for e in examples]
     outcomes = [critique_outcome(text, example) for text, example in zip(texts, examples, strict=True)]
     found = sum(o.found for o in outcomes)
     verified = found + sum(o.false_items for o in outcomes)
@@ -240,8 +239,8 @@ def measure_helper(runtime: ModelRuntime, examples: Sequence[PlantedSummary],
     return HelperMeasure(summaries=len(examples), found_rate=_mean([o.found for o in outcomes]),
                          precision=found / verified if verified else 0.0, items=verified,
                          fabricated=sum(o.fabricated for o in outcomes), by_kind=by_kind,
-                         most_doubted=_mean(doubted), average_precision=average_precision(
-                             _supported(distributions), [e.index for e in examples]))
+                         most_doubted=most_doubted_rate(doubts, planted),
+                         average_precision=average_precision(doubts, planted))
 
 
 def evidence_baseline(scorer: EvidenceScorer, examples: Sequence[PlantedSummary]) -> tuple[float, float]:
@@ -253,8 +252,7 @@ def evidence_baseline(scorer: EvidenceScorer, examples: Sequence[PlantedSummary]
         ranked = scorer.support(example.sentences, split_sentences(example.source), top_k=1)
         supports.append([r[0][1] if r else 0.0 for r in ranked])
     planted = [e.index for e in examples]
-    picks = [support.index(min(support)) == index for support, index in zip(supports, planted, strict=True)]
-    return _mean(picks), average_precision(supports, planted)
+    return most_doubted_rate(supports, planted), average_precision(supports, planted)
 
 
 def _mean(values: Sequence[bool]) -> float:
