@@ -37,10 +37,11 @@ COPY pyproject.toml README.md ./
 COPY service ./service
 COPY training ./training
 COPY clients ./clients
+COPY schemas ./schemas
 # A regular (not editable) install: the runtime stage copies /opt/venv and never sees /src. The
 # versions are pyproject.toml's (torch pinned there too, so this does not replace the CUDA build).
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[gpu,postgres]"
+RUN pip install --no-cache-dir ".[service,gpu,postgres]"
 # Download, verify (sha256) and convert the default model into $RECURSUM_HOME/models.
 RUN mkdir -p "$RECURSUM_HOME" \
     && if [ "$PULL_MODEL" = "1" ]; then recursum models pull; fi

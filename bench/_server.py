@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from service.engine.model_store import models_dir
+from recursum.service.engine.model_store import models_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ class BenchServer:
         pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
         threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if cpu is not None else {}
         self.process = subprocess.Popen(
-            [*pin, sys.executable, "-m", "service.cli.main", "serve", "--dev", "--port", str(port),
+            [*pin, sys.executable, "-m", "recursum.service.cli.main", "serve", "--dev", "--port", str(port),
              "--quantization", quantization, "--db", database_url or f"sqlite:///{home / 'bench.db'}"],
             cwd=ROOT, env=os.environ | {"RECURSUM_HOME": str(home), "RECURSUM_MAX_QUEUE": "1000"} | threads
             | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

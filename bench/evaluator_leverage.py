@@ -31,20 +31,21 @@ import msgspec
 from _data import shared_path
 from evidence_auc import characters, negate, swap_name
 
-from clients.schemas import CritiqueReport, CritiqueRequest, EvidenceReport, EvidenceRequest, Node
-from service.engine.critique import match_quote
-from service.engine.document import make_document
-from service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
-from service.engine.facade import Engine
-from service.engine.generate import GenerationStats
-from service.engine.model_store import pull_default_model, recursum_home
-from service.engine.node_cache import DirectoryNodeCache
-from service.engine.prompts import unwrap
-from service.engine.recursion import RunStats, Summarizer
-from service.engine.reports import ReportTask, node_material
-from service.engine.runtime import ModelSpec, load_runtime
-from service.engine.sentences import split_sentences
-from service.engine.tree import Tree, TreeConfig
+from recursum.schemas.reports import CritiqueReport, CritiqueRequest, EvidenceReport, EvidenceRequest
+from recursum.schemas.tree import Node
+from recursum.service.engine.critique import match_quote
+from recursum.service.engine.document import make_document
+from recursum.service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
+from recursum.service.engine.facade import Engine
+from recursum.service.engine.generate import GenerationStats
+from recursum.service.engine.model_store import pull_default_model, recursum_home
+from recursum.service.engine.node_cache import DirectoryNodeCache
+from recursum.service.engine.prompts import unwrap
+from recursum.service.engine.recursion import RunStats, Summarizer
+from recursum.service.engine.reports import ReportTask, node_material
+from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.engine.sentences import split_sentences
+from recursum.service.engine.tree import Tree, TreeConfig
 
 KINDS = ("foreign", "swap", "negation")
 RANDOM_DRAWS = 2000  # unaided evaluator: random checks averaged over this many draws

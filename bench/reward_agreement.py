@@ -35,14 +35,14 @@ import msgspec
 import torch
 from _data import SHARED_DATA
 
-from service.engine.model_store import pull_default_model
-from service.engine.prompts import task_prompt
-from service.engine.reward import score_pairs
-from service.engine.runtime import ModelSpec, load_runtime
-from training.datasets import Comparison
-from training.modeling import LoraSettings, load_tokenizer
-from training.reward import RewardTraining, train_reward
-from training.squality import import_squality, split_squality_input
+from recursum.service.engine.model_store import pull_default_model
+from recursum.service.engine.prompts import task_prompt
+from recursum.service.engine.reward import score_pairs
+from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.training.datasets import Comparison
+from recursum.training.modeling import LoraSettings, load_tokenizer
+from recursum.training.reward import RewardTraining, train_reward
+from recursum.training.squality import import_squality, split_squality_input
 
 SOURCE = SHARED_DATA / "comparisons" / "squality_human_eval"
 HARD = frozenset({"bart", "bart-dpr"})

@@ -37,16 +37,16 @@ from pathlib import Path
 import msgspec
 from _data import shared_path
 
-from clients.schemas import Node
-from service.engine.evidence import EvidenceScorer
-from service.engine.model_store import pull_default_model, recursum_home
-from service.engine.node_cache import DirectoryNodeCache
-from service.engine.prompts import task_prompt
-from service.engine.reward import score_pairs
-from service.engine.runtime import ModelSpec, load_runtime
-from service.engine.tree import Tree
-from training.dpo import DpoTraining
-from training.helper_training import (
+from recursum.schemas.tree import Node
+from recursum.service.engine.evidence import EvidenceScorer
+from recursum.service.engine.model_store import pull_default_model, recursum_home
+from recursum.service.engine.node_cache import DirectoryNodeCache
+from recursum.service.engine.prompts import task_prompt
+from recursum.service.engine.reward import score_pairs
+from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.engine.tree import Tree
+from recursum.training.dpo import DpoTraining
+from recursum.training.helper_training import (
     calibrate_helper,
     calibration_split,
     evidence_baseline,
@@ -54,10 +54,10 @@ from training.helper_training import (
     planted_summaries,
     train_critique_helper,
 )
-from training.labeler import LabelerConfig, SimulatedLabeler
-from training.reward import RewardTraining, preference_pairs, train_reward
-from training.sft import SftTraining
-from training.synth import SynthConfig, candidate_tree, tree_comparisons
+from recursum.training.labeler import LabelerConfig, SimulatedLabeler
+from recursum.training.reward import RewardTraining, preference_pairs, train_reward
+from recursum.training.sft import SftTraining
+from recursum.training.synth import SynthConfig, candidate_tree, tree_comparisons
 
 TRAIN_LABELER = LabelerConfig(seed=0, noise=0.02)
 MARGINS = (0.0, 0.25, 0.5, 1.0)  # reward gain over greedy a sample needs to be kept

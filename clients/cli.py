@@ -6,10 +6,10 @@ from pathlib import Path
 import click
 import msgspec
 
-from clients.client import Client
-from clients.exceptions import RecursumClientError
-from clients.progress import HeightBars
-from clients.schemas import SummaryOptions
+from recursum.clients.client import Client
+from recursum.clients.exceptions import RecursumClientError
+from recursum.clients.progress import HeightBars
+from recursum.schemas.options import SummaryOptions
 
 
 class _ClientGroup(click.Group):

@@ -14,7 +14,7 @@ from typing import Any, Generic, Self, TypeVar
 import httpx
 import msgspec
 
-from clients.exceptions import (
+from recursum.clients.exceptions import (
     ApiError,
     BadRequest,
     Conflict,
@@ -29,27 +29,20 @@ from clients.exceptions import (
     Unauthorized,
     WaitTimeout,
 )
-from clients.schemas import (
+from recursum.schemas.evaluations import (
     ComparisonCreate,
     ComparisonRead,
     ComparisonRecord,
     EvaluationKind,
     EvaluationTask,
     FlaggedItem,
-    JobAccepted,
-    JobEvent,
-    JobFinished,
-    JobRead,
-    NodeRead,
     Preference,
-    Problem,
-    ReportCreate,
-    ReportKind,
-    ReportRead,
-    SummaryCreate,
-    SummaryOptions,
-    TreeRead,
 )
+from recursum.schemas.events import JobEvent, JobFinished
+from recursum.schemas.jobs import JobAccepted, JobRead, NodeRead, SummaryCreate, TreeRead
+from recursum.schemas.options import SummaryOptions
+from recursum.schemas.problems import Problem
+from recursum.schemas.reports import ReportCreate, ReportKind, ReportRead
 
 T = TypeVar("T")
 EventHandler = Callable[[JobEvent], None]

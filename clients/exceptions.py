@@ -15,7 +15,8 @@
     └── WaitTimeout              wait() gave up before the job finished (also a TimeoutError)
 """
 
-from clients.schemas import JobRead, Problem
+from recursum.schemas.jobs import JobRead
+from recursum.schemas.problems import Problem
 
 
 class RecursumClientError(Exception):

@@ -4,7 +4,7 @@ import sys
 
 from tqdm import tqdm
 
-from clients.schemas import HeightDone, HeightStarted, JobEvent, JobState, NodeSummary
+from recursum.schemas.events import HeightDone, HeightStarted, JobEvent, JobState, NodeSummary
 
 
 class HeightBars:

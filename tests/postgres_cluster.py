@@ -67,7 +67,7 @@ def new_database(server: str) -> str:
     """A fresh, empty database on the cluster; returns its URL."""
     import sqlalchemy as sa
 
-    from service.store.database import create_database_engine
+    from recursum.service.store.database import create_database_engine
 
     name = f"test_{uuid.uuid4().hex}"
     admin = create_database_engine(server.format("postgres"))

@@ -6,11 +6,11 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from service.api.app import create_app
-from service.engine.facade import Engine
-from service.engine.runtime import ModelSpec, load_runtime
-from service.settings import ServiceSettings, parse_api_keys
-from service.store.repository import Store
+from recursum.service.api.app import create_app
+from recursum.service.engine.facade import Engine
+from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.settings import ServiceSettings, parse_api_keys
+from recursum.service.store.repository import Store
 
 STORY = "\n\n".join(f"Part {i}. Alice followed the Rabbit into the hall and found a golden key."
                     for i in range(8))
@@ -242,8 +242,8 @@ class _Receiver:
 
 
 def test_a_callback_is_signed_retried_and_every_attempt_recorded(engine, store):
-    from service.api.callbacks import sign
-    from service.settings import hash_secret
+    from recursum.service.api.callbacks import sign
+    from recursum.service.settings import hash_secret
 
     receiver = _Receiver()
     with _client(engine, store, callback_hosts=frozenset({"127.0.0.1"})) as client:
@@ -279,9 +279,9 @@ def test_a_callback_to_a_host_off_the_allowlist_is_refused_at_submit(client, sto
 
 
 def test_jobs_waiting_together_share_generation_batches(engine, store):
-    from service.engine.document import make_document
-    from service.engine.tree import TreeConfig
-    from service.store.records import JobRecord
+    from recursum.service.engine.document import make_document
+    from recursum.service.engine.tree import TreeConfig
+    from recursum.service.store.records import JobRecord
 
     config = TreeConfig(chunk_tokens=40, summary_tokens=8, batch_size=16)
     for name in ("first", "second"):

@@ -4,8 +4,8 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-from service.cli.main import cli
-from service.engine.tree import Tree
+from recursum.service.cli.main import cli
+from recursum.service.engine.tree import Tree
 
 STORY = "\n\n".join(f"Part {i}. Alice followed the Rabbit into the hall and found a key." for i in range(6))
 

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from test_server_process import Server
 
-from clients import client as client_module
-from clients.cli import client as client_cli
-from clients.client import AsyncClient, Client
-from clients.exceptions import (
+from recursum.clients import client as client_module
+from recursum.clients.cli import client as client_cli
+from recursum.clients.client import AsyncClient, Client
+from recursum.clients.exceptions import (
     ApiError,
     BadRequest,
     Conflict,
@@ -28,16 +28,10 @@ from clients.exceptions import (
     Unauthorized,
     WaitTimeout,
 )
-from clients.schemas import (
-    HeightDone,
-    HeightStarted,
-    JobFinished,
-    JobRead,
-    JobState,
-    NodeSummary,
-    Problem,
-    SummaryOptions,
-)
+from recursum.schemas.events import HeightDone, HeightStarted, JobFinished, JobState, NodeSummary
+from recursum.schemas.jobs import JobRead
+from recursum.schemas.options import SummaryOptions
+from recursum.schemas.problems import Problem
 
 URL = "http://recursum.test"
 JOB_ID = "job-1"

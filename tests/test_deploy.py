@@ -21,8 +21,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from service.api.metrics import EngineMetrics
-from service.cli.main import cli
+from recursum.service.api.metrics import EngineMetrics
+from recursum.service.cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "k8s"

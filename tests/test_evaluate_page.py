@@ -20,12 +20,12 @@ import uvicorn
 from litestar.testing import TestClient
 from test_evaluations import KEYS, LEAF_0, LEAF_1, seed_job
 
-from service.api.app import create_app
-from service.api.evaluations.page import SECURITY_HEADERS
-from service.engine.facade import Engine
-from service.engine.runtime import ModelSpec, load_runtime
-from service.settings import ServiceSettings, parse_api_keys
-from service.store.repository import Store
+from recursum.service.api.app import create_app
+from recursum.service.api.evaluations.page import SECURITY_HEADERS
+from recursum.service.engine.facade import Engine
+from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.settings import ServiceSettings, parse_api_keys
+from recursum.service.store.repository import Store
 
 ARTIFACTS = Path(os.environ.get("RECURSUM_TEST_ARTIFACTS") or Path(__file__).with_name("artifacts"))
 

@@ -14,39 +14,31 @@ import pytest
 from litestar.testing import TestClient
 from postgres_cluster import new_database
 
-from clients.client import AsyncClient, Client
-from clients.exceptions import Conflict
-from clients.schemas import (
-    Candidate,
-    CompareRequest,
+from recursum.clients.client import AsyncClient, Client
+from recursum.clients.exceptions import Conflict
+from recursum.schemas.evaluations import (
     ComparisonRead,
     ComparisonRecord,
-    CritiqueItem,
-    CritiqueReport,
-    CritiqueRequest,
     EvaluationTask,
-    EvidenceLink,
     FlaggedItem,
-    Node,
-    ReportRead,
-    Sentence,
-    Span,
     TaskCandidate,
 )
-from service.api.app import create_app
-from service.api.evaluations.service import EvaluationService
-from service.engine.critique import critique_parts
-from service.engine.document import make_document
-from service.engine.prompts import critique_sentences, task_prompt, verify_prompt
-from service.engine.reports import node_material
-from service.engine.runtime import ModelSpec
-from service.engine.tree import TreeConfig
-from service.settings import ServiceSettings, parse_api_keys
-from service.store.evaluations import EvaluationLease
-from service.store.records import JobRecord
-from service.store.repository import Store
-from training.critique_data import verification_comparisons
-from training.datasets import Comparison, read_jsonl
+from recursum.schemas.reports import CompareRequest, CritiqueItem, CritiqueReport, CritiqueRequest, ReportRead
+from recursum.schemas.tree import Candidate, EvidenceLink, Node, Sentence, Span
+from recursum.service.api.app import create_app
+from recursum.service.api.evaluations.service import EvaluationService
+from recursum.service.engine.critique import critique_parts
+from recursum.service.engine.document import make_document
+from recursum.service.engine.prompts import critique_sentences, task_prompt, verify_prompt
+from recursum.service.engine.reports import node_material
+from recursum.service.engine.runtime import ModelSpec
+from recursum.service.engine.tree import TreeConfig
+from recursum.service.settings import ServiceSettings, parse_api_keys
+from recursum.service.store.evaluations import EvaluationLease
+from recursum.service.store.records import JobRecord
+from recursum.service.store.repository import Store
+from recursum.training.critique_data import verification_comparisons
+from recursum.training.datasets import Comparison, read_jsonl
 
 KEYS = "alice:a-secret:summarize,eve:e-secret:evaluate,frank:f-secret:evaluate,root:r-secret:admin"
 EVE, FRANK, ROOT = ({"Authorization": f"Bearer {secret}"} for secret in ("e-secret", "f-secret", "r-secret"))

@@ -2,15 +2,15 @@
 
 import pytest
 
-from clients.schemas import SOURCE, Node, Sentence, Span
-from service.engine.entities import known_names, sentence_entities
-from service.engine.evidence import (
+from recursum.schemas.tree import SOURCE, Node, Sentence, Span
+from recursum.service.engine.entities import known_names, sentence_entities
+from recursum.service.engine.evidence import (
     EvidenceScorer,
     leaf_evidence,
     load_embedder,
     merge_evidence,
 )
-from service.engine.sentences import sentence_spans
+from recursum.service.engine.sentences import sentence_spans
 
 THRESHOLD = 0.25
 

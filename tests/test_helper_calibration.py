@@ -3,10 +3,10 @@ applied to the served verdicts."""
 
 import pytest
 
-from service.engine.errors import ModelError
-from service.engine.verify import choose
-from service.engine.verify_calibration import VERIFY_CALIBRATION_FILE, VerifyCalibration
-from training.helper_calibration import (
+from recursum.service.engine.errors import ModelError
+from recursum.service.engine.verify import choose
+from recursum.service.engine.verify_calibration import VERIFY_CALIBRATION_FILE, VerifyCalibration
+from recursum.training.helper_calibration import (
     average_precision,
     flag_outcome,
     most_doubted_rate,

@@ -7,13 +7,14 @@ import sys
 def _modules_loaded_by(statement: str) -> set[str]:
     code = f"import sys; {statement}; print('\\n'.join(sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return {name.split(".")[0] for name in result.stdout.split()}
+    return {".".join(name.split(".")[:2]) for name in result.stdout.split()}
 
 
 def test_clients_import_neither_service_nor_training():
-    loaded = _modules_loaded_by("import clients.schemas, clients.exceptions, clients.client, clients.cli")
-    assert not loaded & {"service", "training"}
+    loaded = _modules_loaded_by("import recursum.clients.client, recursum.clients.cli")
+    assert not loaded & {"recursum.service", "recursum.training"}
 
 
 def test_the_engine_never_imports_training():
-    assert "training" not in _modules_loaded_by("import service.engine.recursion, service.engine.facade")
+    loaded = _modules_loaded_by("import recursum.service.engine.recursion, recursum.service.engine.facade")
+    assert "recursum.training" not in loaded

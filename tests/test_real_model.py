@@ -3,11 +3,11 @@
 import pytest
 from conftest import shared_data
 
-from service.engine.document import make_document
-from service.engine.model_store import pull_default_model
-from service.engine.recursion import Summarizer
-from service.engine.runtime import ModelSpec, load_runtime
-from service.engine.tree import TreeConfig
+from recursum.service.engine.document import make_document
+from recursum.service.engine.model_store import pull_default_model
+from recursum.service.engine.recursion import Summarizer
+from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.engine.tree import TreeConfig
 
 pytestmark = pytest.mark.slow
 

@@ -1,12 +1,13 @@
 import pytest
 
-from clients.schemas import SOURCE, HeightDone, HeightStarted, Node, Span
-from service.engine.document import make_document
-from service.engine.events import NodeDone
-from service.engine.node_cache import MemoryNodeCache
-from service.engine.recursion import Cancelled, RunStats, Summarizer, merge_groups
-from service.engine.runtime import ModelSpec, load_runtime
-from service.engine.tree import TreeConfig
+from recursum.schemas.events import HeightDone, HeightStarted
+from recursum.schemas.tree import SOURCE, Node, Span
+from recursum.service.engine.document import make_document
+from recursum.service.engine.events import NodeDone
+from recursum.service.engine.node_cache import MemoryNodeCache
+from recursum.service.engine.recursion import Cancelled, RunStats, Summarizer, merge_groups
+from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.engine.tree import TreeConfig
 
 CONFIG = TreeConfig(chunk_tokens=60, merge_tokens=64, max_children=3, summary_tokens=12,
                     batch_size=4)

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from postgres_cluster import new_database
 from test_server_process import Server, _metric
 
-from service.store.repository import Store
-from service.store.tables import JobRow
+from recursum.service.store.repository import Store
+from recursum.service.store.tables import JobRow
 
 STORY = "\n\n".join(f"Part {i}. The Rabbit {i} ran past Alice and the Queen shouted at the Hatter."
                     for i in range(40))

@@ -9,31 +9,25 @@ import pytest
 from conftest import build_tiny_model
 from litestar.testing import TestClient
 
-from clients.schemas import (
-    Candidate,
-    CompareRequest,
-    CritiqueRequest,
-    EvidenceRequest,
-    Node,
-    Span,
-)
-from service.api.app import create_app
-from service.api.auth import Principal
-from service.api.reports.service import ReportService
-from service.engine import reports as reports_module
-from service.engine import verify as verify_module
-from service.engine.critique import (
+from recursum.schemas.reports import CompareRequest, CritiqueRequest, EvidenceRequest
+from recursum.schemas.tree import Candidate, Node, Span
+from recursum.service.api.app import create_app
+from recursum.service.api.auth import Principal
+from recursum.service.api.reports.service import ReportService
+from recursum.service.engine import reports as reports_module
+from recursum.service.engine import verify as verify_module
+from recursum.service.engine.critique import (
     counterfactual_items,
     critique_parts,
     match_quote,
     parse_items,
 )
-from service.engine.entities import known_names
-from service.engine.errors import ModelError
-from service.engine.evidence import leaf_evidence
-from service.engine.facade import Engine
-from service.engine.prompts import render_messages, verify_prompt
-from service.engine.reports import (
+from recursum.service.engine.entities import known_names
+from recursum.service.engine.errors import ModelError
+from recursum.service.engine.evidence import leaf_evidence
+from recursum.service.engine.facade import Engine
+from recursum.service.engine.prompts import render_messages, verify_prompt
+from recursum.service.engine.reports import (
     InvalidReportRequest,
     ReportTask,
     align,
@@ -41,18 +35,18 @@ from service.engine.reports import (
     evidence_report,
     node_material,
 )
-from service.engine.runtime import ModelSpec, load_runtime
-from service.engine.sentences import sentence_spans
-from service.engine.verify import (
+from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.engine.sentences import sentence_spans
+from recursum.service.engine.verify import (
     choose,
     verdict_critique,
     verdict_distributions,
     verdict_items,
     verdict_token_ids,
 )
-from service.engine.verify_calibration import VerifyCalibration
-from service.settings import ServiceSettings, parse_api_keys
-from service.store.repository import Store
+from recursum.service.engine.verify_calibration import VerifyCalibration
+from recursum.service.settings import ServiceSettings, parse_api_keys
+from recursum.service.store.repository import Store
 
 SOURCE_TEXT = (
     "Alice sat on the bank beside her sister. A White Rabbit ran past her with a pocket watch. "

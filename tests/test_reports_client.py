@@ -7,16 +7,16 @@ import httpx
 import msgspec
 import pytest
 
-from clients import client as client_module
-from clients.client import AsyncClient, Client
-from clients.exceptions import BadRequest, Conflict, WaitTimeout
-from clients.schemas import (
+from recursum.clients import client as client_module
+from recursum.clients.client import AsyncClient, Client
+from recursum.clients.exceptions import BadRequest, Conflict, WaitTimeout
+from recursum.schemas.problems import Problem
+from recursum.schemas.reports import (
     CritiqueItem,
     CritiqueReport,
     CritiqueRequest,
     EvidenceReport,
     EvidenceRequest,
-    Problem,
     QaRequest,
     ReportRead,
 )

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from service.engine.errors import ModelError
-from service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.engine.errors import ModelError
+from recursum.service.engine.runtime import ModelSpec, load_runtime
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from conftest import shared_data
 
-from clients.client import Client
-from clients.schemas import JobFinished, NodeSummary
-from service.store.repository import Store
+from recursum.clients.client import Client
+from recursum.schemas.events import JobFinished, NodeSummary
+from recursum.service.store.repository import Store
 
 
 def _free_port() -> int:
@@ -31,7 +31,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = home / f"server-{self.port}.log"
         home.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "service.cli.main", "serve", "--dev", "--port", str(self.port),
+        command = [sys.executable, "-m", "recursum.service.cli.main", "serve", "--dev", "--port", str(self.port),
                    "--model", str(model), "--quantization", "none", "--db", database_url]
         env = os.environ | {"RECURSUM_HOME": str(home)} | (env or {})
         self.process = subprocess.Popen(command, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)

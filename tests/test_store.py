@@ -17,14 +17,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from postgres_cluster import new_database
 
-from clients.schemas import CallbackAttempt, EvidenceLink, HeightProgress, Node, Sentence, Span
-from service.engine.document import make_document
-from service.engine.generate import GenerationResult
-from service.engine.tree import TreeConfig
-from service.store.database import create_database_engine, default_database_url, migrate
-from service.store.records import JobRecord
-from service.store.repository import LeaseLost, Store
-from service.store.tables import Base
+from recursum.schemas.jobs import CallbackAttempt, HeightProgress
+from recursum.schemas.tree import EvidenceLink, Node, Sentence, Span
+from recursum.service.engine.document import make_document
+from recursum.service.engine.generate import GenerationResult
+from recursum.service.engine.tree import TreeConfig
+from recursum.service.store.database import create_database_engine, default_database_url, migrate
+from recursum.service.store.records import JobRecord
+from recursum.service.store.repository import LeaseLost, Store
+from recursum.service.store.tables import Base
 
 TABLES = {"documents", "jobs", "job_nodes", "generations", "callback_attempts", "reports",
           "evaluation_tasks", "evaluation_leases", "comparisons"}

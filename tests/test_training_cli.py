@@ -5,8 +5,8 @@ import json
 import msgspec
 from click.testing import CliRunner
 
-from service.cli.main import cli
-from training.datasets import Comparison, now, write_jsonl
+from recursum.service.cli.main import cli
+from recursum.training.datasets import Comparison, now, write_jsonl
 
 PASSAGE = "The Rabbit took a watch out of its pocket. " * 3
 

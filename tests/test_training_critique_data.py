@@ -3,9 +3,13 @@
 import msgspec
 import pytest
 
-from service.engine.prompts import critique_input, critique_sentences, task_prompt, verify_prompt
-from training.critique_data import sentence_verdicts, verification_comparisons, verification_demonstrations
-from training.datasets import Comparison, Demonstration, now
+from recursum.service.engine.prompts import critique_input, critique_sentences, task_prompt, verify_prompt
+from recursum.training.critique_data import (
+    sentence_verdicts,
+    verification_comparisons,
+    verification_demonstrations,
+)
+from recursum.training.datasets import Comparison, Demonstration, now
 
 SENTENCES = ["Alice followed the Rabbit.", "The Duchess fell down a hole.", "She found a golden key."]
 CLOSEST = ["Alice ran after the Rabbit.", "Alice fell down a deep hole.", "A tiny golden key lay there."]

@@ -7,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import shared_data
 
-from service.cli.main import cli
-from training.datasets import Comparison, Demonstration, read_jsonl, split_by_group, write_jsonl
-from training.labeler import LabelerConfig, SimulatedLabeler, copied_share
+from recursum.service.cli.main import cli
+from recursum.training.datasets import Comparison, Demonstration, read_jsonl, split_by_group, write_jsonl
+from recursum.training.labeler import LabelerConfig, SimulatedLabeler, copied_share
 
 CREATED = datetime(2024, 1, 1, tzinfo=UTC)
 

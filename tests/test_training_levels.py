@@ -8,14 +8,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from service.engine.bundle import read_manifest
-from service.engine.errors import ModelError
-from service.engine.prompts import task_prompt, verify_prompt
-from service.engine.runtime import ModelSpec, load_runtime
-from service.engine.verify_calibration import VerifyCalibration
-from training.datasets import Comparison, now, write_jsonl
-from training.dpo import DpoTraining
-from training.helper_training import (
+from recursum.service.engine.bundle import read_manifest
+from recursum.service.engine.errors import ModelError
+from recursum.service.engine.prompts import task_prompt, verify_prompt
+from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.engine.verify_calibration import VerifyCalibration
+from recursum.training.datasets import Comparison, now, write_jsonl
+from recursum.training.dpo import DpoTraining
+from recursum.training.helper_training import (
     PlantedSummary,
     critique_comparisons,
     critique_outcome,
@@ -23,10 +23,18 @@ from training.helper_training import (
     reference_demonstrations,
     train_helper_stage,
 )
-from training.levels import STATE_FILE, LevelsConfig, LevelsData, level_data, load_config, run_levels, stages
-from training.modeling import LoraSettings
-from training.reward import RewardTraining
-from training.sft import SftTraining
+from recursum.training.levels import (
+    STATE_FILE,
+    LevelsConfig,
+    LevelsData,
+    level_data,
+    load_config,
+    run_levels,
+    stages,
+)
+from recursum.training.modeling import LoraSettings
+from recursum.training.reward import RewardTraining
+from recursum.training.sft import SftTraining
 
 BOOK = (
     "Alice sat by the river with her sister. The White Rabbit ran past, looking at his watch. "
@@ -152,6 +160,6 @@ def test_helper_stage_trains_a_critique_adapter_from_chunk_level_data(tiny_model
 
 
 def _read(path: Path) -> list[Comparison]:
-    from training.datasets import read_jsonl
+    from recursum.training.datasets import read_jsonl
 
     return list(read_jsonl(path, Comparison))

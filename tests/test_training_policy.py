@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.datasets import Comparison, Demonstration, now
-from training.dpo import DpoTraining, train_dpo
-from training.formatting import assistant, prompt_messages
-from training.modeling import LoraSettings
-from training.sft import SftTraining, train_sft
+from recursum.training.datasets import Comparison, Demonstration, now
+from recursum.training.dpo import DpoTraining, train_dpo
+from recursum.training.formatting import assistant, prompt_messages
+from recursum.training.modeling import LoraSettings
+from recursum.training.sft import SftTraining, train_sft
 
 PASSAGE = "The Rabbit took a watch out of its waistcoat pocket and hurried on. " * 2
 CHOSEN = "The Rabbit hurried on with a watch."

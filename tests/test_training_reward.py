@@ -6,17 +6,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.engine.document import make_document
-from service.engine.evidence import EvidenceScorer
-from service.engine.prompts import task_prompt
-from service.engine.recursion import Summarizer
-from service.engine.reward import reward_input_ids, score_pairs
-from service.engine.reward_head import REWARD_HEAD_FILE, RewardHead
-from service.engine.runtime import ModelSpec, load_runtime
-from service.engine.tree import TreeConfig
-from training.datasets import Comparison, now
-from training.modeling import LoraSettings
-from training.reward import RewardTraining, train_reward
+from recursum.service.engine.document import make_document
+from recursum.service.engine.evidence import EvidenceScorer
+from recursum.service.engine.prompts import task_prompt
+from recursum.service.engine.recursion import Summarizer
+from recursum.service.engine.reward import reward_input_ids, score_pairs
+from recursum.service.engine.reward_head import REWARD_HEAD_FILE, RewardHead
+from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.engine.tree import TreeConfig
+from recursum.training.datasets import Comparison, now
+from recursum.training.modeling import LoraSettings
+from recursum.training.reward import RewardTraining, train_reward
 
 GOOD = "Alice was tired of sitting by her sister. " * 2
 BAD = "Victor built a creature and fled. " * 2

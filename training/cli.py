@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 import msgspec
 
-from training.validate import DEFAULT_MAX_INPUT_TOKENS
+from recursum.training.validate import DEFAULT_MAX_INPUT_TOKENS
 
 
 class TrainingError(click.ClickException):
@@ -41,7 +41,7 @@ def data() -> None:
               show_default=True, help="Context budget (cl100k tokens) for input plus the longest output.")
 def validate(file: Path, kind: str, max_input_tokens: int) -> None:
     """List every bad line of FILE with its number and reason; exit 1 if there is any."""
-    from training.validate import detect_kind, validate_file
+    from recursum.training.validate import detect_kind, validate_file
 
     report = validate_file(file, detect_kind(file) if kind == "auto" else kind, max_input_tokens)
     for bad in report.bad:
@@ -64,8 +64,8 @@ def import_squality_command(source: Path | None, out: Path) -> None:
 
     Each input is the question plus the whole story; the group is the story, the evaluator the reviewer.
     """
-    from training.datasets import now, write_jsonl
-    from training.squality import DEFAULT_SOURCE, import_squality
+    from recursum.training.datasets import now, write_jsonl
+    from recursum.training.squality import DEFAULT_SOURCE, import_squality
 
     written = write_jsonl(out, import_squality(source or DEFAULT_SOURCE, created=now()))
     click.echo(f"wrote {written} comparisons to {out}", err=True)
@@ -95,7 +95,7 @@ def _lora_options(command):
 
 
 def _method_config(config_type, base, quantization, rank, init_adapter, epochs, max_steps, lr, batch_size):
-    from training.modeling import LoraSettings
+    from recursum.training.modeling import LoraSettings
 
     lora = LoraSettings(base=base, quantization=quantization, rank=rank, alpha=2 * rank,
                         init_adapter=init_adapter)
@@ -105,7 +105,7 @@ def _method_config(config_type, base, quantization, rank, init_adapter, epochs, 
 
 
 def _comparisons(path: Path, tasks: tuple[str, ...]):
-    from training.datasets import Comparison, read_jsonl
+    from recursum.training.datasets import Comparison, read_jsonl
 
     try:
         records = [c for c in read_jsonl(path, Comparison) if not tasks or c.task in tasks]
@@ -129,8 +129,8 @@ def _comparisons(path: Path, tasks: tuple[str, ...]):
 def reward_command(data: Path, tasks: tuple[str, ...], held_out: float, max_tokens: int, out: Path,
                    **lora) -> None:
     """Train a Bradley-Terry reward model (LoRA + scalar head) on comparisons."""
-    from training.datasets import split_by_group
-    from training.reward import RewardTraining, train_reward
+    from recursum.training.datasets import split_by_group
+    from recursum.training.reward import RewardTraining, train_reward
 
     config = msgspec.structs.replace(_method_config(RewardTraining, **lora), max_tokens=max_tokens)
     train_part, held_part = split_by_group(_comparisons(data, tasks), held_out, seed=config.seed)
@@ -146,7 +146,7 @@ def reward_command(data: Path, tasks: tuple[str, ...], held_out: float, max_toke
 @_lora_options
 def dpo_command(data: Path, tasks: tuple[str, ...], beta: float, out: Path, **lora) -> None:
     """Train a policy adapter with DPO (reference: the adapter-disabled base)."""
-    from training.dpo import DpoTraining, train_dpo
+    from recursum.training.dpo import DpoTraining, train_dpo
 
     config = msgspec.structs.replace(_method_config(DpoTraining, **lora), beta=beta)
     click.echo(msgspec.json.encode(train_dpo(_comparisons(data, tasks), out, config)).decode())
@@ -158,8 +158,8 @@ def dpo_command(data: Path, tasks: tuple[str, ...], beta: float, out: Path, **lo
 @_lora_options
 def sft_command(data: Path, out: Path, **lora) -> None:
     """Behavioural cloning: fine-tune a LoRA on demonstrations."""
-    from training.datasets import Demonstration, read_jsonl
-    from training.sft import SftTraining, train_sft
+    from recursum.training.datasets import Demonstration, read_jsonl
+    from recursum.training.sft import SftTraining, train_sft
 
     demonstrations = list(read_jsonl(data, Demonstration))  # a bad line is a ValueError: one line, exit 1
     metrics = train_sft(demonstrations, out, _method_config(SftTraining, **lora))
@@ -183,11 +183,11 @@ def sft_command(data: Path, out: Path, **lora) -> None:
 def synth_command(book: Path, task: str, n: int, out: Path, best_of: int, max_chars: int,
                   bundle: str | None, base: str | None, labeler_seed: int, labeler_noise: float) -> None:
     """Comparisons of the current model's candidate summaries of BOOK, judged by the SIMULATED labeler."""
-    from service.engine.evidence import EvidenceScorer
-    from service.engine.runtime import ModelSpec, load_runtime
-    from training.datasets import write_jsonl
-    from training.labeler import LabelerConfig, SimulatedLabeler
-    from training.synth import SynthConfig, synthesize
+    from recursum.service.engine.evidence import EvidenceScorer
+    from recursum.service.engine.runtime import ModelSpec, load_runtime
+    from recursum.training.datasets import write_jsonl
+    from recursum.training.labeler import LabelerConfig, SimulatedLabeler
+    from recursum.training.synth import SynthConfig, synthesize
 
     runtime = load_runtime(ModelSpec(base=base, bundle=bundle))
     scorer = EvidenceScorer()
@@ -204,8 +204,8 @@ def synth_command(book: Path, task: str, n: int, out: Path, best_of: int, max_ch
               help="Bundle directory; an interrupted run resumes from it.")
 def levels_command(config_path: Path, out: Path) -> None:
     """Train chunk, merge and helper adapters level by level into an adapter bundle."""
-    from training.helper_training import train_helper_stage
-    from training.levels import load_config, run_levels
+    from recursum.training.helper_training import train_helper_stage
+    from recursum.training.levels import load_config, run_levels
 
     try:
         config = load_config(config_path)

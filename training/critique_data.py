@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import msgspec
 
-from service.engine.critique import claim_index, parse_items
-from service.engine.prompts import SUPPORTED, critique_sentences, verify_input
-from training.datasets import Comparison, Demonstration
+from recursum.service.engine.critique import claim_index, parse_items
+from recursum.service.engine.prompts import SUPPORTED, critique_sentences, verify_input
+from recursum.training.datasets import Comparison, Demonstration
 
 CRITIQUE = "helper:critique"
 VERIFY = "helper:verify"

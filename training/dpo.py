@@ -14,9 +14,9 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from training.datasets import Comparison
-from training.formatting import assistant, prompt_messages
-from training.modeling import (
+from recursum.training.datasets import Comparison
+from recursum.training.formatting import assistant, prompt_messages
+from recursum.training.modeling import (
     LoraSettings,
     load_tokenizer,
     make_trainer,
@@ -24,7 +24,7 @@ from training.modeling import (
     trainable_model,
     trainer_args,
 )
-from training.reward import preference_pairs
+from recursum.training.reward import preference_pairs
 
 
 class DpoTraining(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -19,20 +19,20 @@ from pathlib import Path
 
 import msgspec
 
-from service.engine.bundle import MANIFEST_FILE, AdapterEntry
-from service.engine.critique import claim_index, parse_items
-from service.engine.evidence import EvidenceScorer
-from service.engine.prompts import SUPPORTED, critique_input, verify_input
-from service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
-from service.engine.sentences import split_sentences
-from service.engine.verify import choose, summary_distributions, verdict_critique
-from service.engine.verify_calibration import VerifyCalibration
-from training.datasets import Comparison, Demonstration, now, read_jsonl, split_by_group, write_jsonl
-from training.dpo import DpoMetrics, DpoTraining, train_dpo
-from training.helper_calibration import average_precision, most_doubted_rate, tune_flag_threshold
-from training.levels import LevelsConfig, level_data
-from training.planting import KINDS, PlantKind, characters, plant
-from training.sft import SftMetrics, SftTraining, train_sft
+from recursum.service.engine.bundle import MANIFEST_FILE, AdapterEntry
+from recursum.service.engine.critique import claim_index, parse_items
+from recursum.service.engine.evidence import EvidenceScorer
+from recursum.service.engine.prompts import SUPPORTED, critique_input, verify_input
+from recursum.service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
+from recursum.service.engine.sentences import split_sentences
+from recursum.service.engine.verify import choose, summary_distributions, verdict_critique
+from recursum.service.engine.verify_calibration import VerifyCalibration
+from recursum.training.datasets import Comparison, Demonstration, now, read_jsonl, split_by_group, write_jsonl
+from recursum.training.dpo import DpoMetrics, DpoTraining, train_dpo
+from recursum.training.helper_calibration import average_precision, most_doubted_rate, tune_flag_threshold
+from recursum.training.levels import LevelsConfig, level_data
+from recursum.training.planting import KINDS, PlantKind, characters, plant
+from recursum.training.sft import SftMetrics, SftTraining, train_sft
 
 FABRICATED_PENALTY = 0.5  # per item quoting nothing in the summary
 FALSE_ACCUSATION_PENALTY = 0.25  # per item on a sentence that was not planted (it may still be wrong)

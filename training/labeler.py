@@ -12,10 +12,10 @@ import random
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from service.engine.evidence import EvidenceScorer
-from service.engine.sentences import split_sentences
-from service.engine.tokens import count_tokens
-from training.datasets import Comparison, Preference, now
+from recursum.service.engine.evidence import EvidenceScorer
+from recursum.service.engine.sentences import split_sentences
+from recursum.service.engine.tokens import count_tokens
+from recursum.training.datasets import Comparison, Preference, now
 
 
 @dataclass(frozen=True)

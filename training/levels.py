@@ -19,16 +19,16 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from service.engine.bundle import AdapterEntry, BundleManifest, read_manifest, write_manifest
-from service.engine.evidence import EvidenceScorer
-from service.engine.runtime import ModelSpec, base_directory, fingerprint, load_runtime
-from training.datasets import Comparison, read_jsonl, split_by_group, write_jsonl
-from training.dpo import DpoTraining, train_dpo
-from training.labeler import LabelerConfig, SimulatedLabeler
-from training.modeling import LoraSettings
-from training.reward import RewardTraining, train_reward
-from training.sft import SftTraining
-from training.synth import SynthConfig, synthesize
+from recursum.service.engine.bundle import AdapterEntry, BundleManifest, read_manifest, write_manifest
+from recursum.service.engine.evidence import EvidenceScorer
+from recursum.service.engine.runtime import ModelSpec, base_directory, fingerprint, load_runtime
+from recursum.training.datasets import Comparison, read_jsonl, split_by_group, write_jsonl
+from recursum.training.dpo import DpoTraining, train_dpo
+from recursum.training.labeler import LabelerConfig, SimulatedLabeler
+from recursum.training.modeling import LoraSettings
+from recursum.training.reward import RewardTraining, train_reward
+from recursum.training.sft import SftTraining
+from recursum.training.synth import SynthConfig, synthesize
 
 log = logging.getLogger("recursum.train.levels")
 STATE_FILE = "state.json"

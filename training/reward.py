@@ -19,13 +19,13 @@ import msgspec
 import torch
 from msgspec import Meta
 
-from service.engine.prompts import task_prompt
-from service.engine.reward import reward_input_ids, score_pairs
-from service.engine.reward_head import RewardHead, RewardMeta
-from service.engine.runtime import ModelSpec, load_runtime
-from training.critique_data import verification_comparisons
-from training.datasets import Comparison
-from training.modeling import (
+from recursum.service.engine.prompts import task_prompt
+from recursum.service.engine.reward import reward_input_ids, score_pairs
+from recursum.service.engine.reward_head import RewardHead, RewardMeta
+from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.training.critique_data import verification_comparisons
+from recursum.training.datasets import Comparison
+from recursum.training.modeling import (
     LoraSettings,
     load_tokenizer,
     make_trainer,

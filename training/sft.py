@@ -10,10 +10,10 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from training.critique_data import verification_demonstrations
-from training.datasets import Demonstration
-from training.formatting import assistant, prompt_messages
-from training.modeling import (
+from recursum.training.critique_data import verification_demonstrations
+from recursum.training.datasets import Demonstration
+from recursum.training.formatting import assistant, prompt_messages
+from recursum.training.modeling import (
     LoraSettings,
     load_tokenizer,
     make_trainer,

@@ -15,9 +15,9 @@ from typing import Literal
 
 import msgspec
 
-from service.engine.errors import ConfigError
-from service.engine.prompts import unwrap
-from training.datasets import Comparison
+from recursum.service.engine.errors import ConfigError
+from recursum.service.engine.prompts import unwrap
+from recursum.training.datasets import Comparison
 
 DEFAULT_SOURCE = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "comparisons" / "squality_human_eval"

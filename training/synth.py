@@ -16,16 +16,16 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from clients.schemas import Node
-from service.engine.document import make_document
-from service.engine.evidence import EvidenceScorer
-from service.engine.node_cache import NodeCache
-from service.engine.recursion import Summarizer
-from service.engine.runtime import ModelRuntime
-from service.engine.sentences import split_sentences
-from service.engine.tree import Tree, TreeConfig
-from training.datasets import Comparison
-from training.labeler import SimulatedLabeler
+from recursum.schemas.tree import Node
+from recursum.service.engine.document import make_document
+from recursum.service.engine.evidence import EvidenceScorer
+from recursum.service.engine.node_cache import NodeCache
+from recursum.service.engine.recursion import Summarizer
+from recursum.service.engine.runtime import ModelRuntime
+from recursum.service.engine.sentences import split_sentences
+from recursum.service.engine.tree import Tree, TreeConfig
+from recursum.training.datasets import Comparison
+from recursum.training.labeler import SimulatedLabeler
 
 
 class SynthConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -12,8 +12,8 @@ from typing import Literal
 
 import msgspec
 
-from service.engine.tokens import count_tokens
-from training.datasets import Comparison, Demonstration
+from recursum.service.engine.tokens import count_tokens
+from recursum.training.datasets import Comparison, Demonstration
 
 RecordKind = Literal["comparison", "demonstration"]
 DEFAULT_MAX_INPUT_TOKENS = 8192

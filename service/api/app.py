@@ -11,24 +11,24 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig
 
-from service.api.auth import scope_guard
-from service.api.broker import EventBroker
-from service.api.callbacks import CallbackSender
-from service.api.evaluations.controller import ComparisonController, EvaluationController
-from service.api.evaluations.page import evaluate_page, evaluate_static
-from service.api.evaluations.service import EvaluationService
-from service.api.health import healthz, metrics, readyz
-from service.api.metrics import EngineMetrics
-from service.api.problems import problem_response
-from service.api.reports.controller import ReportController
-from service.api.reports.service import ReportService
-from service.api.summaries.controller import SummaryController
-from service.api.summaries.service import SummaryService
-from service.api.worker import JobWorker
-from service.engine.facade import Engine
-from service.settings import ServiceSettings
-from service.store.database import default_database_url
-from service.store.repository import Store
+from recursum.service.api.auth import scope_guard
+from recursum.service.api.broker import EventBroker
+from recursum.service.api.callbacks import CallbackSender
+from recursum.service.api.evaluations.controller import ComparisonController, EvaluationController
+from recursum.service.api.evaluations.page import evaluate_page, evaluate_static
+from recursum.service.api.evaluations.service import EvaluationService
+from recursum.service.api.health import healthz, metrics, readyz
+from recursum.service.api.metrics import EngineMetrics
+from recursum.service.api.problems import problem_response
+from recursum.service.api.reports.controller import ReportController
+from recursum.service.api.reports.service import ReportService
+from recursum.service.api.summaries.controller import SummaryController
+from recursum.service.api.summaries.service import SummaryService
+from recursum.service.api.worker import JobWorker
+from recursum.service.engine.facade import Engine
+from recursum.service.settings import ServiceSettings
+from recursum.service.store.database import default_database_url
+from recursum.service.store.repository import Store
 
 log = logging.getLogger("recursum.api")
 

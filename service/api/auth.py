@@ -7,8 +7,8 @@ import msgspec
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
-from service.api.problems import Forbidden, Unauthorized
-from service.settings import SCOPES, ServiceSettings, hash_secret
+from recursum.service.api.problems import Forbidden, Unauthorized
+from recursum.service.settings import SCOPES, ServiceSettings, hash_secret
 
 
 class Principal(msgspec.Struct, frozen=True):

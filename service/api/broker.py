@@ -4,7 +4,7 @@ import asyncio
 import threading
 from collections import defaultdict
 
-from clients.schemas import JobEvent
+from recursum.schemas.events import JobEvent
 
 
 class EventBroker:

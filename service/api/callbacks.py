@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from clients.schemas import CallbackAttempt
-from service.api.problems import ApiError
-from service.settings import hash_secret
-from service.store.repository import Store
+from recursum.schemas.jobs import CallbackAttempt
+from recursum.service.api.problems import ApiError
+from recursum.service.settings import hash_secret
+from recursum.service.store.repository import Store
 
 log = logging.getLogger("recursum.callbacks")
 

@@ -7,7 +7,7 @@ from litestar.concurrency import sync_to_thread
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from service.api.problems import NotReady
+from recursum.service.api.problems import NotReady
 
 
 @get("/healthz", tags=["ops"])

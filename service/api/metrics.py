@@ -2,9 +2,9 @@
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-from clients.schemas import Node
-from service.engine.facade import Engine
-from service.engine.recursion import RunStats
+from recursum.schemas.tree import Node
+from recursum.service.engine.facade import Engine
+from recursum.service.engine.recursion import RunStats
 
 _SECONDS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 

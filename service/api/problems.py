@@ -18,8 +18,14 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from clients.schemas import Problem
-from service.engine.errors import ConfigError, DocumentTooLarge, EmptyDocument, NotText, RecursumError
+from recursum.schemas.problems import Problem
+from recursum.service.engine.errors import (
+    ConfigError,
+    DocumentTooLarge,
+    EmptyDocument,
+    NotText,
+    RecursumError,
+)
 
 log = logging.getLogger("recursum.api")
 

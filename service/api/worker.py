@@ -16,19 +16,20 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from clients.schemas import HeightDone, HeightProgress, HeightStarted, JobFinished
-from service.api.broker import EventBroker
-from service.api.callbacks import CallbackSender
-from service.api.metrics import EngineMetrics
-from service.api.reports.service import ReportService
-from service.api.summaries.service import job_read
-from service.engine.errors import ConfigError, RecursumError
-from service.engine.events import NodeDone, ProgressEvent, to_wire
-from service.engine.facade import Engine
-from service.engine.generate import MIN_INPUT_TOKENS
-from service.engine.recursion import RunStats, TreeBuild
-from service.store.records import JobRecord
-from service.store.repository import LeaseLost, Store
+from recursum.schemas.events import HeightDone, HeightStarted, JobFinished
+from recursum.schemas.jobs import HeightProgress
+from recursum.service.api.broker import EventBroker
+from recursum.service.api.callbacks import CallbackSender
+from recursum.service.api.metrics import EngineMetrics
+from recursum.service.api.reports.service import ReportService
+from recursum.service.api.summaries.service import job_read
+from recursum.service.engine.errors import ConfigError, RecursumError
+from recursum.service.engine.events import NodeDone, ProgressEvent, to_wire
+from recursum.service.engine.facade import Engine
+from recursum.service.engine.generate import MIN_INPUT_TOKENS
+from recursum.service.engine.recursion import RunStats, TreeBuild
+from recursum.service.store.records import JobRecord
+from recursum.service.store.repository import LeaseLost, Store
 
 log = logging.getLogger("recursum.worker")
 

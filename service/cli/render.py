@@ -4,8 +4,8 @@ from typing import Literal
 
 import msgspec
 
-from clients.schemas import Node
-from service.engine.tree import Tree
+from recursum.schemas.tree import Node
+from recursum.service.engine.tree import Tree
 
 OutputFormat = Literal["text", "markdown", "json"]
 

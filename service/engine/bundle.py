@@ -10,8 +10,8 @@ from pathlib import Path
 
 import msgspec
 
-from clients.schemas import Role
-from service.engine.errors import ModelError
+from recursum.schemas.tree import Role
+from recursum.service.engine.errors import ModelError
 
 MANIFEST_FILE = "manifest.json"
 

@@ -7,10 +7,10 @@ Whitespace between pieces belongs to the piece before it, so there is never a ga
 
 import re
 
-from clients.schemas import Span
-from service.engine.sentences import sentence_spans
-from service.engine.tokens import count_tokens, count_tokens_batch, encoding
-from service.engine.tree import Chunk
+from recursum.schemas.tree import Span
+from recursum.service.engine.sentences import sentence_spans
+from recursum.service.engine.tokens import count_tokens, count_tokens_batch, encoding
+from recursum.service.engine.tree import Chunk
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n\s*")
 _WORD = re.compile(r"\S+\s*")

@@ -17,9 +17,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from clients.schemas import CritiqueItem, CritiqueKind, EvidenceLink, Node, Sentence, Span
-from service.engine.entities import known_names, sentence_entities, words
-from service.engine.evidence import EvidenceScorer, lexical_overlap, polarity_mismatch
+from recursum.schemas.reports import CritiqueItem, CritiqueKind
+from recursum.schemas.tree import EvidenceLink, Node, Sentence, Span
+from recursum.service.engine.entities import known_names, sentence_entities, words
+from recursum.service.engine.evidence import EvidenceScorer, lexical_overlap, polarity_mismatch
 
 QUOTE_RATIO = 0.9  # difflib ratio at which a normalized quote counts as the sentence
 MIN_CONTAINED_WORDS = 5  # a partial quote must be this long ...

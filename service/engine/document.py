@@ -5,7 +5,7 @@ import unicodedata
 
 import msgspec
 
-from service.engine.errors import DocumentTooLarge, EmptyDocument, NotText
+from recursum.service.engine.errors import DocumentTooLarge, EmptyDocument, NotText
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 

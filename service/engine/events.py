@@ -2,7 +2,8 @@
 
 import msgspec
 
-from clients.schemas import HeightDone, HeightStarted, JobEvent, Node, NodeSummary
+from recursum.schemas.events import HeightDone, HeightStarted, JobEvent, NodeSummary
+from recursum.schemas.tree import Node
 
 
 class NodeDone(msgspec.Struct, frozen=True, kw_only=True, tag="node_done"):

@@ -3,16 +3,17 @@
 import time
 from collections.abc import Callable, Sequence
 
-from clients.schemas import ModelInfo, ReportBody
-from service.engine.document import Document
-from service.engine.events import ProgressEvent
-from service.engine.evidence import EvidenceScorer
-from service.engine.generate import GenerationStats
-from service.engine.node_cache import NodeCache
-from service.engine.recursion import RunStats, Summarizer, TreeBuild, run_round
-from service.engine.reports import ReportTask, build_reports
-from service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
-from service.engine.tree import TreeConfig
+from recursum.schemas.reports import ReportBody
+from recursum.schemas.tree import ModelInfo
+from recursum.service.engine.document import Document
+from recursum.service.engine.events import ProgressEvent
+from recursum.service.engine.evidence import EvidenceScorer
+from recursum.service.engine.generate import GenerationStats
+from recursum.service.engine.node_cache import NodeCache
+from recursum.service.engine.recursion import RunStats, Summarizer, TreeBuild, run_round
+from recursum.service.engine.reports import ReportTask, build_reports
+from recursum.service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
+from recursum.service.engine.tree import TreeConfig
 
 
 class Engine:

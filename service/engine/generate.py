@@ -13,9 +13,9 @@ import msgspec
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-from service.engine.errors import ConfigError
-from service.engine.prompts import PromptInput, render_messages
-from service.engine.runtime import ModelRuntime
+from recursum.service.engine.errors import ConfigError
+from recursum.service.engine.prompts import PromptInput, render_messages
+from recursum.service.engine.runtime import ModelRuntime
 
 MIN_INPUT_TOKENS = 64  # the least input a prompt must be able to hold beside the summary
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from service.engine.errors import ModelError, ModelNotInstalled
+from recursum.service.engine.errors import ModelError, ModelNotInstalled
 
 MANIFEST_NAME = "recursum-model.json"
 

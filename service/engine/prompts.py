@@ -5,7 +5,7 @@ from typing import Literal
 
 import msgspec
 
-from clients.schemas import Role
+from recursum.schemas.tree import Role
 
 SYSTEM = "You summarize stories faithfully, using only facts stated in the text."
 

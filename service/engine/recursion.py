@@ -10,25 +10,26 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from clients.schemas import Candidate, HeightDone, HeightStarted, Node, Role, Sentence, Span
-from service.engine.chunking import chunk_document
-from service.engine.document import Document
-from service.engine.events import NodeDone, ProgressEvent
-from service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
-from service.engine.generate import (
+from recursum.schemas.events import HeightDone, HeightStarted
+from recursum.schemas.tree import Candidate, Node, Role, Sentence, Span
+from recursum.service.engine.chunking import chunk_document
+from recursum.service.engine.document import Document
+from recursum.service.engine.events import NodeDone, ProgressEvent
+from recursum.service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
+from recursum.service.engine.generate import (
     GenerationRequest,
     GenerationResult,
     GenerationSettings,
     GenerationStats,
     generate_batched,
 )
-from service.engine.node_cache import MemoryNodeCache, NodeCache
-from service.engine.prompts import PromptInput, chunk_prompt, merge_prompt
-from service.engine.reward import score_pairs
-from service.engine.runtime import ModelRuntime
-from service.engine.sentences import sentence_spans
-from service.engine.tokens import count_tokens_batch, encoding
-from service.engine.tree import Chunk, Tree, TreeConfig
+from recursum.service.engine.node_cache import MemoryNodeCache, NodeCache
+from recursum.service.engine.prompts import PromptInput, chunk_prompt, merge_prompt
+from recursum.service.engine.reward import score_pairs
+from recursum.service.engine.runtime import ModelRuntime
+from recursum.service.engine.sentences import sentence_spans
+from recursum.service.engine.tokens import count_tokens_batch, encoding
+from recursum.service.engine.tree import Chunk, Tree, TreeConfig
 
 
 class RunStats(msgspec.Struct, kw_only=True):

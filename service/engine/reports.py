@@ -14,40 +14,40 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 
-from clients.schemas import (
-    SOURCE,
+from recursum.schemas.reports import (
     AlignedPair,
-    Candidate,
     Citation,
     CompareReport,
     CompareRequest,
     CompareSide,
     CritiqueReport,
     CritiqueRequest,
-    EvidenceLink,
     EvidenceReport,
     EvidenceRequest,
-    Node,
     QaAnswer,
     QaRequest,
     ReportBody,
     ReportCreate,
-    Sentence,
     SentenceEvidence,
-    Span,
     SummaryRef,
     SupportingSentence,
 )
-from service.engine.critique import MaterialSentence, combine, critique_parts, evidence_items
-from service.engine.errors import ConfigError
-from service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
-from service.engine.generate import GenerationRequest, GenerationSettings, GenerationStats, generate_batched
-from service.engine.node_cache import MemoryNodeCache, NodeCache
-from service.engine.prompts import qa_prompt
-from service.engine.recursion import node_key
-from service.engine.runtime import ModelRuntime
-from service.engine.sentences import sentence_spans
-from service.engine.verify import choose, summary_distributions, verdict_items
+from recursum.schemas.tree import SOURCE, Candidate, EvidenceLink, Node, Sentence, Span
+from recursum.service.engine.critique import MaterialSentence, combine, critique_parts, evidence_items
+from recursum.service.engine.errors import ConfigError
+from recursum.service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
+from recursum.service.engine.generate import (
+    GenerationRequest,
+    GenerationSettings,
+    GenerationStats,
+    generate_batched,
+)
+from recursum.service.engine.node_cache import MemoryNodeCache, NodeCache
+from recursum.service.engine.prompts import qa_prompt
+from recursum.service.engine.recursion import node_key
+from recursum.service.engine.runtime import ModelRuntime
+from recursum.service.engine.sentences import sentence_spans
+from recursum.service.engine.verify import choose, summary_distributions, verdict_items
 
 # No repetition controls: transformers applies them to the prompt too, so they forbade the very words a
 # helper must repeat (the passages it cites) and garbled its lines; the token cap bounds its output.

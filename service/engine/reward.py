@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 import torch
 
-from service.engine.errors import ModelError
-from service.engine.generate import fit_prompt_input
-from service.engine.prompts import PromptInput, render_messages
-from service.engine.reward_head import RewardHead
+from recursum.service.engine.errors import ModelError
+from recursum.service.engine.generate import fit_prompt_input
+from recursum.service.engine.prompts import PromptInput, render_messages
+from recursum.service.engine.reward_head import RewardHead
 
 
 def reward_input_ids(tokenizer, limit: int, prompt: PromptInput, summary: str) -> list[int]:

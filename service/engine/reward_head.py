@@ -5,7 +5,7 @@ from pathlib import Path
 import msgspec
 import torch
 
-from service.engine.errors import ModelError
+from recursum.service.engine.errors import ModelError
 
 REWARD_HEAD_FILE = "reward_head.safetensors"
 REWARD_META_FILE = "recursum-reward.json"

@@ -2,7 +2,7 @@
 
 import blingfire
 
-from clients.schemas import Span
+from recursum.schemas.tree import Span
 
 
 def sentence_spans(text: str, offset: int = 0) -> list[Span]:

@@ -12,7 +12,8 @@ from typing import Annotated
 
 import msgspec
 
-from clients.schemas import BatchSize, BestOf, ChunkTokens, ContextMode, ModelInfo, Node, Span, SummaryTokens
+from recursum.schemas.options import BatchSize, BestOf, ChunkTokens, ContextMode, SummaryTokens
+from recursum.schemas.tree import ModelInfo, Node, Span
 
 
 class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

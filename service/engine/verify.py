@@ -13,12 +13,13 @@ from collections.abc import Sequence
 
 import torch
 
-from clients.schemas import CritiqueItem, CritiqueKind, Node
-from service.engine.errors import ModelError
-from service.engine.generate import fit_prompt
-from service.engine.prompts import SUPPORTED, VERDICTS, HelperPrompt, verify_prompt
-from service.engine.runtime import ModelRuntime
-from service.engine.verify_calibration import VerifyCalibration
+from recursum.schemas.reports import CritiqueItem, CritiqueKind
+from recursum.schemas.tree import Node
+from recursum.service.engine.errors import ModelError
+from recursum.service.engine.generate import fit_prompt
+from recursum.service.engine.prompts import SUPPORTED, VERDICTS, HelperPrompt, verify_prompt
+from recursum.service.engine.runtime import ModelRuntime
+from recursum.service.engine.verify_calibration import VerifyCalibration
 
 VERIFY_BATCH = 16
 MODEL_SEVERITY = 0.5  # the helper model's word alone: below what evidence of the same kind says

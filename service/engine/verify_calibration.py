@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 
-from service.engine.errors import ModelError
+from recursum.service.engine.errors import ModelError
 
 VERIFY_CALIBRATION_FILE = "recursum-verify.json"
 

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from clients.schemas import Node
-from service.store.tables import (
+from recursum.schemas.tree import Node
+from recursum.service.store.tables import (
     ComparisonRow,
     EvaluationLeaseRow,
     EvaluationTaskRow,

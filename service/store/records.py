@@ -3,8 +3,8 @@
 
 import msgspec
 
-from clients.schemas import HeightProgress, JobStatus
-from service.engine.tree import TreeConfig
+from recursum.schemas.jobs import HeightProgress, JobStatus
+from recursum.service.engine.tree import TreeConfig
 
 
 class JobRecord(msgspec.Struct, kw_only=True):

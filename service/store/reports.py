@@ -10,8 +10,8 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from clients.schemas import ReportBody, ReportKind, ReportRead
-from service.store.tables import ReportRow
+from recursum.schemas.reports import ReportBody, ReportKind, ReportRead
+from recursum.service.store.tables import ReportRow
 
 _DIALECT_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 

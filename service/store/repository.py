@@ -14,14 +14,22 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import sessionmaker
 
-from clients.schemas import CallbackAttempt, Node
-from service.engine.document import Document
-from service.engine.generate import GenerationResult
-from service.store.database import create_database_engine, migrate
-from service.store.evaluations import EvaluationStore
-from service.store.records import JobRecord
-from service.store.reports import ReportStoreMixin
-from service.store.tables import Base, CallbackAttemptRow, DocumentRow, GenerationRow, JobNodeRow, JobRow
+from recursum.schemas.jobs import CallbackAttempt
+from recursum.schemas.tree import Node
+from recursum.service.engine.document import Document
+from recursum.service.engine.generate import GenerationResult
+from recursum.service.store.database import create_database_engine, migrate
+from recursum.service.store.evaluations import EvaluationStore
+from recursum.service.store.records import JobRecord
+from recursum.service.store.reports import ReportStoreMixin
+from recursum.service.store.tables import (
+    Base,
+    CallbackAttemptRow,
+    DocumentRow,
+    GenerationRow,
+    JobNodeRow,
+    JobRow,
+)
 
 UNFINISHED: tuple[str, ...] = ("queued", "running")
 _SETTABLE_JOB_FIELDS = frozenset(JobRecord.__struct_fields__) - {"id"}

@@ -11,14 +11,14 @@ from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from clients.schemas import (
+from recursum.schemas.evaluations import (
     ComparisonCreate,
     ComparisonRead,
     ComparisonRecord,
     EvaluationKind,
     EvaluationTask,
 )
-from service.api.evaluations.service import EvaluationService
+from recursum.service.api.evaluations.service import EvaluationService
 
 Evaluations = NamedDependency[EvaluationService]
 PathId = FromPath[str]

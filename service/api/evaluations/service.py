@@ -18,34 +18,32 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from clients.schemas import (
-    CompareRequest,
+from recursum.schemas.evaluations import (
     ComparisonCreate,
     ComparisonRead,
     ComparisonRecord,
-    CritiqueRequest,
     EvaluationKind,
     EvaluationTask,
-    EvidenceRequest,
     FlaggedItem,
-    Node,
     ReportLink,
     TaskCandidate,
     TaskChild,
 )
-from service.api.auth import Principal
-from service.api.problems import ApiError, Conflict, NotFound
-from service.engine.critique import critique_parts
-from service.engine.prompts import chunk_prompt, critique_input, merge_prompt
-from service.engine.reports import node_material
-from service.store.evaluations import (
+from recursum.schemas.reports import CompareRequest, CritiqueRequest, EvidenceRequest
+from recursum.schemas.tree import Node
+from recursum.service.api.auth import Principal
+from recursum.service.api.problems import ApiError, Conflict, NotFound
+from recursum.service.engine.critique import critique_parts
+from recursum.service.engine.prompts import chunk_prompt, critique_input, merge_prompt
+from recursum.service.engine.reports import node_material
+from recursum.service.store.evaluations import (
     EvaluationLease,
     EvaluationPair,
     LeaseConflict,
     StoredComparison,
     StoredReport,
 )
-from service.store.repository import Store
+from recursum.service.store.repository import Store
 
 SUMMARY = "summary"  # ref of the node's chosen summary
 EVALUATOR_PREFIX = "recursum:"  # exported evaluator names: "recursum:<API key name>"

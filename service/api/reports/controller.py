@@ -9,8 +9,8 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter
 
-from clients.schemas import ReportCreate, ReportKind, ReportRead
-from service.api.reports.service import ReportService
+from recursum.schemas.reports import ReportCreate, ReportKind, ReportRead
+from recursum.service.api.reports.service import ReportService
 
 Reports = NamedDependency[ReportService]
 PathId = FromPath[str]

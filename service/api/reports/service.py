@@ -12,14 +12,15 @@ import time
 
 import msgspec
 
-from clients.schemas import CritiqueRequest, Node, QaRequest, ReportCreate, ReportKind, ReportRead
-from service.api.auth import Principal
-from service.api.problems import Conflict, NotFound, NotReady
-from service.engine.errors import RecursumError
-from service.engine.facade import Engine
-from service.engine.reports import ReportTask, check_request
-from service.store.records import JobRecord
-from service.store.repository import Store
+from recursum.schemas.reports import CritiqueRequest, QaRequest, ReportCreate, ReportKind, ReportRead
+from recursum.schemas.tree import Node
+from recursum.service.api.auth import Principal
+from recursum.service.api.problems import Conflict, NotFound, NotReady
+from recursum.service.engine.errors import RecursumError
+from recursum.service.engine.facade import Engine
+from recursum.service.engine.reports import ReportTask, check_request
+from recursum.service.store.records import JobRecord
+from recursum.service.store.repository import Store
 
 log = logging.getLogger("recursum.reports")
 

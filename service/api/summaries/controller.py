@@ -11,22 +11,13 @@ from litestar.params import FromPath, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from clients.schemas import (
-    FINISHED,
-    JobAccepted,
-    JobEvent,
-    JobFinished,
-    JobRead,
-    JobState,
-    NodeRead,
-    SummaryCreate,
-    SummaryOptions,
-    TreeRead,
-)
-from service.api.problems import UnsupportedMedia
-from service.api.summaries.service import SummaryService, job_read
-from service.api.worker import JobWorker
-from service.engine.document import decode_document_bytes
+from recursum.schemas.events import JobEvent, JobFinished, JobState
+from recursum.schemas.jobs import FINISHED, JobAccepted, JobRead, NodeRead, SummaryCreate, TreeRead
+from recursum.schemas.options import SummaryOptions
+from recursum.service.api.problems import UnsupportedMedia
+from recursum.service.api.summaries.service import SummaryService, job_read
+from recursum.service.api.worker import JobWorker
+from recursum.service.engine.document import decode_document_bytes
 
 _decode_create = msgspec.json.Decoder(SummaryCreate).decode
 # Explicit parameter kinds (Litestar 3 drops inference from names).

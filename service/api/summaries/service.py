@@ -5,23 +5,16 @@ import uuid
 
 import msgspec
 
-from clients.schemas import (
-    FINISHED,
-    JobAccepted,
-    JobRead,
-    ModelInfo,
-    NodeRead,
-    SummaryCreate,
-    SummaryOptions,
-    TreeRead,
-)
-from service.api.auth import Principal
-from service.api.callbacks import check_callback_url
-from service.api.problems import NotFound, QueueFull
-from service.engine.document import make_document
-from service.engine.tree import TreeConfig
-from service.store.records import JobRecord
-from service.store.repository import Store
+from recursum.schemas.jobs import FINISHED, JobAccepted, JobRead, NodeRead, SummaryCreate, TreeRead
+from recursum.schemas.options import SummaryOptions
+from recursum.schemas.tree import ModelInfo
+from recursum.service.api.auth import Principal
+from recursum.service.api.callbacks import check_callback_url
+from recursum.service.api.problems import NotFound, QueueFull
+from recursum.service.engine.document import make_document
+from recursum.service.engine.tree import TreeConfig
+from recursum.service.store.records import JobRecord
+from recursum.service.store.repository import Store
 
 RETRY_AFTER_SECONDS = 30
 

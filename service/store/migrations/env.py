@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from service.store.tables import Base
+from recursum.service.store.tables import Base
 
 context.configure(connection=context.config.attributes["connection"], target_metadata=Base.metadata)
 with context.begin_transaction():

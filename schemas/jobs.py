@@ -1,0 +1,68 @@
+"""Summary jobs on the wire: submission, acceptance, state, and the finished tree."""
+
+from typing import Literal
+
+import msgspec
+
+from recursum.schemas.options import SummaryOptions
+from recursum.schemas.tree import ModelInfo, Node
+
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+
+
+class HeightProgress(msgspec.Struct, kw_only=True):
+    height: int
+    done: int
+    total: int
+
+
+class CallbackAttempt(msgspec.Struct, kw_only=True):
+    """One delivery attempt of a job's final event to its callback URL."""
+
+    attempt: int
+    at: float
+    status_code: int | None = None
+    error: str | None = None
+
+
+class SummaryCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    text: str
+    title: str = ""
+    options: SummaryOptions = msgspec.field(default_factory=SummaryOptions)
+    callback_url: str | None = None
+
+
+class JobAccepted(msgspec.Struct, kw_only=True):
+    id: str
+    url: str
+    status: JobStatus
+    notes: list[str] = []
+
+
+class JobRead(msgspec.Struct, kw_only=True):
+    id: str
+    title: str
+    status: JobStatus
+    created: float
+    started: float | None
+    finished: float | None
+    progress: list[HeightProgress]
+    root: str | None = None
+    summary: str | None = None
+    error: str | None = None
+    callbacks: list[CallbackAttempt] = []
+
+
+class TreeRead(msgspec.Struct, kw_only=True):
+    job_id: str
+    document_id: str
+    model: ModelInfo | None
+    heights: list[list[str]]
+    nodes: list[Node]
+    root: str | None
+
+
+class NodeRead(msgspec.Struct, kw_only=True):
+    node: Node
+    source: str | None = None
