@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from recursum.service.engine.model_store import models_dir
+from recursum.service.engine.models.model_store import models_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -33,19 +33,19 @@ from evidence_auc import characters, negate, swap_name
 
 from recursum.schemas.reports import CritiqueReport, CritiqueRequest, EvidenceReport, EvidenceRequest
 from recursum.schemas.tree import Node
-from recursum.service.engine.critique import match_quote
-from recursum.service.engine.document import make_document
-from recursum.service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
 from recursum.service.engine.facade import Engine
-from recursum.service.engine.generate import GenerationStats
-from recursum.service.engine.model_store import pull_default_model, recursum_home
-from recursum.service.engine.node_cache import DirectoryNodeCache
-from recursum.service.engine.prompts import unwrap
-from recursum.service.engine.recursion import RunStats, Summarizer
-from recursum.service.engine.reports import ReportTask, node_material
-from recursum.service.engine.runtime import ModelSpec, load_runtime
-from recursum.service.engine.sentences import split_sentences
-from recursum.service.engine.tree import Tree, TreeConfig
+from recursum.service.engine.helpers.critique import match_quote
+from recursum.service.engine.helpers.reports import ReportTask, node_material
+from recursum.service.engine.models.model_store import pull_default_model, recursum_home
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.pipeline.document import make_document
+from recursum.service.engine.pipeline.evidence import EvidenceScorer, leaf_evidence, merge_evidence
+from recursum.service.engine.pipeline.generate import GenerationStats
+from recursum.service.engine.pipeline.node_cache import DirectoryNodeCache
+from recursum.service.engine.pipeline.prompts import unwrap
+from recursum.service.engine.pipeline.recursion import RunStats, Summarizer
+from recursum.service.engine.pipeline.sentences import split_sentences
+from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 
 KINDS = ("foreign", "swap", "negation")
 RANDOM_DRAWS = 2000  # unaided evaluator: random checks averaged over this many draws

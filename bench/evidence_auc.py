@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recursum.service.engine.evidence import DEFAULT_THRESHOLD, EvidenceScorer, SupportConfig  # noqa: E402
-from recursum.service.engine.sentences import split_sentences  # noqa: E402
+from recursum.service.engine.pipeline.evidence import DEFAULT_THRESHOLD, EvidenceScorer, SupportConfig  # noqa: E402
+from recursum.service.engine.pipeline.sentences import split_sentences  # noqa: E402
 from recursum.training.planting import KINDS, characters, negate, swap_name  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

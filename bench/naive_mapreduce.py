@@ -5,7 +5,7 @@ import time
 
 import torch
 
-from recursum.service.engine.model_store import default_model_path
+from recursum.service.engine.models.model_store import default_model_path
 
 # LangChain's default map and combine prompt for load_summarize_chain(chain_type="map_reduce").
 LANGCHAIN_PROMPT = 'Write a concise summary of the following:\n\n\n"{text}"\n\n\nCONCISE SUMMARY:'

@@ -17,12 +17,12 @@ from _data import shared_path
 from naive_mapreduce import NaiveMapReduce
 from rouge_score import rouge_scorer
 
-from recursum.service.engine.document import make_document
-from recursum.service.engine.evidence import EvidenceScorer
-from recursum.service.engine.model_store import pull_default_model
-from recursum.service.engine.recursion import Summarizer
-from recursum.service.engine.runtime import ModelSpec, load_runtime
-from recursum.service.engine.tree import Tree, TreeConfig
+from recursum.service.engine.models.model_store import pull_default_model
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.pipeline.document import make_document
+from recursum.service.engine.pipeline.evidence import EvidenceScorer
+from recursum.service.engine.pipeline.recursion import Summarizer
+from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 
 METRICS = ("rouge1", "rouge2", "rougeL")
 PLOT_QUESTION = 1  # "What is the plot of the story?"

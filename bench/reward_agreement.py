@@ -35,10 +35,10 @@ import msgspec
 import torch
 from _data import SHARED_DATA
 
-from recursum.service.engine.model_store import pull_default_model
-from recursum.service.engine.prompts import task_prompt
-from recursum.service.engine.reward import score_pairs
-from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.model_store import pull_default_model
+from recursum.service.engine.models.reward import score_pairs
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.pipeline.prompts import task_prompt
 from recursum.training.datasets import Comparison
 from recursum.training.modeling import LoraSettings, load_tokenizer
 from recursum.training.reward import RewardTraining, train_reward

@@ -16,13 +16,13 @@ import torch
 from _data import shared_path
 from naive_mapreduce import NaiveMapReduce
 
-from recursum.service.engine.document import make_document
-from recursum.service.engine.evidence import EvidenceScorer
-from recursum.service.engine.model_store import pull_default_model
-from recursum.service.engine.prompts import chunk_prompt, merge_prompt, render_messages
-from recursum.service.engine.recursion import RunStats, Summarizer
-from recursum.service.engine.runtime import ModelSpec, load_runtime
-from recursum.service.engine.tree import Tree, TreeConfig
+from recursum.service.engine.models.model_store import pull_default_model
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.pipeline.document import make_document
+from recursum.service.engine.pipeline.evidence import EvidenceScorer
+from recursum.service.engine.pipeline.prompts import chunk_prompt, merge_prompt, render_messages
+from recursum.service.engine.pipeline.recursion import RunStats, Summarizer
+from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 
 
 def replay_prompts(tree: Tree, text: str) -> list[tuple[list[dict[str, str]], int]]:

@@ -38,13 +38,13 @@ import msgspec
 from _data import shared_path
 
 from recursum.schemas.tree import Node
-from recursum.service.engine.evidence import EvidenceScorer
-from recursum.service.engine.model_store import pull_default_model, recursum_home
-from recursum.service.engine.node_cache import DirectoryNodeCache
-from recursum.service.engine.prompts import task_prompt
-from recursum.service.engine.reward import score_pairs
-from recursum.service.engine.runtime import ModelSpec, load_runtime
-from recursum.service.engine.tree import Tree
+from recursum.service.engine.models.model_store import pull_default_model, recursum_home
+from recursum.service.engine.models.reward import score_pairs
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.pipeline.evidence import EvidenceScorer
+from recursum.service.engine.pipeline.node_cache import DirectoryNodeCache
+from recursum.service.engine.pipeline.prompts import task_prompt
+from recursum.service.engine.pipeline.tree import Tree
 from recursum.training.dpo import DpoTraining
 from recursum.training.helper_training import (
     calibrate_helper,

@@ -21,9 +21,9 @@ from typing import Literal
 
 import msgspec
 
-from recursum.service.engine.document import DEFAULT_MAX_BYTES
 from recursum.service.engine.errors import ConfigError
-from recursum.service.engine.runtime import ModelSpec
+from recursum.service.engine.models.runtime import ModelSpec
+from recursum.service.engine.pipeline.document import DEFAULT_MAX_BYTES
 
 Scope = Literal["summarize", "evaluate", "admin"]
 SCOPES: frozenset[str] = frozenset({"summarize", "evaluate", "admin"})

@@ -59,7 +59,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def evidence_scorer():
-    from recursum.service.engine.evidence import EvidenceScorer
+    from recursum.service.engine.pipeline.evidence import EvidenceScorer
 
     return EvidenceScorer()
 

@@ -8,7 +8,7 @@ from litestar.testing import TestClient
 
 from recursum.service.api.app import create_app
 from recursum.service.engine.facade import Engine
-from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
 from recursum.service.settings import ServiceSettings, parse_api_keys
 from recursum.service.store.repository import Store
 
@@ -279,8 +279,8 @@ def test_a_callback_to_a_host_off_the_allowlist_is_refused_at_submit(client, sto
 
 
 def test_jobs_waiting_together_share_generation_batches(engine, store):
-    from recursum.service.engine.document import make_document
-    from recursum.service.engine.tree import TreeConfig
+    from recursum.service.engine.pipeline.document import make_document
+    from recursum.service.engine.pipeline.tree import TreeConfig
     from recursum.service.store.records import JobRecord
 
     config = TreeConfig(chunk_tokens=40, summary_tokens=8, batch_size=16)

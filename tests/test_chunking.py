@@ -2,9 +2,9 @@ from conftest import shared_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recursum.service.engine.chunking import chunk_document
-from recursum.service.engine.document import normalize_text
-from recursum.service.engine.tokens import count_tokens
+from recursum.service.engine.pipeline.chunking import chunk_document
+from recursum.service.engine.pipeline.document import normalize_text
+from recursum.service.engine.pipeline.tokens import count_tokens
 
 _words = st.sampled_from(["Alice", "ran", "the", "rabbit-hole", "«quoth»", "Zoë", "3.14", "—", "",
                           "a" * 300, "supercalifragilistic" * 5, "!!!"])

@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from recursum.service.cli.main import cli
-from recursum.service.engine.tree import Tree
+from recursum.service.engine.pipeline.tree import Tree
 
 STORY = "\n\n".join(f"Part {i}. Alice followed the Rabbit into the hall and found a key." for i in range(6))
 

@@ -202,7 +202,7 @@ def _serve_port() -> int:
 def _settings_the_service_reads() -> set[str]:
     """RECURSUM_* names read with `env.get(...)`/`os.environ.get(...)` in settings.py and model_store.py."""
     names = set()
-    for module in ("service/settings.py", "service/engine/model_store.py"):
+    for module in ("service/settings.py", "service/engine/models/model_store.py"):
         for node in ast.walk(ast.parse((ROOT / module).read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr == "get" and node.args

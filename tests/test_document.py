@@ -1,7 +1,7 @@
 import pytest
 
-from recursum.service.engine.document import decode_document_bytes, make_document, normalize_text
 from recursum.service.engine.errors import DocumentTooLarge, EmptyDocument, NotText
+from recursum.service.engine.pipeline.document import decode_document_bytes, make_document, normalize_text
 
 
 def test_normalization_unifies_line_endings_bom_and_trailing_space():

@@ -23,7 +23,7 @@ from test_evaluations import KEYS, LEAF_0, LEAF_1, seed_job
 from recursum.service.api.app import create_app
 from recursum.service.api.evaluations.page import SECURITY_HEADERS
 from recursum.service.engine.facade import Engine
-from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
 from recursum.service.settings import ServiceSettings, parse_api_keys
 from recursum.service.store.repository import Store
 

@@ -27,12 +27,12 @@ from recursum.schemas.reports import CompareRequest, CritiqueItem, CritiqueRepor
 from recursum.schemas.tree import Candidate, EvidenceLink, Node, Sentence, Span
 from recursum.service.api.app import create_app
 from recursum.service.api.evaluations.service import EvaluationService
-from recursum.service.engine.critique import critique_parts
-from recursum.service.engine.document import make_document
-from recursum.service.engine.prompts import critique_sentences, task_prompt, verify_prompt
-from recursum.service.engine.reports import node_material
-from recursum.service.engine.runtime import ModelSpec
-from recursum.service.engine.tree import TreeConfig
+from recursum.service.engine.helpers.critique import critique_parts
+from recursum.service.engine.helpers.reports import node_material
+from recursum.service.engine.models.runtime import ModelSpec
+from recursum.service.engine.pipeline.document import make_document
+from recursum.service.engine.pipeline.prompts import critique_sentences, task_prompt, verify_prompt
+from recursum.service.engine.pipeline.tree import TreeConfig
 from recursum.service.settings import ServiceSettings, parse_api_keys
 from recursum.service.store.evaluations import EvaluationLease
 from recursum.service.store.records import JobRecord

@@ -3,14 +3,14 @@
 import pytest
 
 from recursum.schemas.tree import SOURCE, Node, Sentence, Span
-from recursum.service.engine.entities import known_names, sentence_entities
-from recursum.service.engine.evidence import (
+from recursum.service.engine.pipeline.entities import known_names, sentence_entities
+from recursum.service.engine.pipeline.evidence import (
     EvidenceScorer,
     leaf_evidence,
     load_embedder,
     merge_evidence,
 )
-from recursum.service.engine.sentences import sentence_spans
+from recursum.service.engine.pipeline.sentences import sentence_spans
 
 THRESHOLD = 0.25
 

@@ -1,15 +1,15 @@
 import pytest
 
 from recursum.service.engine.errors import ConfigError
-from recursum.service.engine.generate import (
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.pipeline.generate import (
     GenerationRequest,
     GenerationSettings,
     GenerationStats,
     fit_prompt,
     generate_batched,
 )
-from recursum.service.engine.prompts import chunk_prompt
-from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.engine.pipeline.prompts import chunk_prompt
 
 SETTINGS = GenerationSettings(max_new_tokens=8)
 

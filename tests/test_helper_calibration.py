@@ -4,8 +4,8 @@ applied to the served verdicts."""
 import pytest
 
 from recursum.service.engine.errors import ModelError
-from recursum.service.engine.verify import choose
-from recursum.service.engine.verify_calibration import VERIFY_CALIBRATION_FILE, VerifyCalibration
+from recursum.service.engine.helpers.verify import choose
+from recursum.service.engine.helpers.verify_calibration import VERIFY_CALIBRATION_FILE, VerifyCalibration
 from recursum.training.helper_calibration import (
     average_precision,
     flag_outcome,

@@ -16,5 +16,5 @@ def test_clients_import_neither_service_nor_training():
 
 
 def test_the_engine_never_imports_training():
-    loaded = _modules_loaded_by("import recursum.service.engine.recursion, recursum.service.engine.facade")
+    loaded = _modules_loaded_by("import recursum.service.engine.pipeline.recursion, recursum.service.engine.facade")
     assert "recursum.training" not in loaded

@@ -3,9 +3,13 @@ import zipfile
 
 import pytest
 
-from recursum.service.engine import model_store
+from recursum.service.engine.models import model_store
 from recursum.service.engine.errors import ModelError, ModelNotInstalled
-from recursum.service.engine.model_store import default_model_path, installed_models, pull_default_model
+from recursum.service.engine.models.model_store import (
+    default_model_path,
+    installed_models,
+    pull_default_model,
+)
 
 
 @pytest.fixture

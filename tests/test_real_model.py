@@ -3,11 +3,11 @@
 import pytest
 from conftest import shared_data
 
-from recursum.service.engine.document import make_document
-from recursum.service.engine.model_store import pull_default_model
-from recursum.service.engine.recursion import Summarizer
-from recursum.service.engine.runtime import ModelSpec, load_runtime
-from recursum.service.engine.tree import TreeConfig
+from recursum.service.engine.models.model_store import pull_default_model
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.pipeline.document import make_document
+from recursum.service.engine.pipeline.recursion import Summarizer
+from recursum.service.engine.pipeline.tree import TreeConfig
 
 pytestmark = pytest.mark.slow
 

@@ -2,12 +2,12 @@ import pytest
 
 from recursum.schemas.events import HeightDone, HeightStarted
 from recursum.schemas.tree import SOURCE, Node, Span
-from recursum.service.engine.document import make_document
-from recursum.service.engine.events import NodeDone
-from recursum.service.engine.node_cache import MemoryNodeCache
-from recursum.service.engine.recursion import Cancelled, RunStats, Summarizer, merge_groups
-from recursum.service.engine.runtime import ModelSpec, load_runtime
-from recursum.service.engine.tree import TreeConfig
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.pipeline.document import make_document
+from recursum.service.engine.pipeline.events import NodeDone
+from recursum.service.engine.pipeline.node_cache import MemoryNodeCache
+from recursum.service.engine.pipeline.recursion import Cancelled, RunStats, Summarizer, merge_groups
+from recursum.service.engine.pipeline.tree import TreeConfig
 
 CONFIG = TreeConfig(chunk_tokens=60, merge_tokens=64, max_children=3, summary_tokens=12,
                     batch_size=4)

@@ -14,20 +14,17 @@ from recursum.schemas.tree import Candidate, Node, Span
 from recursum.service.api.app import create_app
 from recursum.service.api.auth import Principal
 from recursum.service.api.reports.service import ReportService
-from recursum.service.engine import reports as reports_module
-from recursum.service.engine import verify as verify_module
-from recursum.service.engine.critique import (
+from recursum.service.engine.helpers import reports as reports_module
+from recursum.service.engine.helpers import verify as verify_module
+from recursum.service.engine.errors import ModelError
+from recursum.service.engine.facade import Engine
+from recursum.service.engine.helpers.critique import (
     counterfactual_items,
     critique_parts,
     match_quote,
     parse_items,
 )
-from recursum.service.engine.entities import known_names
-from recursum.service.engine.errors import ModelError
-from recursum.service.engine.evidence import leaf_evidence
-from recursum.service.engine.facade import Engine
-from recursum.service.engine.prompts import render_messages, verify_prompt
-from recursum.service.engine.reports import (
+from recursum.service.engine.helpers.reports import (
     InvalidReportRequest,
     ReportTask,
     align,
@@ -35,16 +32,19 @@ from recursum.service.engine.reports import (
     evidence_report,
     node_material,
 )
-from recursum.service.engine.runtime import ModelSpec, load_runtime
-from recursum.service.engine.sentences import sentence_spans
-from recursum.service.engine.verify import (
+from recursum.service.engine.helpers.verify import (
     choose,
     verdict_critique,
     verdict_distributions,
     verdict_items,
     verdict_token_ids,
 )
-from recursum.service.engine.verify_calibration import VerifyCalibration
+from recursum.service.engine.helpers.verify_calibration import VerifyCalibration
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.pipeline.entities import known_names
+from recursum.service.engine.pipeline.evidence import leaf_evidence
+from recursum.service.engine.pipeline.prompts import render_messages, verify_prompt
+from recursum.service.engine.pipeline.sentences import sentence_spans
 from recursum.service.settings import ServiceSettings, parse_api_keys
 from recursum.service.store.repository import Store
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from recursum.service.engine.errors import ModelError
-from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
 
 
 @pytest.fixture(scope="module")

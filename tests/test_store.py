@@ -19,9 +19,9 @@ from postgres_cluster import new_database
 
 from recursum.schemas.jobs import CallbackAttempt, HeightProgress
 from recursum.schemas.tree import EvidenceLink, Node, Sentence, Span
-from recursum.service.engine.document import make_document
-from recursum.service.engine.generate import GenerationResult
-from recursum.service.engine.tree import TreeConfig
+from recursum.service.engine.pipeline.document import make_document
+from recursum.service.engine.pipeline.generate import GenerationResult
+from recursum.service.engine.pipeline.tree import TreeConfig
 from recursum.service.store.database import create_database_engine, default_database_url, migrate
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import LeaseLost, Store

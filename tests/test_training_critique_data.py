@@ -3,7 +3,12 @@
 import msgspec
 import pytest
 
-from recursum.service.engine.prompts import critique_input, critique_sentences, task_prompt, verify_prompt
+from recursum.service.engine.pipeline.prompts import (
+    critique_input,
+    critique_sentences,
+    task_prompt,
+    verify_prompt,
+)
 from recursum.training.critique_data import (
     sentence_verdicts,
     verification_comparisons,

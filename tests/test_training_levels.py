@@ -8,11 +8,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from recursum.service.engine.bundle import read_manifest
 from recursum.service.engine.errors import ModelError
-from recursum.service.engine.prompts import task_prompt, verify_prompt
-from recursum.service.engine.runtime import ModelSpec, load_runtime
-from recursum.service.engine.verify_calibration import VerifyCalibration
+from recursum.service.engine.helpers.verify_calibration import VerifyCalibration
+from recursum.service.engine.models.bundle import read_manifest
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.pipeline.prompts import task_prompt, verify_prompt
 from recursum.training.datasets import Comparison, now, write_jsonl
 from recursum.training.dpo import DpoTraining
 from recursum.training.helper_training import (

@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from recursum.service.engine.document import make_document
-from recursum.service.engine.evidence import EvidenceScorer
-from recursum.service.engine.prompts import task_prompt
-from recursum.service.engine.recursion import Summarizer
-from recursum.service.engine.reward import reward_input_ids, score_pairs
-from recursum.service.engine.reward_head import REWARD_HEAD_FILE, RewardHead
-from recursum.service.engine.runtime import ModelSpec, load_runtime
-from recursum.service.engine.tree import TreeConfig
+from recursum.service.engine.models.reward import reward_input_ids, score_pairs
+from recursum.service.engine.models.reward_head import REWARD_HEAD_FILE, RewardHead
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.pipeline.document import make_document
+from recursum.service.engine.pipeline.evidence import EvidenceScorer
+from recursum.service.engine.pipeline.prompts import task_prompt
+from recursum.service.engine.pipeline.recursion import Summarizer
+from recursum.service.engine.pipeline.tree import TreeConfig
 from recursum.training.datasets import Comparison, now
 from recursum.training.modeling import LoraSettings
 from recursum.training.reward import RewardTraining, train_reward

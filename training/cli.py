@@ -183,8 +183,8 @@ def sft_command(data: Path, out: Path, **lora) -> None:
 def synth_command(book: Path, task: str, n: int, out: Path, best_of: int, max_chars: int,
                   bundle: str | None, base: str | None, labeler_seed: int, labeler_noise: float) -> None:
     """Comparisons of the current model's candidate summaries of BOOK, judged by the SIMULATED labeler."""
-    from recursum.service.engine.evidence import EvidenceScorer
-    from recursum.service.engine.runtime import ModelSpec, load_runtime
+    from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+    from recursum.service.engine.pipeline.evidence import EvidenceScorer
     from recursum.training.datasets import write_jsonl
     from recursum.training.labeler import LabelerConfig, SimulatedLabeler
     from recursum.training.synth import SynthConfig, synthesize

@@ -1,4 +1,4 @@
-"""Critique examples as the per-sentence verifications the helper is served (`service.engine.verify`).
+"""Critique examples as the per-sentence verifications the helper is served (`service.engine.helpers.verify`).
 
 Evaluators compare whole critiques (`helper:critique`: exported by the service, or made by the simulated
 labeler). The helper judges one sentence at a time, so a comparison of two critiques becomes one
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import msgspec
 
-from recursum.service.engine.critique import claim_index, parse_items
-from recursum.service.engine.prompts import SUPPORTED, critique_sentences, verify_input
+from recursum.service.engine.helpers.critique import claim_index, parse_items
+from recursum.service.engine.pipeline.prompts import SUPPORTED, critique_sentences, verify_input
 from recursum.training.datasets import Comparison, Demonstration
 
 CRITIQUE = "helper:critique"

@@ -4,8 +4,8 @@ Prompts are fitted here (the passage trimmed from its end, as the service trims 
 TRL's truncation, which would cut the completion: what a role is trained on is what it is served.
 """
 
-from recursum.service.engine.generate import fit_prompt_input
-from recursum.service.engine.prompts import render_messages, task_prompt
+from recursum.service.engine.pipeline.generate import fit_prompt_input
+from recursum.service.engine.pipeline.prompts import render_messages, task_prompt
 
 Messages = list[dict[str, str]]
 

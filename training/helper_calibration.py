@@ -10,7 +10,7 @@ no threshold at all, so helpers (and the evidence alone) can be compared before 
 
 from collections.abc import Sequence
 
-from recursum.service.engine.verify_calibration import VerifyCalibration
+from recursum.service.engine.helpers.verify_calibration import VerifyCalibration
 
 FLAG_BETA = 0.5  # recall's weight against precision in the tuned threshold's F-beta
 

@@ -3,7 +3,7 @@ errors, judged by a SIMULATED labeler that knows what it planted.
 
 A critique is better when its (verified) items point at the planted sentence and it accuses no other
 sentence; an item naming or quoting no summary sentence counts against it most, since the service drops
-such items. The helper judges one sentence at a time (`service.engine.verify`), so critiques are trained
+such items. The helper judges one sentence at a time (`service.engine.helpers.verify`), so critiques are trained
 as the per-sentence verifications they stand for (`training.critique_data`): behavioural cloning on the
 labeler's reference critiques first (the planted sentence's kind, and SUPPORTED for one other sentence), then
 DPO from that adapter on comparisons of its own sampled critiques with each other and with the reference
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import msgspec
 
-from recursum.service.engine.bundle import MANIFEST_FILE, AdapterEntry
-from recursum.service.engine.critique import claim_index, parse_items
-from recursum.service.engine.evidence import EvidenceScorer
-from recursum.service.engine.prompts import SUPPORTED, critique_input, verify_input
-from recursum.service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
-from recursum.service.engine.sentences import split_sentences
-from recursum.service.engine.verify import choose, summary_distributions, verdict_critique
-from recursum.service.engine.verify_calibration import VerifyCalibration
+from recursum.service.engine.helpers.critique import claim_index, parse_items
+from recursum.service.engine.helpers.verify import choose, summary_distributions, verdict_critique
+from recursum.service.engine.helpers.verify_calibration import VerifyCalibration
+from recursum.service.engine.models.bundle import MANIFEST_FILE, AdapterEntry
+from recursum.service.engine.models.runtime import ModelRuntime, ModelSpec, load_runtime
+from recursum.service.engine.pipeline.evidence import EvidenceScorer
+from recursum.service.engine.pipeline.prompts import SUPPORTED, critique_input, verify_input
+from recursum.service.engine.pipeline.sentences import split_sentences
 from recursum.training.datasets import Comparison, Demonstration, now, read_jsonl, split_by_group, write_jsonl
 from recursum.training.dpo import DpoMetrics, DpoTraining, train_dpo
 from recursum.training.helper_calibration import average_precision, most_doubted_rate, tune_flag_threshold

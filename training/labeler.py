@@ -12,9 +12,9 @@ import random
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from recursum.service.engine.evidence import EvidenceScorer
-from recursum.service.engine.sentences import split_sentences
-from recursum.service.engine.tokens import count_tokens
+from recursum.service.engine.pipeline.evidence import EvidenceScorer
+from recursum.service.engine.pipeline.sentences import split_sentences
+from recursum.service.engine.pipeline.tokens import count_tokens
 from recursum.training.datasets import Comparison, Preference, now
 
 

@@ -12,7 +12,12 @@ import msgspec
 import torch
 from msgspec import Meta
 
-from recursum.service.engine.runtime import base_directory, quantization_config, resolve_device, resolve_dtype
+from recursum.service.engine.models.runtime import (
+    base_directory,
+    quantization_config,
+    resolve_device,
+    resolve_dtype,
+)
 
 Head = Literal["causal", "reward"]
 _NOT_ADAPTED = {"lm_head", "score"}  # output layers: the reward head is trained whole, never LoRA-adapted

@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from typing import Literal
 
-from recursum.service.engine.entities import known_names, sentence_entities
+from recursum.service.engine.pipeline.entities import known_names, sentence_entities
 
 PlantKind = Literal["foreign", "swap", "negation"]
 KINDS: tuple[PlantKind, ...] = ("foreign", "swap", "negation")

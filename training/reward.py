@@ -19,10 +19,10 @@ import msgspec
 import torch
 from msgspec import Meta
 
-from recursum.service.engine.prompts import task_prompt
-from recursum.service.engine.reward import reward_input_ids, score_pairs
-from recursum.service.engine.reward_head import RewardHead, RewardMeta
-from recursum.service.engine.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.reward import reward_input_ids, score_pairs
+from recursum.service.engine.models.reward_head import RewardHead, RewardMeta
+from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.pipeline.prompts import task_prompt
 from recursum.training.critique_data import verification_comparisons
 from recursum.training.datasets import Comparison
 from recursum.training.modeling import (

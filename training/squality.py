@@ -16,7 +16,7 @@ from typing import Literal
 import msgspec
 
 from recursum.service.engine.errors import ConfigError
-from recursum.service.engine.prompts import unwrap
+from recursum.service.engine.pipeline.prompts import unwrap
 from recursum.training.datasets import Comparison
 
 DEFAULT_SOURCE = (

@@ -17,13 +17,13 @@ import msgspec
 from msgspec import Meta
 
 from recursum.schemas.tree import Node
-from recursum.service.engine.document import make_document
-from recursum.service.engine.evidence import EvidenceScorer
-from recursum.service.engine.node_cache import NodeCache
-from recursum.service.engine.recursion import Summarizer
-from recursum.service.engine.runtime import ModelRuntime
-from recursum.service.engine.sentences import split_sentences
-from recursum.service.engine.tree import Tree, TreeConfig
+from recursum.service.engine.models.runtime import ModelRuntime
+from recursum.service.engine.pipeline.document import make_document
+from recursum.service.engine.pipeline.evidence import EvidenceScorer
+from recursum.service.engine.pipeline.node_cache import NodeCache
+from recursum.service.engine.pipeline.recursion import Summarizer
+from recursum.service.engine.pipeline.sentences import split_sentences
+from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 from recursum.training.datasets import Comparison
 from recursum.training.labeler import SimulatedLabeler
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 import msgspec
 
-from recursum.service.engine.tokens import count_tokens
+from recursum.service.engine.pipeline.tokens import count_tokens
 from recursum.training.datasets import Comparison, Demonstration
 
 RecordKind = Literal["comparison", "demonstration"]

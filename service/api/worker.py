@@ -24,10 +24,10 @@ from recursum.service.api.metrics import EngineMetrics
 from recursum.service.api.reports.service import ReportService
 from recursum.service.api.summaries.service import job_read
 from recursum.service.engine.errors import ConfigError, RecursumError
-from recursum.service.engine.events import NodeDone, ProgressEvent, to_wire
 from recursum.service.engine.facade import Engine
-from recursum.service.engine.generate import MIN_INPUT_TOKENS
-from recursum.service.engine.recursion import RunStats, TreeBuild
+from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent, to_wire
+from recursum.service.engine.pipeline.generate import MIN_INPUT_TOKENS
+from recursum.service.engine.pipeline.recursion import RunStats, TreeBuild
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import LeaseLost, Store
 

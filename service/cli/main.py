@@ -9,7 +9,7 @@ import msgspec
 from recursum.clients.cli import client as client_cli
 from recursum.service.cli.render import render_tree
 from recursum.service.engine.errors import ConfigError, RecursumError
-from recursum.service.engine.tree import TreeConfig
+from recursum.service.engine.pipeline.tree import TreeConfig
 from recursum.training.cli import train as train_cli
 
 DEFAULTS = TreeConfig()
@@ -50,7 +50,7 @@ def serve(host: str, port: int, model_path: str | None, quantization: str | None
     import uvicorn
 
     from recursum.service.api.app import create_app
-    from recursum.service.engine.model_store import pull_default_model
+    from recursum.service.engine.models.model_store import pull_default_model
     from recursum.service.settings import settings_from_env
 
     settings = settings_from_env()
@@ -76,9 +76,9 @@ def serve(host: str, port: int, model_path: str | None, quantization: str | None
 def doctor(model_path: str | None, quantization: str, device: str, adapters: tuple[str, ...],
            bundle: str | None) -> None:
     """Load the model as the service would and report what the runtime found, with a speed probe."""
-    from recursum.service.engine.diagnostics import diagnose
-    from recursum.service.engine.model_store import pull_default_model
-    from recursum.service.engine.runtime import ModelSpec
+    from recursum.service.engine.models.diagnostics import diagnose
+    from recursum.service.engine.models.model_store import pull_default_model
+    from recursum.service.engine.models.runtime import ModelSpec
 
     if model_path is None:
         pull_default_model()
@@ -96,7 +96,7 @@ def models() -> None:
 @models.command("pull")
 def models_pull() -> None:
     """Download, verify and convert the embedded default model (SmolLM2-135M-Instruct)."""
-    from recursum.service.engine.model_store import pull_default_model
+    from recursum.service.engine.models.model_store import pull_default_model
 
     installed = pull_default_model()
     click.echo(f"{installed.name}: {installed.path} ({installed.size_bytes / 1e6:.0f} MB, "
@@ -106,7 +106,7 @@ def models_pull() -> None:
 @models.command("list")
 def models_list() -> None:
     """Show installed models."""
-    from recursum.service.engine.model_store import installed_models, models_dir
+    from recursum.service.engine.models.model_store import installed_models, models_dir
 
     found = installed_models()
     if not found:
@@ -180,13 +180,13 @@ def summarize(book: Path, out: Path | None, output_format: str, title: str, chun
               no_cache: bool) -> None:
     """Summarize BOOK (a UTF-8 text file) recursively and print the root summary."""
     from recursum.clients.progress import HeightBars
-    from recursum.service.engine.document import decode_document_bytes, make_document
-    from recursum.service.engine.events import to_wire
-    from recursum.service.engine.evidence import EvidenceScorer
-    from recursum.service.engine.model_store import pull_default_model, recursum_home
-    from recursum.service.engine.node_cache import DirectoryNodeCache, MemoryNodeCache
-    from recursum.service.engine.recursion import Summarizer
-    from recursum.service.engine.runtime import ModelSpec, load_runtime
+    from recursum.service.engine.models.model_store import pull_default_model, recursum_home
+    from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+    from recursum.service.engine.pipeline.document import decode_document_bytes, make_document
+    from recursum.service.engine.pipeline.events import to_wire
+    from recursum.service.engine.pipeline.evidence import EvidenceScorer
+    from recursum.service.engine.pipeline.node_cache import DirectoryNodeCache, MemoryNodeCache
+    from recursum.service.engine.pipeline.recursion import Summarizer
 
     config = _tree_config(chunk_tokens=chunk_tokens, merge_tokens=merge_tokens,
                           summary_tokens=summary_tokens, batch_size=batch_size, context=context,

@@ -5,7 +5,7 @@ from typing import Literal
 import msgspec
 
 from recursum.schemas.tree import Node
-from recursum.service.engine.tree import Tree
+from recursum.service.engine.pipeline.tree import Tree
 
 OutputFormat = Literal["text", "markdown", "json"]
 

@@ -5,15 +5,15 @@ from collections.abc import Callable, Sequence
 
 from recursum.schemas.reports import ReportBody
 from recursum.schemas.tree import ModelInfo
-from recursum.service.engine.document import Document
-from recursum.service.engine.events import ProgressEvent
-from recursum.service.engine.evidence import EvidenceScorer
-from recursum.service.engine.generate import GenerationStats
-from recursum.service.engine.node_cache import NodeCache
-from recursum.service.engine.recursion import RunStats, Summarizer, TreeBuild, run_round
-from recursum.service.engine.reports import ReportTask, build_reports
-from recursum.service.engine.runtime import ModelRuntime, ModelSpec, load_runtime
-from recursum.service.engine.tree import TreeConfig
+from recursum.service.engine.helpers.reports import ReportTask, build_reports
+from recursum.service.engine.models.runtime import ModelRuntime, ModelSpec, load_runtime
+from recursum.service.engine.pipeline.document import Document
+from recursum.service.engine.pipeline.events import ProgressEvent
+from recursum.service.engine.pipeline.evidence import EvidenceScorer
+from recursum.service.engine.pipeline.generate import GenerationStats
+from recursum.service.engine.pipeline.node_cache import NodeCache
+from recursum.service.engine.pipeline.recursion import RunStats, Summarizer, TreeBuild, run_round
+from recursum.service.engine.pipeline.tree import TreeConfig
 
 
 class Engine:

@@ -4,7 +4,7 @@
 import msgspec
 
 from recursum.schemas.jobs import HeightProgress, JobStatus
-from recursum.service.engine.tree import TreeConfig
+from recursum.service.engine.pipeline.tree import TreeConfig
 
 
 class JobRecord(msgspec.Struct, kw_only=True):

@@ -16,8 +16,8 @@ from sqlalchemy.orm import sessionmaker
 
 from recursum.schemas.jobs import CallbackAttempt
 from recursum.schemas.tree import Node
-from recursum.service.engine.document import Document
-from recursum.service.engine.generate import GenerationResult
+from recursum.service.engine.pipeline.document import Document
+from recursum.service.engine.pipeline.generate import GenerationResult
 from recursum.service.store.database import create_database_engine, migrate
 from recursum.service.store.evaluations import EvaluationStore
 from recursum.service.store.records import JobRecord

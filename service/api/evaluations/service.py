@@ -33,9 +33,9 @@ from recursum.schemas.reports import CompareRequest, CritiqueRequest, EvidenceRe
 from recursum.schemas.tree import Node
 from recursum.service.api.auth import Principal
 from recursum.service.api.problems import ApiError, Conflict, NotFound
-from recursum.service.engine.critique import critique_parts
-from recursum.service.engine.prompts import chunk_prompt, critique_input, merge_prompt
-from recursum.service.engine.reports import node_material
+from recursum.service.engine.helpers.critique import critique_parts
+from recursum.service.engine.helpers.reports import node_material
+from recursum.service.engine.pipeline.prompts import chunk_prompt, critique_input, merge_prompt
 from recursum.service.store.evaluations import (
     EvaluationLease,
     EvaluationPair,

@@ -18,7 +18,7 @@ from recursum.service.api.auth import Principal
 from recursum.service.api.problems import Conflict, NotFound, NotReady
 from recursum.service.engine.errors import RecursumError
 from recursum.service.engine.facade import Engine
-from recursum.service.engine.reports import ReportTask, check_request
+from recursum.service.engine.helpers.reports import ReportTask, check_request
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
 

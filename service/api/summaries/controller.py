@@ -17,7 +17,7 @@ from recursum.schemas.options import SummaryOptions
 from recursum.service.api.problems import UnsupportedMedia
 from recursum.service.api.summaries.service import SummaryService, job_read
 from recursum.service.api.worker import JobWorker
-from recursum.service.engine.document import decode_document_bytes
+from recursum.service.engine.pipeline.document import decode_document_bytes
 
 _decode_create = msgspec.json.Decoder(SummaryCreate).decode
 # Explicit parameter kinds (Litestar 3 drops inference from names).

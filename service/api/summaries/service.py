@@ -11,8 +11,8 @@ from recursum.schemas.tree import ModelInfo
 from recursum.service.api.auth import Principal
 from recursum.service.api.callbacks import check_callback_url
 from recursum.service.api.problems import NotFound, QueueFull
-from recursum.service.engine.document import make_document
-from recursum.service.engine.tree import TreeConfig
+from recursum.service.engine.pipeline.document import make_document
+from recursum.service.engine.pipeline.tree import TreeConfig
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
 

@@ -65,7 +65,7 @@ def render_messages(prompt: PromptInput) -> list[dict[str, str]]:
 
 
 # Helper reports. A critique judges each summary sentence on its own against its closest source sentence
-# (its best evidence link) and answers with one verdict word; `service.engine.verify` reads the verdict
+# (its best evidence link) and answers with one verdict word; `service.engine.helpers.verify` reads the verdict
 # off the model's next-token probabilities, so a verdict is always one of VERDICTS.
 HELPER_SYSTEM = "You check summaries of stories against their source text and point out errors precisely."
 SUPPORTED = "SUPPORTED"

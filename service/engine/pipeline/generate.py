@@ -14,8 +14,8 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from recursum.service.engine.errors import ConfigError
-from recursum.service.engine.prompts import PromptInput, render_messages
-from recursum.service.engine.runtime import ModelRuntime
+from recursum.service.engine.models.runtime import ModelRuntime
+from recursum.service.engine.pipeline.prompts import PromptInput, render_messages
 
 MIN_INPUT_TOKENS = 64  # the least input a prompt must be able to hold beside the summary
 

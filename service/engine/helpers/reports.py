@@ -33,21 +33,21 @@ from recursum.schemas.reports import (
     SupportingSentence,
 )
 from recursum.schemas.tree import SOURCE, Candidate, EvidenceLink, Node, Sentence, Span
-from recursum.service.engine.critique import MaterialSentence, combine, critique_parts, evidence_items
 from recursum.service.engine.errors import ConfigError
-from recursum.service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
-from recursum.service.engine.generate import (
+from recursum.service.engine.helpers.critique import MaterialSentence, combine, critique_parts, evidence_items
+from recursum.service.engine.helpers.verify import choose, summary_distributions, verdict_items
+from recursum.service.engine.models.runtime import ModelRuntime
+from recursum.service.engine.pipeline.evidence import EvidenceScorer, leaf_evidence, merge_evidence
+from recursum.service.engine.pipeline.generate import (
     GenerationRequest,
     GenerationSettings,
     GenerationStats,
     generate_batched,
 )
-from recursum.service.engine.node_cache import MemoryNodeCache, NodeCache
-from recursum.service.engine.prompts import qa_prompt
-from recursum.service.engine.recursion import node_key
-from recursum.service.engine.runtime import ModelRuntime
-from recursum.service.engine.sentences import sentence_spans
-from recursum.service.engine.verify import choose, summary_distributions, verdict_items
+from recursum.service.engine.pipeline.node_cache import MemoryNodeCache, NodeCache
+from recursum.service.engine.pipeline.prompts import qa_prompt
+from recursum.service.engine.pipeline.recursion import node_key
+from recursum.service.engine.pipeline.sentences import sentence_spans
 
 # No repetition controls: transformers applies them to the prompt too, so they forbade the very words a
 # helper must repeat (the passages it cites) and garbled its lines; the token cap bounds its output.

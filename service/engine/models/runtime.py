@@ -13,11 +13,11 @@ import msgspec
 import torch
 
 from recursum.schemas.tree import ModelInfo, Role
-from recursum.service.engine.bundle import check_base, read_manifest
 from recursum.service.engine.errors import ConfigError, ModelError
-from recursum.service.engine.model_store import convert_gguf, default_model_path, recursum_home
-from recursum.service.engine.reward_head import REWARD_HEAD_FILE, RewardHead
-from recursum.service.engine.verify_calibration import VERIFY_CALIBRATION_FILE, VerifyCalibration
+from recursum.service.engine.helpers.verify_calibration import VERIFY_CALIBRATION_FILE, VerifyCalibration
+from recursum.service.engine.models.bundle import check_base, read_manifest
+from recursum.service.engine.models.model_store import convert_gguf, default_model_path, recursum_home
+from recursum.service.engine.models.reward_head import REWARD_HEAD_FILE, RewardHead
 
 Quantization = Literal["nf4", "int8", "none"]
 Device = Literal["auto", "cpu", "cuda"]

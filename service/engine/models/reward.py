@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import torch
 
 from recursum.service.engine.errors import ModelError
-from recursum.service.engine.generate import fit_prompt_input
-from recursum.service.engine.prompts import PromptInput, render_messages
-from recursum.service.engine.reward_head import RewardHead
+from recursum.service.engine.models.reward_head import RewardHead
+from recursum.service.engine.pipeline.generate import fit_prompt_input
+from recursum.service.engine.pipeline.prompts import PromptInput, render_messages
 
 
 def reward_input_ids(tokenizer, limit: int, prompt: PromptInput, summary: str) -> list[int]:

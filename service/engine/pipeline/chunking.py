@@ -8,9 +8,9 @@ Whitespace between pieces belongs to the piece before it, so there is never a ga
 import re
 
 from recursum.schemas.tree import Span
-from recursum.service.engine.sentences import sentence_spans
-from recursum.service.engine.tokens import count_tokens, count_tokens_batch, encoding
-from recursum.service.engine.tree import Chunk
+from recursum.service.engine.pipeline.sentences import sentence_spans
+from recursum.service.engine.pipeline.tokens import count_tokens, count_tokens_batch, encoding
+from recursum.service.engine.pipeline.tree import Chunk
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n\s*")
 _WORD = re.compile(r"\S+\s*")

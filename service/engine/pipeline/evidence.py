@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from recursum.schemas.tree import SOURCE, EvidenceLink, Node, Sentence, Span
-from recursum.service.engine.entities import known_names, sentence_entities, words
-from recursum.service.engine.sentences import split_sentences
+from recursum.service.engine.pipeline.entities import known_names, sentence_entities, words
+from recursum.service.engine.pipeline.sentences import split_sentences
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -6,7 +6,7 @@ import time
 import msgspec
 import torch
 
-from recursum.service.engine.runtime import ModelSpec, bf16_native, load_runtime
+from recursum.service.engine.models.runtime import ModelSpec, bf16_native, load_runtime
 
 
 class Diagnosis(msgspec.Struct, kw_only=True):

@@ -12,24 +12,24 @@ import msgspec
 
 from recursum.schemas.events import HeightDone, HeightStarted
 from recursum.schemas.tree import Candidate, Node, Role, Sentence, Span
-from recursum.service.engine.chunking import chunk_document
-from recursum.service.engine.document import Document
-from recursum.service.engine.events import NodeDone, ProgressEvent
-from recursum.service.engine.evidence import EvidenceScorer, leaf_evidence, merge_evidence
-from recursum.service.engine.generate import (
+from recursum.service.engine.models.reward import score_pairs
+from recursum.service.engine.models.runtime import ModelRuntime
+from recursum.service.engine.pipeline.chunking import chunk_document
+from recursum.service.engine.pipeline.document import Document
+from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent
+from recursum.service.engine.pipeline.evidence import EvidenceScorer, leaf_evidence, merge_evidence
+from recursum.service.engine.pipeline.generate import (
     GenerationRequest,
     GenerationResult,
     GenerationSettings,
     GenerationStats,
     generate_batched,
 )
-from recursum.service.engine.node_cache import MemoryNodeCache, NodeCache
-from recursum.service.engine.prompts import PromptInput, chunk_prompt, merge_prompt
-from recursum.service.engine.reward import score_pairs
-from recursum.service.engine.runtime import ModelRuntime
-from recursum.service.engine.sentences import sentence_spans
-from recursum.service.engine.tokens import count_tokens_batch, encoding
-from recursum.service.engine.tree import Chunk, Tree, TreeConfig
+from recursum.service.engine.pipeline.node_cache import MemoryNodeCache, NodeCache
+from recursum.service.engine.pipeline.prompts import PromptInput, chunk_prompt, merge_prompt
+from recursum.service.engine.pipeline.sentences import sentence_spans
+from recursum.service.engine.pipeline.tokens import count_tokens_batch, encoding
+from recursum.service.engine.pipeline.tree import Chunk, Tree, TreeConfig
 
 
 class RunStats(msgspec.Struct, kw_only=True):

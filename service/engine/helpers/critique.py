@@ -1,5 +1,5 @@
 """Critique of a node's summary: items from evidence, the parser of critique lines, and what the helper
-model's verdicts read (`critique_parts`; the verdicts themselves are `service.engine.verify`'s).
+model's verdicts read (`critique_parts`; the verdicts themselves are `service.engine.helpers.verify`'s).
 
 Critiques travel as lines: `KIND <n>: <reason>` naming a summary sentence by its number, or
 `KIND: "<quote>" - <reason>` quoting one (always so for an omission, whose sentence is a child or source
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from recursum.schemas.reports import CritiqueItem, CritiqueKind
 from recursum.schemas.tree import EvidenceLink, Node, Sentence, Span
-from recursum.service.engine.entities import known_names, sentence_entities, words
-from recursum.service.engine.evidence import EvidenceScorer, lexical_overlap, polarity_mismatch
+from recursum.service.engine.pipeline.entities import known_names, sentence_entities, words
+from recursum.service.engine.pipeline.evidence import EvidenceScorer, lexical_overlap, polarity_mismatch
 
 QUOTE_RATIO = 0.9  # difflib ratio at which a normalized quote counts as the sentence
 MIN_CONTAINED_WORDS = 5  # a partial quote must be this long ...

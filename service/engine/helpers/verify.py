@@ -16,10 +16,10 @@ import torch
 from recursum.schemas.reports import CritiqueItem, CritiqueKind
 from recursum.schemas.tree import Node
 from recursum.service.engine.errors import ModelError
-from recursum.service.engine.generate import fit_prompt
-from recursum.service.engine.prompts import SUPPORTED, VERDICTS, HelperPrompt, verify_prompt
-from recursum.service.engine.runtime import ModelRuntime
-from recursum.service.engine.verify_calibration import VerifyCalibration
+from recursum.service.engine.helpers.verify_calibration import VerifyCalibration
+from recursum.service.engine.models.runtime import ModelRuntime
+from recursum.service.engine.pipeline.generate import fit_prompt
+from recursum.service.engine.pipeline.prompts import SUPPORTED, VERDICTS, HelperPrompt, verify_prompt
 
 VERIFY_BATCH = 16
 MODEL_SEVERITY = 0.5  # the helper model's word alone: below what evidence of the same kind says

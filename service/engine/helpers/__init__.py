@@ -1,0 +1,1 @@
+"""Helpers for evaluators: reports about nodes, critiques and per-sentence verification."""

@@ -1,0 +1,1 @@
+"""Model management: the runtime, the model store, adapter bundles and reward scoring."""

@@ -1,0 +1,1 @@
+"""The summarization pipeline: document, tokens, chunking, tree, prompts, generation, recursion, evidence."""
