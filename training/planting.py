@@ -11,33 +11,18 @@ from collections import Counter
 from typing import Literal
 
 from recursum.service.engine.pipeline.entities import known_names, sentence_entities
+from recursum.service.engine.pipeline.polarity import flip_polarity
 
 PlantKind = Literal["foreign", "swap", "negation"]
 KINDS: tuple[PlantKind, ...] = ("foreign", "swap", "negation")
 CHARACTERS = 8  # most frequent names of a story that swaps draw from
 MIN_MENTIONS = 3  # a character is named at least this often in the story
 
-_AUXILIARY = re.compile(
-    r"\b(is|are|was|were|has|have|had|can|could|will|would|should|must|may|might|does|do|did)\b"
-)
-_EXISTING_NEGATION = re.compile(r"\s*\b(?:not|never)\b|n['’]t\b", re.IGNORECASE)
-_PAST_VERB = re.compile(r"(?<=\s)([a-z]{3,}ed)\b")
-
 
 def negate(sentence: str) -> str | None:
-    """Flip a sentence's polarity with the cheapest grammatical edit, or None if none applies.
-
-    An existing "not"/"never"/"n't" is removed ("didn't go" -> "did go"); otherwise "not" goes after
-    the first auxiliary ("was captured" -> "was not captured"), or else "never" before the first
-    past-tense "-ed" word ("escaped" -> "never escaped").
-    """
-    if _EXISTING_NEGATION.search(sentence):
-        return _EXISTING_NEGATION.sub("", sentence, count=1)
-    if match := _AUXILIARY.search(sentence):
-        return f"{sentence[: match.end()]} not{sentence[match.end() :]}"
-    if match := _PAST_VERB.search(sentence):
-        return f"{sentence[: match.start()]}never {sentence[match.start() :]}"
-    return None
+    """A planted negation: the sentence's polarity flipped (`flip_polarity`, past-tense verbs included),
+    or None if no edit applies."""
+    return flip_polarity(sentence, past_tense=True)
 
 
 def swap_name(sentence: str, characters: list[str], rng: random.Random) -> str | None:

@@ -21,6 +21,7 @@ from recursum.schemas.reports import CritiqueItem, CritiqueKind
 from recursum.schemas.tree import EvidenceLink, Node, Sentence, Span
 from recursum.service.engine.pipeline.entities import known_names, sentence_entities, words
 from recursum.service.engine.pipeline.evidence import EvidenceScorer, lexical_overlap, polarity_mismatch
+from recursum.service.engine.pipeline.polarity import flip_polarity
 
 QUOTE_RATIO = 0.9  # difflib ratio at which a normalized quote counts as the sentence
 MIN_CONTAINED_WORDS = 5  # a partial quote must be this long ...
@@ -32,9 +33,6 @@ OMISSION_SEVERITY = 0.3
 MAX_EXPLANATION = 300
 CAST = 8  # most often named characters of a node's inputs tried in a sentence's place
 COUNTERFACTUAL_MARGIN = 0.05  # support gain at which a name swap or polarity flip marks the sentence
-_NEGATION = re.compile(r"\s*\b(?:not|never)\b|n['’]t\b", re.IGNORECASE)
-_AUXILIARY = re.compile(
-    r"\b(is|are|was|were|has|have|had|can|could|will|would|should|must|may|might|does|do|did)\b")
 
 _ITEM = re.compile(
     r"""^[\s*\-\d.)]*(?P<kind>[A-Za-z]{4,})\s*:?\s*
@@ -170,15 +168,6 @@ def evidence_items(node: Node, material: Sequence[MaterialSentence], threshold: 
     if scorer is not None:
         items.extend(counterfactual_items(scorer, node, texts, names))
     return items
-
-
-def flip_polarity(sentence: str) -> str | None:
-    """The sentence with its first negation removed, or "not" after its first auxiliary; None if neither."""
-    if _NEGATION.search(sentence):
-        return _NEGATION.sub("", sentence, count=1)
-    if match := _AUXILIARY.search(sentence):
-        return f"{sentence[: match.end()]} not{sentence[match.end() :]}"
-    return None
 
 
 def counterfactual_items(scorer: EvidenceScorer, node: Node, texts: Sequence[str],
