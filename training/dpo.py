@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
 from msgspec import Meta
@@ -17,7 +17,7 @@ from msgspec import Meta
 from recursum.training.datasets import Comparison
 from recursum.training.formatting import assistant, prompt_messages
 from recursum.training.modeling import (
-    LoraSettings,
+    LoraTraining,
     load_tokenizer,
     make_trainer,
     sequence_limit,
@@ -27,18 +27,22 @@ from recursum.training.modeling import (
 from recursum.training.reward import preference_pairs
 
 
-class DpoTraining(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    lora: LoraSettings = LoraSettings()
-    beta: Annotated[float, Meta(gt=0)] = 0.1
-    # > 0 adds the chosen summaries' NLL (RPO, Pang et al. 2024): needed when the chosen side is a
-    # reference the policy would never sample, e.g. the helper's format before it is learnt.
-    sft_weight: Annotated[float, Meta(ge=0)] = 0.0
-    epochs: Annotated[float, Meta(gt=0)] = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
-    learning_rate: Annotated[float, Meta(gt=0)] = 5e-5
-    batch_size: Annotated[int, Meta(ge=1)] = 2  # pairs per step
-    max_tokens: Annotated[int, Meta(ge=64)] = 1024
-    seed: int = 0
+class DpoTraining(LoraTraining):
+    """How to train a policy with DPO: `LoraTraining`'s settings (a batch counts pairs) and the
+    preference loss's."""
+
+    default_learning_rate: ClassVar[float] = 5e-5
+    default_batch_size: ClassVar[int] = 2
+
+    beta: Annotated[float, Meta(gt=0, description=(
+        "DPO's beta: how strongly the policy is held to the reference (the adapter-disabled base); "
+        "higher means less deviation from it."
+    ))] = 0.1
+    sft_weight: Annotated[float, Meta(ge=0, description=(
+        "> 0 adds the chosen summaries' NLL with this weight (RPO, Pang et al. 2024): needed when the "
+        "chosen side is a reference the policy would never sample, e.g. the helper's format before it "
+        "is learnt."
+    ))] = 0.0
 
 
 class DpoMetrics(msgspec.Struct, kw_only=True):

@@ -1,4 +1,5 @@
-"""Models for training: the serving base (same directory, same quantization) with a fresh or resumed LoRA.
+"""Models for training: the serving base (same directory, same quantization) with a fresh or resumed LoRA,
+and the settings every training method shares (`LoraTraining`, which each method's config extends).
 
 QLoRA is the base in bitsandbytes nf4 with trainable LoRA weights in fp32; it runs on CPU and CUDA.
 Everything else the trainers need (tokenizer, device, dtype) is resolved the way the service
@@ -6,7 +7,7 @@ resolves it, so an adapter trained here loads there unchanged.
 """
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 import torch
@@ -32,6 +33,44 @@ class LoraSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     alpha: Annotated[int, Meta(ge=1, le=512)] = 32
     dropout: Annotated[float, Meta(ge=0.0, lt=1.0)] = 0.05
     init_adapter: str | None = None  # continue training this adapter instead of a fresh one
+
+
+class LoraTraining(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What every training method's config shares (TRL's `TrainingArguments` part): the model and LoRA,
+    the schedule and the sequence budget. `RewardTraining`, `DpoTraining` and `SftTraining` extend it with
+    their own fields, and a method whose learning rate or batch size differs says so in its
+    `default_learning_rate` / `default_batch_size`."""
+
+    default_learning_rate: ClassVar[float] = 2e-4
+    default_batch_size: ClassVar[int] = 4
+
+    lora: LoraSettings = LoraSettings()
+    epochs: Annotated[float, Meta(gt=0, description="Passes over the training data.")] = 1.0
+    max_steps: Annotated[int, Meta(description=(
+        "Optimizer steps to run; > 0 overrides `epochs` (bounded benchmark runs), -1 trains by epochs."
+    ))] = -1
+    learning_rate: Annotated[float, Meta(gt=0, description=(
+        "Initial AdamW learning rate; unset, the method's `default_learning_rate`."
+    ))] | None = None
+    batch_size: Annotated[int, Meta(ge=1, description=(
+        "Examples per optimizer step (pairs, for the preference methods); unset, the method's "
+        "`default_batch_size`."
+    ))] | None = None
+    max_tokens: Annotated[int, Meta(ge=64, description=(
+        "Token budget of one training sequence (within the model's window); the prompt's passage is "
+        "trimmed to fit."
+    ))] = 1024
+    seed: Annotated[int, Meta(description=(
+        "Seed the trainer sets when training starts (data order, dropout); `train reward` also draws its "
+        "held-out groups with it."
+    ))] = 0
+
+    def __post_init__(self) -> None:
+        # Unset method defaults are filled in here, once, so every constructed config holds numbers.
+        if self.learning_rate is None:
+            msgspec.structs.force_setattr(self, "learning_rate", self.default_learning_rate)
+        if self.batch_size is None:
+            msgspec.structs.force_setattr(self, "batch_size", self.default_batch_size)
 
 
 def load_tokenizer(base: str | None):
@@ -127,10 +166,9 @@ def sequence_limit(max_tokens: int, model) -> int:
     return min(max_tokens, model.config.max_position_embeddings)
 
 
-def trainer_args(method, output_dir: str) -> dict:
-    """TrainingArguments every method shares, from the fields every method config has (epochs,
-    max_steps, learning_rate, batch_size, seed): no checkpoints, no trackers, bf16 autocast where
-    native, CPU when there is no CUDA."""
+def trainer_args(method: LoraTraining, output_dir: str) -> dict:
+    """TrainingArguments every method shares, from the method config's `LoraTraining` fields: no
+    checkpoints, no trackers, bf16 autocast where native, CPU when there is no CUDA."""
     device = resolve_device("auto")
     return {"output_dir": output_dir, "num_train_epochs": method.epochs, "max_steps": method.max_steps,
             "learning_rate": method.learning_rate, "per_device_train_batch_size": method.batch_size,

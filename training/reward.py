@@ -13,11 +13,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
 
 import msgspec
 import torch
-from msgspec import Meta
 
 from recursum.service.engine.models.reward import reward_input_ids, score_pairs
 from recursum.service.engine.models.reward_head import RewardHead, RewardMeta
@@ -27,6 +25,7 @@ from recursum.training.critique_data import verification_comparisons
 from recursum.training.datasets import Comparison
 from recursum.training.modeling import (
     LoraSettings,
+    LoraTraining,
     load_tokenizer,
     make_trainer,
     sequence_limit,
@@ -37,16 +36,9 @@ from recursum.training.modeling import (
 STATS_SAMPLE = 64  # training candidates scored after training to set the served normalisation
 
 
-class RewardTraining(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How to train a reward model (the model and LoRA are in `lora`)."""
-
-    lora: LoraSettings = LoraSettings()
-    epochs: Annotated[float, Meta(gt=0)] = 1.0
-    max_steps: int = -1  # > 0 overrides epochs, for bounded benchmark runs
-    learning_rate: Annotated[float, Meta(gt=0)] = 2e-4
-    batch_size: Annotated[int, Meta(ge=1)] = 4  # pairs per step
-    max_tokens: Annotated[int, Meta(ge=64)] = 1024  # per (prompt, summary) sequence
-    seed: int = 0
+class RewardTraining(LoraTraining):
+    """How to train a reward model: `LoraTraining`'s settings as they are (a sequence is one
+    (prompt, summary), a batch counts pairs)."""
 
 
 class RewardMetrics(msgspec.Struct, kw_only=True):

@@ -5,16 +5,14 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
 
 import msgspec
-from msgspec import Meta
 
 from recursum.training.critique_data import verification_demonstrations
 from recursum.training.datasets import Demonstration
 from recursum.training.formatting import assistant, prompt_messages
 from recursum.training.modeling import (
-    LoraSettings,
+    LoraTraining,
     load_tokenizer,
     make_trainer,
     sequence_limit,
@@ -23,14 +21,8 @@ from recursum.training.modeling import (
 )
 
 
-class SftTraining(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    lora: LoraSettings = LoraSettings()
-    epochs: Annotated[float, Meta(gt=0)] = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
-    learning_rate: Annotated[float, Meta(gt=0)] = 2e-4
-    batch_size: Annotated[int, Meta(ge=1)] = 4
-    max_tokens: Annotated[int, Meta(ge=64)] = 1024
-    seed: int = 0
+class SftTraining(LoraTraining):
+    """How to fine-tune on demonstrations: `LoraTraining`'s settings as they are."""
 
 
 class SftMetrics(msgspec.Struct, kw_only=True):
