@@ -5,7 +5,6 @@ copy of the model is loaded), also when training continues from an SFT adapter (
 the KL anchor is the base the service falls back to without adapters.
 """
 
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,14 +15,7 @@ from msgspec import Meta
 
 from recursum.training.datasets import Comparison
 from recursum.training.formatting import assistant, prompt_messages
-from recursum.training.modeling import (
-    LoraTraining,
-    load_tokenizer,
-    make_trainer,
-    sequence_limit,
-    trainable_model,
-    trainer_args,
-)
+from recursum.training.modeling import LoraTraining, load_trainable, run_trainer
 from recursum.training.reward import preference_pairs
 
 
@@ -63,22 +55,18 @@ def train_dpo(comparisons: Sequence[Comparison], out: Path, config: DpoTraining)
     if not pairs:
         raise ValueError("no comparison with a preference (every one is a tie): nothing to train on")
     started = time.perf_counter()
-    tokenizer = load_tokenizer(config.lora.base)
-    model = trainable_model(config.lora, head="causal")
-    limit = sequence_limit(config.max_tokens, model)
+    tokenizer, model, limit = load_trainable(config, head="causal")
     dataset = Dataset.from_list([
         {"prompt": prompt_messages(tokenizer, limit, c.task, c.input, max(chosen, rejected, key=len)),
          "chosen": assistant(chosen), "rejected": assistant(rejected)}
         for c, chosen, rejected in pairs
     ])
-    with tempfile.TemporaryDirectory() as scratch:
-        args = DPOConfig(
-            beta=config.beta, loss_type=["sigmoid", "sft"] if config.sft_weight else ["sigmoid"],
-            loss_weights=[1.0, config.sft_weight] if config.sft_weight else None,
-            max_length=limit, logging_steps=1, **trainer_args(config, scratch),
-        )
-        trainer = make_trainer(DPOTrainer, model, args, dataset, tokenizer)
-        trainer.train()
+    trainer, _ = run_trainer(
+        DPOTrainer, DPOConfig, config, model, dataset, tokenizer,
+        beta=config.beta, loss_type=["sigmoid", "sft"] if config.sft_weight else ["sigmoid"],
+        loss_weights=[1.0, config.sft_weight] if config.sft_weight else None,
+        max_length=limit, logging_steps=1,
+    )
     logged = [entry for entry in trainer.state.log_history if "rewards/accuracies" in entry]
     recent = logged[-max(1, len(logged) // 4):]
     out.mkdir(parents=True, exist_ok=True)

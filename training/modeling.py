@@ -6,6 +6,7 @@ Everything else the trainers need (tokenizer, device, dtype) is resolved the way
 resolves it, so an adapter trained here loads there unchanged.
 """
 
+import tempfile
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -164,6 +165,24 @@ def _linear_module_names(model) -> set[str]:
 def sequence_limit(max_tokens: int, model) -> int:
     """The token budget of one training sequence: the method's, within the model's window."""
     return min(max_tokens, model.config.max_position_embeddings)
+
+
+def load_trainable(config: LoraTraining, head: Head):
+    """What a method trains with: (tokenizer, the base with a trainable LoRA, the token budget of one
+    sequence)."""
+    tokenizer = load_tokenizer(config.lora.base)
+    model = trainable_model(config.lora, head=head)
+    return tokenizer, model, sequence_limit(config.max_tokens, model)
+
+
+def run_trainer(trainer_class, args_class, config: LoraTraining, model, dataset, tokenizer, **method_args):
+    """Train `model` on `dataset` with a TRL trainer whose arguments are the method's `method_args` plus the
+    shared `trainer_args` (its output directory a scratch one, removed after); returns the trainer and what
+    its `train()` returned."""
+    with tempfile.TemporaryDirectory() as scratch:
+        args = args_class(**method_args, **trainer_args(config, scratch))
+        trainer = make_trainer(trainer_class, model, args, dataset, tokenizer)
+        return trainer, trainer.train()
 
 
 def trainer_args(method: LoraTraining, output_dir: str) -> dict:

@@ -9,7 +9,6 @@ Ties carry no Bradley-Terry signal and are dropped; confidence is not used as a 
 
 import json
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,15 +22,7 @@ from recursum.service.engine.models.runtime import ModelSpec, load_runtime
 from recursum.service.engine.pipeline.prompts import task_prompt
 from recursum.training.critique_data import verification_comparisons
 from recursum.training.datasets import Comparison
-from recursum.training.modeling import (
-    LoraSettings,
-    LoraTraining,
-    load_tokenizer,
-    make_trainer,
-    sequence_limit,
-    trainable_model,
-    trainer_args,
-)
+from recursum.training.modeling import LoraSettings, LoraTraining, load_trainable, run_trainer
 
 STATS_SAMPLE = 64  # training candidates scored after training to set the served normalisation
 
@@ -75,20 +66,15 @@ def train_reward(train: Sequence[Comparison], held_out: Sequence[Comparison], ou
     pairs, ties = preference_pairs(train)
     if not pairs:
         raise ValueError("no comparison with a preference (every one is a tie): nothing to train on")
-    tokenizer = load_tokenizer(config.lora.base)
-    model = trainable_model(config.lora, head="reward")
-    limit = sequence_limit(config.max_tokens, model)
+    tokenizer, model, limit = load_trainable(config, head="reward")
 
     def ids(comparison: Comparison, summary: str) -> list[int]:
         return reward_input_ids(tokenizer, limit, task_prompt(comparison.task, comparison.input), summary)
 
     dataset = Dataset.from_list([{"chosen_ids": ids(c, chosen), "rejected_ids": ids(c, rejected)}
                                  for c, chosen, rejected in pairs])
-    with tempfile.TemporaryDirectory() as scratch:
-        args = RewardConfig(max_length=None, logging_steps=10, dataloader_num_workers=0,
-                            **trainer_args(config, scratch))
-        trainer = make_trainer(RewardTrainer, model, args, dataset, tokenizer)
-        result = trainer.train()
+    _, result = run_trainer(RewardTrainer, RewardConfig, config, model, dataset, tokenizer,
+                            max_length=None, logging_steps=10, dataloader_num_workers=0)
     model.eval()
     meta = _reward_meta(model, tokenizer, dataset, limit)
     export_reward_adapter(model, out, meta)

@@ -1,7 +1,6 @@
 """Behavioural cloning: LoRA fine-tuning on demonstrations with TRL's SFTTrainer (loss on the
 summary tokens only)."""
 
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,14 +10,7 @@ import msgspec
 from recursum.training.critique_data import verification_demonstrations
 from recursum.training.datasets import Demonstration
 from recursum.training.formatting import assistant, prompt_messages
-from recursum.training.modeling import (
-    LoraTraining,
-    load_tokenizer,
-    make_trainer,
-    sequence_limit,
-    trainable_model,
-    trainer_args,
-)
+from recursum.training.modeling import LoraTraining, load_trainable, run_trainer
 
 
 class SftTraining(LoraTraining):
@@ -41,18 +33,14 @@ def train_sft(demonstrations: Sequence[Demonstration], out: Path, config: SftTra
     if not demonstrations:
         raise ValueError("no demonstrations to train on")
     started = time.perf_counter()
-    tokenizer = load_tokenizer(config.lora.base)
-    model = trainable_model(config.lora, head="causal")
-    limit = sequence_limit(config.max_tokens, model)
+    tokenizer, model, limit = load_trainable(config, head="causal")
     dataset = Dataset.from_list([
         {"prompt": prompt_messages(tokenizer, limit, d.task, d.input, d.output),
          "completion": assistant(d.output)}
         for d in demonstrations
     ])
-    with tempfile.TemporaryDirectory() as scratch:
-        args = SFTConfig(max_length=limit, logging_steps=1, **trainer_args(config, scratch))
-        trainer = make_trainer(SFTTrainer, model, args, dataset, tokenizer)
-        trainer.train()
+    trainer, _ = run_trainer(SFTTrainer, SFTConfig, config, model, dataset, tokenizer,
+                             max_length=limit, logging_steps=1)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out))
