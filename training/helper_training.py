@@ -3,12 +3,12 @@ errors, judged by a SIMULATED labeler that knows what it planted.
 
 A critique is better when its (verified) items point at the planted sentence and it accuses no other
 sentence; an item naming or quoting no summary sentence counts against it most, since the service drops
-such items. The helper judges one sentence at a time (`service.engine.helpers.verify`), so critiques are trained
-as the per-sentence verifications they stand for (`training.critique_data`): behavioural cloning on the
-labeler's reference critiques first (the planted sentence's kind, and SUPPORTED for one other sentence), then
-DPO from that adapter on comparisons of its own sampled critiques with each other and with the reference
-(Wu et al. 2021 likewise start from behavioural cloning). A quarter of the groups is held out of both to
-tune the served flag threshold on P(SUPPORTED) (`training.helper_calibration`).
+such items. The helper judges one sentence at a time (`service.engine.helpers.verify`), so critiques are
+trained as the per-sentence verifications they stand for (`training.critique_data`): behavioural cloning on
+the labeler's reference critiques first (the planted sentence's kind, and SUPPORTED for one other sentence),
+then DPO from that adapter on comparisons of its own sampled critiques with each other and with the
+reference (Wu et al. 2021 likewise start from behavioural cloning). A quarter of the groups is held out of
+both to tune the served flag threshold on P(SUPPORTED) (`training.helper_calibration`).
 """
 
 import hashlib
