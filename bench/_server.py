@@ -1,7 +1,6 @@
 """Starting `recursum serve` processes for benchmarks, and driving them with polling clients."""
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,12 +13,8 @@ import httpx
 from recursum.service.engine.models.model_store import models_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from loopback_server import ServerNotReady, free_port, wait_ready  # noqa: E402
 
 
 class BenchServer:
@@ -29,7 +24,7 @@ class BenchServer:
                  cpu: int | None = None) -> None:
         home = Path(tempfile.mkdtemp(prefix="recursum-bench-"))
         (home / "models").symlink_to(models_dir())
-        port = _free_port()
+        port = free_port()
         pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
         threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if cpu is not None else {}
         self.process = subprocess.Popen(
@@ -38,15 +33,11 @@ class BenchServer:
             cwd=ROOT, env=os.environ | {"RECURSUM_HOME": str(home), "RECURSUM_MAX_QUEUE": "1000"} | threads
             | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        self.stop()
-        raise SystemExit("server did not become ready")
+        try:
+            wait_ready(self.url, timeout=300, process=self.process)
+        except ServerNotReady as error:
+            self.stop()
+            raise SystemExit(str(error)) from error
 
     def metric(self, name: str) -> float:
         text = httpx.get(f"{self.url}/metrics").text

@@ -33,17 +33,18 @@ from evidence_auc import characters, negate, swap_name
 
 from recursum.schemas.reports import CritiqueReport, CritiqueRequest, EvidenceReport, EvidenceRequest
 from recursum.schemas.tree import Node
-from recursum.service.engine.facade import Engine
+from recursum.service.engine.facade import ModelEngine
 from recursum.service.engine.helpers.critique import match_quote
-from recursum.service.engine.helpers.reports import ReportTask, node_material
+from recursum.service.engine.helpers.tasks import ReportTask, node_material
 from recursum.service.engine.models.model_store import pull_default_model, recursum_home
-from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.evidence import EvidenceScorer, leaf_evidence, merge_evidence
-from recursum.service.engine.pipeline.generate import GenerationStats
 from recursum.service.engine.pipeline.node_cache import DirectoryNodeCache
 from recursum.service.engine.pipeline.prompts import unwrap
-from recursum.service.engine.pipeline.recursion import RunStats, Summarizer
+from recursum.service.engine.pipeline.recursion import Summarizer
+from recursum.service.engine.pipeline.results import GenerationStats, RunStats
 from recursum.service.engine.pipeline.sentences import split_sentences
 from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 
@@ -174,7 +175,7 @@ def main() -> None:
     pull_default_model()
     config = TreeConfig()
     document = make_document(excerpt(args.book, args.chunks, config.chunk_tokens), args.book)
-    engine = Engine(load_runtime(ModelSpec(quantization=args.quantization)), EvidenceScorer())
+    engine = ModelEngine(load_runtime(ModelSpec(quantization=args.quantization)), EvidenceScorer())
     stats = RunStats()
     # The summaries and critiques generated before (same model, prompts and settings) are reused.
     cache = None if args.no_cache else DirectoryNodeCache(recursum_home() / "cache" / "nodes")

@@ -23,11 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from recursum.service.engine.pipeline.evidence import DEFAULT_THRESHOLD, EvidenceScorer, SupportConfig  # noqa: E402
-from recursum.service.engine.pipeline.sentences import split_sentences  # noqa: E402
-from recursum.training.planting import KINDS, characters, negate, swap_name  # noqa: E402
+from recursum.service.engine.pipeline.evidence import DEFAULT_THRESHOLD, EvidenceScorer, SupportConfig
+from recursum.service.engine.pipeline.sentences import split_sentences
+from recursum.training.planting import KINDS, characters, negate, swap_name
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SQUALITY = DATA / "references" / "squality"

@@ -18,7 +18,8 @@ from naive_mapreduce import NaiveMapReduce
 from rouge_score import rouge_scorer
 
 from recursum.service.engine.models.model_store import pull_default_model
-from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
 from recursum.service.engine.pipeline.recursion import Summarizer

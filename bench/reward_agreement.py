@@ -37,7 +37,8 @@ from _data import SHARED_DATA
 
 from recursum.service.engine.models.model_store import pull_default_model
 from recursum.service.engine.models.reward import score_pairs
-from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.prompts import task_prompt
 from recursum.training.datasets import Comparison
 from recursum.training.modeling import LoraSettings, load_tokenizer

@@ -17,11 +17,13 @@ from _data import shared_path
 from naive_mapreduce import NaiveMapReduce
 
 from recursum.service.engine.models.model_store import pull_default_model
-from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
 from recursum.service.engine.pipeline.prompts import chunk_prompt, merge_prompt, render_messages
-from recursum.service.engine.pipeline.recursion import RunStats, Summarizer
+from recursum.service.engine.pipeline.recursion import Summarizer
+from recursum.service.engine.pipeline.results import RunStats
 from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 
 

@@ -1,26 +1,15 @@
 """`recursum client ...`: summarize with a remote service. Client errors become one line on stderr, exit 1."""
 
-import sys
 from pathlib import Path
 
 import click
 import msgspec
 
+from recursum.clients.cli_errors import one_line_errors
 from recursum.clients.client import Client
 from recursum.clients.exceptions import RecursumClientError
+from recursum.clients.options import InvalidOptions, summary_option_flags, summary_options
 from recursum.clients.progress import HeightBars
-from recursum.schemas.options import SummaryOptions
-
-
-class _ClientGroup(click.Group):
-    """Turns every `RecursumClientError` into a one-line message instead of a traceback."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except RecursumClientError as error:
-            click.echo(f"recursum: error: {error}", err=True)
-            sys.exit(1)
 
 
 def _connection(command):
@@ -34,7 +23,7 @@ def _echo_json(value: msgspec.Struct) -> None:
     click.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
 
 
-@click.group(cls=_ClientGroup)
+@click.group(cls=one_line_errors(RecursumClientError, InvalidOptions))
 def client() -> None:
     """Use a remote recursum service."""
 
@@ -43,17 +32,16 @@ def client() -> None:
 @click.argument("book", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_connection
 @click.option("--title", default="", help="Document title (default: the file name).")
-@click.option("--chunk-tokens", type=int, default=None, help="Chunk budget in cl100k tokens.")
-@click.option("--summary-tokens", type=int, default=None, help="Most tokens one summary may generate.")
+@summary_option_flags()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the whole tree (JSON) here.")
 @click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
-def summarize(book: Path, server: str, api_key: str | None, title: str, chunk_tokens: int | None,
-              summary_tokens: int | None, out: Path | None, no_wait: bool) -> None:
-    """Upload BOOK, follow its progress, and print the root summary."""
+def summarize(book: Path, server: str, api_key: str | None, title: str, out: Path | None, no_wait: bool,
+              **flags) -> None:
+    """Upload BOOK, follow its progress, and print the root summary (unset options: the server's defaults)."""
     if no_wait and out is not None:
         raise click.UsageError("--out needs the finished tree; drop --no-wait")
-    options = SummaryOptions(chunk_tokens=chunk_tokens, summary_tokens=summary_tokens)
+    options = summary_options(flags)
     with Client(server, api_key) as remote:
         accepted = remote.submit_file(book, title=title, options=options)
         for note in accepted.notes:

@@ -1,22 +1,37 @@
-"""What a submitter may set for one summary, with the limits that validation, OpenAPI and the engine share."""
+"""What a submitter may set for one summary, declared once: the REST body, the local CLI and the client CLI
+all take exactly these fields, with the limits and help that validation, OpenAPI and `--help` share."""
 
 from typing import Annotated, Literal
 
 import msgspec
 
-ContextMode = Literal["none", "preceding-text"]
-# Limits shared by the wire options and the engine's TreeConfig, so validation and OpenAPI agree.
-ChunkTokens = Annotated[int, msgspec.Meta(ge=32, le=32768)]
-SummaryTokens = Annotated[int, msgspec.Meta(ge=8, le=4096)]
-BatchSize = Annotated[int, msgspec.Meta(ge=1, le=256)]
-BestOf = Annotated[int, msgspec.Meta(ge=1, le=16)]
+ChunkTokens = Annotated[int, msgspec.Meta(ge=32, le=32768, description="Chunk budget in cl100k tokens.")]
+MergeTokens = Annotated[int, msgspec.Meta(
+    ge=64, le=32768, description="Token budget of the child summaries one merge reads.")]
+SummaryTokens = Annotated[int, msgspec.Meta(
+    ge=8, le=4096, description="Most tokens one summary may generate.")]
+BatchSize = Annotated[int, msgspec.Meta(ge=1, le=256, description="Sequences generated together.")]
+ContextMode = Annotated[Literal["none", "preceding-text"], msgspec.Meta(
+    description="`preceding-text` gives each chunk the raw text just before it.")]
+BestOf = Annotated[int, msgspec.Meta(
+    ge=1, le=16,
+    description="Candidates per node; the reward adapter keeps the best, the rest stay in the tree.")]
+BestOfMargin = Annotated[float, msgspec.Meta(
+    ge=0.0, le=10.0,
+    description="Reward gain (std units) a sample needs over the greedy summary to replace it.")]
 
 
-class SummaryOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Options a submitter may set; the rest of TreeConfig keeps its defaults."""
+class SummaryOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Options a submitter may set; a field left None keeps the engine's default (`TreeConfig`)."""
 
     chunk_tokens: ChunkTokens | None = None
+    merge_tokens: MergeTokens | None = None
     summary_tokens: SummaryTokens | None = None
     batch_size: BatchSize | None = None
     context: ContextMode | None = None
-    best_of: BestOf = 1
+    best_of: BestOf | None = None
+    best_of_margin: BestOfMargin | None = None
+
+    def chosen(self) -> dict[str, object]:
+        """The fields the submitter set."""
+        return {name: value for name in self.__struct_fields__ if (value := getattr(self, name)) is not None}

@@ -22,7 +22,7 @@ from typing import Literal
 import msgspec
 
 from recursum.service.engine.errors import ConfigError
-from recursum.service.engine.models.runtime import ModelSpec
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.document import DEFAULT_MAX_BYTES
 
 Scope = Literal["summarize", "evaluate", "admin"]

@@ -7,8 +7,9 @@ import pytest
 from litestar.testing import TestClient
 
 from recursum.service.api.app import create_app
-from recursum.service.engine.facade import Engine
-from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.facade import ModelEngine
+from recursum.service.engine.models.runtime import load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.settings import ServiceSettings, parse_api_keys
 from recursum.service.store.repository import Store
 
@@ -22,7 +23,8 @@ OPTIONS = {"chunk_tokens": 40, "summary_tokens": 8}
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir, evidence_scorer):
-    return Engine(load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none")), evidence_scorer)
+    runtime = load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none"))
+    return ModelEngine(runtime, evidence_scorer)
 
 
 @pytest.fixture
@@ -242,7 +244,7 @@ class _Receiver:
 
 
 def test_a_callback_is_signed_retried_and_every_attempt_recorded(engine, store):
-    from recursum.service.api.callbacks import sign
+    from recursum.service.jobs.callbacks import sign
     from recursum.service.settings import hash_secret
 
     receiver = _Receiver()
@@ -286,8 +288,8 @@ def test_jobs_waiting_together_share_generation_batches(engine, store):
     config = TreeConfig(chunk_tokens=40, summary_tokens=8, batch_size=16)
     for name in ("first", "second"):
         document = make_document(STORY.replace("Alice", f"Alice the {name}"))
-        store.put_document(document)
-        store.create_job(JobRecord(id=name, owner="alice", document_id=document.id, title=name,
+        store.jobs.put_document(document)
+        store.jobs.create_job(JobRecord(id=name, owner="alice", document_id=document.id, title=name,
                                    config=config, created=time.time()))
     leaves_per_job = 4
     with _client(engine, store) as client:

@@ -370,6 +370,7 @@ def server(tmp_path_factory, tiny_model_dir):
     running.stop()
 
 
+@pytest.mark.integration
 def test_a_real_server_summarizes_with_height_events_and_serves_the_tree(server):
     events = []
     with Client(server.url) as client:
@@ -387,6 +388,7 @@ def test_a_real_server_summarizes_with_height_events_and_serves_the_tree(server)
     assert leaf.source == STORY[leaf.node.span.start:leaf.node.span.end]
 
 
+@pytest.mark.integration
 def test_the_cli_summarizes_a_book_on_a_real_server(server, tmp_path):
     book, out = tmp_path / "book.txt", tmp_path / "tree.json"
     book.write_text(STORY)

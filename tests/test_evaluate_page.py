@@ -7,23 +7,22 @@ tests/artifacts/evaluate-page.png (or $RECURSUM_TEST_ARTIFACTS/evaluate-page.png
 
 import os
 import shutil
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import msgspec
 import pytest
 import uvicorn
 from litestar.testing import TestClient
+from loopback_server import free_port, wait_ready
 from test_evaluations import KEYS, LEAF_0, LEAF_1, seed_job
 
 from recursum.service.api.app import create_app
 from recursum.service.api.evaluations.page import SECURITY_HEADERS
-from recursum.service.engine.facade import Engine
-from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.facade import ModelEngine
+from recursum.service.engine.models.runtime import load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.settings import ServiceSettings, parse_api_keys
 from recursum.service.store.repository import Store
 
@@ -53,38 +52,26 @@ def _chromium() -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path, tiny_model_dir, evidence_scorer) -> Iterator[tuple[str, Store]]:
     """The real app under uvicorn on a loopback port (in a thread), with keys and a store we can seed."""
     store = Store(f"sqlite:///{tmp_path / 'service.db'}")
-    engine = Engine(load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none")), evidence_scorer)
+    runtime = load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none"))
+    engine = ModelEngine(runtime, evidence_scorer)
     app = create_app(ServiceSettings(api_keys=parse_api_keys(KEYS)), engine=engine, store=store)
-    port = _free_port()
+    port = free_port()
     uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uvicorn_server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.time() < deadline, "server not ready"
-        time.sleep(0.1)
+    wait_ready(url, timeout=60)
     yield url, store
     uvicorn_server.should_exit = True
     thread.join(timeout=30)
     store.close()
 
 
+@pytest.mark.integration
 def test_an_evaluator_opens_a_report_chooses_b_and_the_comparison_is_stored(server):
     from playwright.sync_api import expect, sync_playwright
 
@@ -120,9 +107,9 @@ def test_an_evaluator_opens_a_report_chooses_b_and_the_comparison_is_stored(serv
         finally:
             browser.close()
     assert problems == []  # no script errors, no content-security-policy violations
-    comparison = store.get_comparison(saved)
+    comparison = store.evaluations.get_comparison(saved)
     assert comparison.preference == "1" and comparison.evaluator == "eve"
     assert comparison.reports_opened
-    reports = store.node_reports(comparison.job_id, comparison.node_id)
+    reports = store.evaluations.node_reports(comparison.job_id, comparison.node_id)
     opened = [report for report in reports if report.id in comparison.reports_opened]
     assert [report.kind for report in opened] == ["evidence"]  # a report of the task's node, as stored

@@ -26,10 +26,10 @@ from recursum.schemas.evaluations import (
 from recursum.schemas.reports import CompareRequest, CritiqueItem, CritiqueReport, CritiqueRequest, ReportRead
 from recursum.schemas.tree import Candidate, EvidenceLink, Node, Sentence, Span
 from recursum.service.api.app import create_app
-from recursum.service.api.evaluations.service import EvaluationService
+from recursum.service.api.evaluations.pairs import eligible_pairs
 from recursum.service.engine.helpers.critique import critique_parts
-from recursum.service.engine.helpers.reports import node_material
-from recursum.service.engine.models.runtime import ModelSpec
+from recursum.service.engine.helpers.tasks import node_material
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.prompts import critique_sentences, task_prompt, verify_prompt
 from recursum.service.engine.pipeline.tree import TreeConfig
@@ -89,11 +89,11 @@ ROOT_NODE = Node(
 def seed_job(store: Store, job_id: str = JOB_ID, created: float = 100.0,
              nodes: tuple[Node, ...] = (LEAF_0, LEAF_1, ROOT_NODE)) -> None:
     """A finished job whose leaf 0 kept two best-of-n candidates and whose root kept one."""
-    store.put_document(DOCUMENT)
-    store.create_job(JobRecord(id=job_id, owner="alice", document_id=DOCUMENT.id, title="Alice",
+    store.jobs.put_document(DOCUMENT)
+    store.jobs.create_job(JobRecord(id=job_id, owner="alice", document_id=DOCUMENT.id, title="Alice",
                                config=TreeConfig(), status="done", created=created, root="root"))
     for node in nodes:
-        store.put_job_node(job_id, node)
+        store.nodes.put_job_node(job_id, node)
 
 
 def seed_critiques(store: Store, job_id: str = JOB_ID) -> tuple[str, str]:
@@ -105,7 +105,7 @@ def seed_critiques(store: Store, job_id: str = JOB_ID) -> tuple[str, str]:
         report = ReportRead(id=f"critique-{sample}", job_id=job_id, node_id="root", kind="critique",
                             status="done", request=CritiqueRequest(summary=-1, sample=sample),
                             body=CritiqueReport(items=items), created=200.0 + sample, finished=201.0 + sample)
-        store.create_report(report)
+        store.reports.create_report(report)
         ids.append(report.id)
     return ids[0], ids[1]
 
@@ -241,14 +241,13 @@ def test_critique_tasks_pair_two_critiques_of_one_summary(client, store):
 
 def test_a_lease_is_atomic_in_the_store(store):
     seed_job(store)
-    service = EvaluationService(store, lease_seconds=60)
-    pair = next(service._pairs((None, None, None), set()))
+    pair = next(eligible_pairs(store, (None, None, None), set()))
     now = time.time()
     first = EvaluationLease(id="a" * 32, task_id=pair.id, evaluator="eve", leased=now, expires=now + 60)
     second = EvaluationLease(id="b" * 32, task_id=pair.id, evaluator="frank", leased=now, expires=now + 60)
-    assert store.lease_pair(pair, first) is True
-    assert store.lease_pair(pair, second) is False
-    assert store.get_lease("b" * 32) is None
+    assert store.evaluations.lease_pair(pair, first) is True
+    assert store.evaluations.lease_pair(pair, second) is False
+    assert store.evaluations.get_lease("b" * 32) is None
 
 
 # Comparisons
@@ -263,7 +262,7 @@ def test_a_comparison_is_stored_with_its_texts_and_the_pair_moves_on(client, sto
     saved = msgspec.json.decode(response.content, type=ComparisonRead)
     assert saved.evaluator == "eve" and saved.preference == 1
     assert saved.flagged == (FlaggedItem(candidate=0, item=0),)
-    stored = store.get_comparison(saved.id)
+    stored = store.evaluations.get_comparison(saved.id)
     assert stored.candidates == tuple(c.text for c in task.candidates)
     assert stored.input == TEXT[:BREAK] and stored.height == 0 and stored.document_id == DOCUMENT.id
     following = _task(client)
@@ -428,7 +427,7 @@ def test_a_bad_export_query_is_a_400_problem(client, params):
 def test_comparisons_outlive_their_job(client, store):
     seed_job(store)
     _compare(client, _task(client).id)
-    store.delete_job(JOB_ID)
+    store.jobs.delete_job(JOB_ID)
     lines = client.get("/v1/comparisons/export", headers=ROOT).content.splitlines()
     assert len(lines) == 1
 

@@ -1,15 +1,11 @@
 import pytest
 
 from recursum.service.engine.errors import ConfigError
-from recursum.service.engine.models.runtime import ModelSpec, load_runtime
-from recursum.service.engine.pipeline.generate import (
-    GenerationRequest,
-    GenerationSettings,
-    GenerationStats,
-    fit_prompt,
-    generate_batched,
-)
+from recursum.service.engine.models.runtime import load_runtime
+from recursum.service.engine.models.spec import ModelSpec
+from recursum.service.engine.pipeline.generate import fit_prompt, generate_batched
 from recursum.service.engine.pipeline.prompts import chunk_prompt
+from recursum.service.engine.pipeline.results import GenerationRequest, GenerationSettings, GenerationStats
 
 SETTINGS = GenerationSettings(max_new_tokens=8)
 

@@ -3,8 +3,8 @@ import zipfile
 
 import pytest
 
-from recursum.service.engine.models import model_store
 from recursum.service.engine.errors import ModelError, ModelNotInstalled
+from recursum.service.engine.models import model_store
 from recursum.service.engine.models.model_store import (
     default_model_path,
     installed_models,

@@ -4,7 +4,8 @@ import pytest
 from conftest import shared_data
 
 from recursum.service.engine.models.model_store import pull_default_model
-from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.recursion import Summarizer
 from recursum.service.engine.pipeline.tree import TreeConfig
@@ -34,9 +35,10 @@ def test_every_evidence_span_lies_inside_the_document(tree):
 
 
 def test_every_node_spans_exactly_its_children(tree):
-    for node in tree.nodes.values():
-        if node.children:
-            children = [tree.nodes[c] for c in node.children]
-            assert node.span.start == children[0].span.start
-            assert node.span.end == children[-1].span.end
-            assert all(a.span.end == b.span.start for a, b in zip(children, children[1:], strict=False))
+    merges = [node for node in tree.nodes.values() if node.children]
+    assert merges
+    for node in merges:
+        children = [tree.nodes[c] for c in node.children]
+        assert node.span.start == children[0].span.start
+        assert node.span.end == children[-1].span.end
+        assert all(a.span.end == b.span.start for a, b in zip(children, children[1:], strict=False))

@@ -2,11 +2,13 @@ import pytest
 
 from recursum.schemas.events import HeightDone, HeightStarted
 from recursum.schemas.tree import SOURCE, Node, Span
-from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.events import NodeDone
 from recursum.service.engine.pipeline.node_cache import MemoryNodeCache
-from recursum.service.engine.pipeline.recursion import Cancelled, RunStats, Summarizer, merge_groups
+from recursum.service.engine.pipeline.recursion import Cancelled, Summarizer, merge_groups
+from recursum.service.engine.pipeline.results import RunStats
 from recursum.service.engine.pipeline.tree import TreeConfig
 
 CONFIG = TreeConfig(chunk_tokens=60, merge_tokens=64, max_children=3, summary_tokens=12,
@@ -43,6 +45,7 @@ def test_a_long_document_becomes_several_heights_with_one_root(tree):
 
 
 def test_leaves_are_the_chunks_and_every_merge_spans_its_children(tree):
+    assert tree.chunks and len(tree.heights) >= 2, "the story should need at least one merge"
     for chunk, node_id in zip(tree.chunks, tree.heights[0], strict=True):
         assert tree.nodes[node_id].span == chunk.span
         assert tree.nodes[node_id].role == "chunk"
@@ -56,16 +59,20 @@ def test_leaves_are_the_chunks_and_every_merge_spans_its_children(tree):
 
 
 def test_evidence_composes_down_to_spans_of_the_original_text(tree):
-    for node in tree.nodes.values():
-        for sentence in node.sentences:
-            for span in sentence.source_spans:
-                assert node.span.start <= span.start < span.end <= node.span.end
-            for link in sentence.links:
-                if link.target == SOURCE:
-                    assert link.sentence < len(node.source_sentences)
-                else:
-                    assert link.target in node.children
-                    assert link.sentence < len(tree.nodes[link.target].sentences)
+    spans = [(node, span) for node in tree.nodes.values() for sentence in node.sentences
+             for span in sentence.source_spans]
+    links = [(node, link) for node in tree.nodes.values() for sentence in node.sentences
+             for link in sentence.links]
+    assert spans and links
+    assert {link.target == SOURCE for _, link in links} == {True, False}  # to the source and to children
+    for node, span in spans:
+        assert node.span.start <= span.start < span.end <= node.span.end
+    for node, link in links:
+        if link.target == SOURCE:
+            assert link.sentence < len(node.source_sentences)
+        else:
+            assert link.target in node.children
+            assert link.sentence < len(tree.nodes[link.target].sentences)
 
 
 def test_a_second_run_reuses_every_node_from_the_cache(runtime, evidence_scorer):
@@ -74,6 +81,7 @@ def test_a_second_run_reuses_every_node_from_the_cache(runtime, evidence_scorer)
     first_stats, second_stats = RunStats(), RunStats()
     first = Summarizer(runtime, evidence_scorer, CONFIG, cache).summarize(document, stats=first_stats)
     second = Summarizer(runtime, evidence_scorer, CONFIG, cache).summarize(document, stats=second_stats)
+    assert len(second.nodes) > 1
     assert second_stats.cache_hits == len({n.key for n in first.nodes.values()})
     assert all(n.cached for n in second.nodes.values())
     assert second_stats.generation.sequences == 0
@@ -95,6 +103,7 @@ def test_editing_the_end_recomputes_only_the_last_leaf_and_its_ancestors(runtime
         if not children:
             break
         node_id = children[-1]
+    assert edited.heights[0][-1] in generated, "the edited last leaf is generated again"
     assert generated <= chain
     assert stats.cache_misses <= len(edited.heights)
 
@@ -147,6 +156,7 @@ def test_cancelling_stops_the_run(runtime, evidence_scorer):
 
 def test_merge_groups_respect_fan_in_and_never_leave_a_lone_child(tree):
     leaves = [tree.nodes[i] for i in tree.heights[0]]
+    assert len(leaves) > 3, "sizes past one group's fan-in"
     for size in range(2, len(leaves) + 1):
         groups = merge_groups(leaves[:size], budget=10_000, max_children=3)
         assert [n for g in groups for n in g] == leaves[:size]

@@ -11,6 +11,8 @@ from test_server_process import Server, _metric
 from recursum.service.store.repository import Store
 from recursum.service.store.tables import JobRow
 
+pytestmark = pytest.mark.integration  # a PostgreSQL cluster and `recursum serve` processes
+
 STORY = "\n\n".join(f"Part {i}. The Rabbit {i} ran past Alice and the Queen shouted at the Hatter."
                     for i in range(40))
 OPTIONS = {"chunk_tokens": 40, "summary_tokens": 48, "batch_size": 1}
@@ -58,15 +60,15 @@ def test_two_replicas_share_the_queue_and_take_over_a_killed_replicas_jobs(tmp_p
             for n, server in enumerate([first, second] * 3)
         ]
         deadline = time.time() + 120
-        while not any(owner == "a" and store.job_nodes(job) for job, owner in
+        while not any(owner == "a" and store.nodes.job_nodes(job) for job, owner in
                       _lease_owners(store, postgres_url).items()):
             assert time.time() < deadline, "replica a never started a job"
             time.sleep(0.1)
         first.kill()
         held_by_a = [job for job, owner in _lease_owners(store, postgres_url).items()
-                     if owner == "a" and store.get_job(job).status != "done"]
+                     if owner == "a" and store.jobs.get_job(job).status != "done"]
         assert held_by_a, "replica a finished everything before it was killed"
-        reusable = sum(len(store.job_nodes(job)) for job in held_by_a)
+        reusable = sum(len(store.nodes.job_nodes(job)) for job in held_by_a)
 
         _wait_all_done(second, job_ids)
         owners = _lease_owners(store, postgres_url)
@@ -79,9 +81,9 @@ def test_two_replicas_share_the_queue_and_take_over_a_killed_replicas_jobs(tmp_p
         generated_by_b = _metric(metrics, "recursum_node_cache_misses_total")
         assert generated_by_b <= store.counts()["generations"] - reusable
         for job in job_ids:
-            record = store.get_job(job)
+            record = store.jobs.get_job(job)
             assert record.root is not None
-            assert store.get_job_node(job, record.root) is not None
+            assert store.nodes.get_job_node(job, record.root) is not None
     finally:
         second.stop()
         first.stop()

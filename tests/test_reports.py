@@ -14,22 +14,23 @@ from recursum.schemas.tree import Candidate, Node, Span
 from recursum.service.api.app import create_app
 from recursum.service.api.auth import Principal
 from recursum.service.api.reports.service import ReportService
-from recursum.service.engine.helpers import reports as reports_module
-from recursum.service.engine.helpers import verify as verify_module
 from recursum.service.engine.errors import ModelError
-from recursum.service.engine.facade import Engine
+from recursum.service.engine.facade import ModelEngine
+from recursum.service.engine.helpers import verify as verify_module
+from recursum.service.engine.helpers.compare import align, compare_report
 from recursum.service.engine.helpers.critique import (
     counterfactual_items,
     critique_parts,
     match_quote,
     parse_items,
 )
-from recursum.service.engine.helpers.reports import (
+from recursum.service.engine.helpers.critique_report import critique_report
+from recursum.service.engine.helpers.evidence_report import evidence_report
+from recursum.service.engine.helpers.reports import build_reports
+from recursum.service.engine.helpers.tasks import (
     InvalidReportRequest,
     ReportTask,
-    align,
     check_request,
-    evidence_report,
     node_material,
 )
 from recursum.service.engine.helpers.verify import (
@@ -40,11 +41,13 @@ from recursum.service.engine.helpers.verify import (
     verdict_token_ids,
 )
 from recursum.service.engine.helpers.verify_calibration import VerifyCalibration
-from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.entities import known_names
 from recursum.service.engine.pipeline.evidence import leaf_evidence
 from recursum.service.engine.pipeline.prompts import render_messages, verify_prompt
 from recursum.service.engine.pipeline.sentences import sentence_spans
+from recursum.service.jobs.reports import finish_pending_reports
 from recursum.service.settings import ServiceSettings, parse_api_keys
 from recursum.service.store.repository import Store
 
@@ -151,7 +154,7 @@ def test_verdicts_become_items_on_the_sentences_not_judged_supported(evidence_sc
                                                (FOREIGN, "unsupported")])
 def test_evidence_flags_each_kind_of_planted_sentence_and_not_the_true_one(evidence_scorer, planted, kind):
     node = _leaf(evidence_scorer, f"{TRUE} {planted}")
-    report = reports_module.critique_report(_task(node, CritiqueRequest()), ["SUPPORTED"] * 2,
+    report = critique_report(_task(node, CritiqueRequest()), ["SUPPORTED"] * 2,
                                             evidence_scorer)
     about = {(item.kind, item.sentence) for item in report.items if item.origin == "evidence"}
     assert (kind, 1) in about
@@ -160,7 +163,7 @@ def test_evidence_flags_each_kind_of_planted_sentence_and_not_the_true_one(evide
 
 def test_salient_child_sentences_no_summary_sentence_uses_are_omissions(evidence_scorer):
     node = _leaf(evidence_scorer, TRUE)
-    report = reports_module.critique_report(_task(node, CritiqueRequest()), ["SUPPORTED"])
+    report = critique_report(_task(node, CritiqueRequest()), ["SUPPORTED"])
     omissions = [item for item in report.items if item.kind == "omission"]
     assert omissions and all(item.origin == "evidence" for item in omissions)
     assert any("Duchess" in item.quote or "Cheshire" in item.quote for item in omissions)
@@ -188,7 +191,7 @@ def test_compare_aligns_shared_sentences_and_shows_claims_only_one_side_makes(ev
     other = _leaf(evidence_scorer, f"She drank from a bottle and shrank. {FOREIGN}")
     node = msgspec.structs.replace(chosen, candidates=(
         Candidate(summary=other.summary, sentences=other.sentences, source="sample:1"),))
-    report = reports_module.compare_report(evidence_scorer, _task(node, CompareRequest(a=-1, b=0)))
+    report = compare_report(evidence_scorer, _task(node, CompareRequest(a=-1, b=0)))
     assert (report.a.label, report.b.label) == ("chosen", "candidate:0")
     pairs = {(p.a, p.b) for p in report.aligned}
     assert (1, 0) in pairs  # the shared sentence
@@ -198,7 +201,7 @@ def test_compare_aligns_shared_sentences_and_shows_claims_only_one_side_makes(ev
 
 def test_compare_scores_a_summary_passed_in_the_request(evidence_scorer):
     node = _leaf(evidence_scorer, TRUE)
-    report = reports_module.compare_report(evidence_scorer, _task(node, CompareRequest(a=-1, b=FOREIGN)))
+    report = compare_report(evidence_scorer, _task(node, CompareRequest(a=-1, b=FOREIGN)))
     assert report.b.label == "request" and report.b.sentences[0].unsupported
     assert align(evidence_scorer, report.a.sentences, ()) == tuple(
         msgspec.convert({"a": i, "b": None, "similarity": 0.0}, type(report.aligned[0]))
@@ -212,7 +215,7 @@ def test_an_evidence_report_can_be_about_a_candidate(evidence_scorer):
     node = _leaf(evidence_scorer, TRUE, candidates=(candidate,))
     no_generation = MagicMock(spec=["adapter_for"])
     tasks = [_task(node, EvidenceRequest(summary=0))]
-    (report,) = reports_module.build_reports(no_generation, evidence_scorer, tasks)
+    (report,) = build_reports(no_generation, evidence_scorer, tasks)
     assert report.summary == FOREIGN and report.unsupported == 1
 
 
@@ -238,7 +241,7 @@ OPTIONS = {"chunk_tokens": 40, "summary_tokens": 8}
 def engine(tmp_path_factory, evidence_scorer):
     """The tiny model with a window long enough for the helper prompts."""
     directory = build_tiny_model(tmp_path_factory.mktemp("tiny-4k"), max_positions=2048)
-    return Engine(load_runtime(ModelSpec(base=str(directory), quantization="none")), evidence_scorer)
+    return ModelEngine(load_runtime(ModelSpec(base=str(directory), quantization="none")), evidence_scorer)
 
 
 @pytest.fixture
@@ -299,10 +302,10 @@ def test_pending_critiques_of_several_nodes_are_judged_in_one_batched_call(engin
     for node_id in leaves:
         report, status = service.create(job_id, node_id, CritiqueRequest(), evaluator, engine)
         assert (status, report.status) == (202, "pending")
-    assert service.generate_pending(engine) == 3
+    assert finish_pending_reports(store, engine) == 3
     nodes = {n["id"]: n for n in tree["nodes"]}
     assert verifications == [sum(len(nodes[node_id]["sentences"]) for node_id in leaves)]
-    done = [store.reports_of_node(job_id, node_id)[0] for node_id in leaves]
+    done = [store.reports.reports_of_node(job_id, node_id)[0] for node_id in leaves]
     assert all(r.status == "done" and r.body.items is not None for r in done)
 
 
@@ -315,8 +318,8 @@ def test_a_calibrated_helper_flags_the_sentences_under_its_threshold(engine, sto
     service = ReportService(store)
     service.create(job_id, leaf, CritiqueRequest(), Principal(name="eve", scopes=frozenset({"evaluate"})),
                    engine)
-    assert service.generate_pending(engine) == 1
-    body = store.reports_of_node(job_id, leaf)[0].body
+    assert finish_pending_reports(store, engine) == 1
+    body = store.reports.reports_of_node(job_id, leaf)[0].body
     node = next(n for n in tree["nodes"] if n["id"] == leaf)
     flagged = sorted(i.sentence for i in body.items if i.origin == "model")
     assert flagged == list(range(len(node["sentences"])))
@@ -400,7 +403,7 @@ def test_reports_need_the_evaluate_scope_to_create(client):
 def test_a_report_on_an_unfinished_job_is_409(client, store):
     job_id, tree = _finished_job(client)
     client.app.state.worker.stop()  # or it would pick the job up again
-    store.update_job(job_id, status="running")
+    store.jobs.update_job(job_id, status="running")
     response = client.post(_reports_url(job_id, tree["root"]), json={"kind": "evidence"}, headers=EVE)
     assert response.status_code == 409 and "running" in response.json()["detail"]
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from recursum.service.engine.errors import ModelError
-from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from test_server_process import Server
 
+pytestmark = pytest.mark.integration  # a `recursum serve` process
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model_dir):

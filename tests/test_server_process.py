@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,44 +10,33 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import shared_data
+from loopback_server import ServerNotReady, free_port, wait_ready
 
 from recursum.clients.client import Client
 from recursum.schemas.events import JobFinished, NodeSummary
 from recursum.service.store.repository import Store
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+pytestmark = pytest.mark.integration  # starts `recursum serve` processes
 
 
 class Server:
     """A `recursum serve --dev` process on a loopback port, with its own home and database."""
 
     def __init__(self, home: Path, model: Path, database_url: str, env: dict[str, str] | None = None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = home / f"server-{self.port}.log"
         home.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "recursum.service.cli.main", "serve", "--dev", "--port", str(self.port),
-                   "--model", str(model), "--quantization", "none", "--db", database_url]
+        command = [sys.executable, "-m", "recursum.service.cli.main", "serve", "--dev",
+                   "--port", str(self.port), "--model", str(model), "--quantization", "none",
+                   "--db", database_url]
         env = os.environ | {"RECURSUM_HOME": str(home)} | (env or {})
         self.process = subprocess.Popen(command, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"server not ready: {self.log.read_text()[-2000:]}")
+        try:
+            wait_ready(self.url, timeout=120, process=self.process)
+        except ServerNotReady as error:
+            self.stop()
+            raise AssertionError(f"{error}: {self.log.read_text()[-2000:]}") from error
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -100,12 +88,12 @@ def test_after_kill_9_a_restart_resumes_the_job_without_recomputing_nodes(tmp_pa
     ).json()["id"]
     store = Store(database_url)
     deadline = time.time() + 120
-    while len(store.job_nodes(job_id)) < 5:
+    while len(store.nodes.job_nodes(job_id)) < 5:
         assert time.time() < deadline, "no nodes were committed"
         time.sleep(0.05)
     first.kill()
-    completed_before = {node.key for node in store.job_nodes(job_id)}
-    assert store.get_job(job_id).status == "running"
+    completed_before = {node.key for node in store.nodes.job_nodes(job_id)}
+    assert store.jobs.get_job(job_id).status == "running"
 
     second = Server(tmp_path / "home", tiny_model_dir, database_url)
     try:
@@ -115,7 +103,7 @@ def test_after_kill_9_a_restart_resumes_the_job_without_recomputing_nodes(tmp_pa
             assert time.time() < deadline, "the resumed job did not finish"
             time.sleep(0.2)
         metrics = httpx.get(f"{second.url}/metrics").text
-        all_keys = {node.key for node in store.job_nodes(job_id)}
+        all_keys = {node.key for node in store.nodes.job_nodes(job_id)}
         assert completed_before < all_keys
         assert _metric(metrics, "recursum_node_cache_hits_total") >= len(completed_before)
         assert _metric(metrics, "recursum_node_cache_misses_total") <= len(all_keys - completed_before)

@@ -20,11 +20,12 @@ from postgres_cluster import new_database
 from recursum.schemas.jobs import CallbackAttempt, HeightProgress
 from recursum.schemas.tree import EvidenceLink, Node, Sentence, Span
 from recursum.service.engine.pipeline.document import make_document
-from recursum.service.engine.pipeline.generate import GenerationResult
+from recursum.service.engine.pipeline.results import GenerationResult
 from recursum.service.engine.pipeline.tree import TreeConfig
 from recursum.service.store.database import create_database_engine, default_database_url, migrate
+from recursum.service.store.jobs import LeaseLost
 from recursum.service.store.records import JobRecord
-from recursum.service.store.repository import LeaseLost, Store
+from recursum.service.store.repository import Store
 from recursum.service.store.tables import Base
 
 TABLES = {"documents", "jobs", "job_nodes", "generations", "callback_attempts", "reports",
@@ -75,7 +76,7 @@ DOCUMENT = make_document("Alice was beginning to get very tired.\n", title="Alic
 
 @pytest.fixture
 def stored_document(store: Store) -> None:
-    store.put_document(DOCUMENT)
+    store.jobs.put_document(DOCUMENT)
 
 
 def run_in_threads(count: int, work) -> None:
@@ -145,10 +146,10 @@ def test_unsupported_database_url_is_refused_with_the_fix() -> None:
 
 
 def test_document_round_trips_and_putting_it_again_is_harmless(store: Store) -> None:
-    store.put_document(DOCUMENT)
-    store.put_document(DOCUMENT)
-    assert store.get_document(DOCUMENT.id) == DOCUMENT
-    assert store.get_document("missing") is None
+    store.jobs.put_document(DOCUMENT)
+    store.jobs.put_document(DOCUMENT)
+    assert store.jobs.get_document(DOCUMENT.id) == DOCUMENT
+    assert store.jobs.get_document("missing") is None
     assert store.counts()["documents"] == 1
 
 
@@ -156,22 +157,22 @@ def test_job_round_trips_with_its_config_and_progress(store: Store, stored_docum
     job = make_job("job-1", created=100.0)
     job.progress = [HeightProgress(height=0, done=3, total=4)]
     job.callback_url = "https://example.org/hook"
-    store.create_job(job)
-    assert store.get_job("job-1") == job
-    assert store.get_job("missing") is None
+    store.jobs.create_job(job)
+    assert store.jobs.get_job("job-1") == job
+    assert store.jobs.get_job("missing") is None
 
 
 def test_a_job_needs_a_stored_document(store: Store) -> None:
     with pytest.raises(sa.exc.IntegrityError):
-        store.create_job(make_job("job-1", created=100.0))
+        store.jobs.create_job(make_job("job-1", created=100.0))
 
 
 def test_list_jobs_is_newest_first_and_filters_by_owner(store: Store, stored_document: None) -> None:
     for number, owner in enumerate(["alice", "bob", "alice"]):
-        store.create_job(make_job(f"job-{number}", created=100.0 + number, owner=owner))
-    assert [job.id for job in store.list_jobs()] == ["job-2", "job-1", "job-0"]
-    assert [job.id for job in store.list_jobs(owner="alice")] == ["job-2", "job-0"]
-    assert [job.id for job in store.list_jobs(limit=1)] == ["job-2"]
+        store.jobs.create_job(make_job(f"job-{number}", created=100.0 + number, owner=owner))
+    assert [job.id for job in store.jobs.list_jobs()] == ["job-2", "job-1", "job-0"]
+    assert [job.id for job in store.jobs.list_jobs(owner="alice")] == ["job-2", "job-0"]
+    assert [job.id for job in store.jobs.list_jobs(limit=1)] == ["job-2"]
 
 
 def test_claims_take_the_queued_and_running_jobs_oldest_first(
@@ -179,41 +180,41 @@ def test_claims_take_the_queued_and_running_jobs_oldest_first(
 ) -> None:
     statuses = ["running", "done", "queued", "failed", "queued", "cancelled"]
     for number, status in enumerate(statuses):
-        store.create_job(make_job(f"job-{number}", created=200.0 - number, status=status))
-    claimed = store.claim_jobs("a", limit=10, lease_seconds=60)
+        store.jobs.create_job(make_job(f"job-{number}", created=200.0 - number, status=status))
+    claimed = store.jobs.claim_jobs("a", limit=10, lease_seconds=60)
     assert [job.id for job in claimed] == ["job-4", "job-2", "job-0"]
-    assert store.count_jobs(["queued", "running"]) == 3
-    assert store.count_jobs(["done"]) == 1
-    assert store.count_jobs([]) == 0
+    assert store.jobs.count_jobs(["queued", "running"]) == 3
+    assert store.jobs.count_jobs(["done"]) == 1
+    assert store.jobs.count_jobs([]) == 0
 
 
 def test_update_job_sets_fields_and_returns_the_new_record(store: Store, stored_document: None) -> None:
-    store.create_job(make_job("job-1", created=100.0))
+    store.jobs.create_job(make_job("job-1", created=100.0))
     progress = [HeightProgress(height=0, done=4, total=4), HeightProgress(height=1, done=0, total=1)]
-    updated = store.update_job("job-1", status="running", started=101.5, progress=progress)
-    assert updated == store.get_job("job-1")
+    updated = store.jobs.update_job("job-1", status="running", started=101.5, progress=progress)
+    assert updated == store.jobs.get_job("job-1")
     assert (updated.status, updated.started, updated.progress) == ("running", 101.5, progress)
     assert updated.config == make_job("job-1", created=100.0).config
 
 
 def test_update_job_of_an_unknown_id_raises_key_error(store: Store) -> None:
     with pytest.raises(KeyError):
-        store.update_job("missing", status="running")
+        store.jobs.update_job("missing", status="running")
 
 
 def test_update_job_refuses_fields_a_job_does_not_have(store: Store, stored_document: None) -> None:
-    store.create_job(make_job("job-1", created=100.0))
+    store.jobs.create_job(make_job("job-1", created=100.0))
     with pytest.raises(TypeError, match="colour"):
-        store.update_job("job-1", colour="blue")
+        store.jobs.update_job("job-1", colour="blue")
     with pytest.raises(TypeError):
-        store.update_job("job-1", id="job-2")
+        store.jobs.update_job("job-1", id="job-2")
 
 
 def test_update_job_to_an_invalid_record_changes_nothing(store: Store, stored_document: None) -> None:
-    store.create_job(make_job("job-1", created=100.0))
+    store.jobs.create_job(make_job("job-1", created=100.0))
     with pytest.raises(msgspec.ValidationError):
-        store.update_job("job-1", status="exploded", error="boom")
-    assert store.get_job("job-1") == make_job("job-1", created=100.0)
+        store.jobs.update_job("job-1", status="exploded", error="boom")
+    assert store.jobs.get_job("job-1") == make_job("job-1", created=100.0)
 
 
 # Nodes of a job
@@ -221,60 +222,60 @@ def test_update_job_to_an_invalid_record_changes_nothing(store: Store, stored_do
 
 def test_job_nodes_are_committed_one_by_one_and_survive_a_restart(database_url: str) -> None:
     writer, reader = Store(database_url), Store(database_url)  # the worker, and an API replica
-    writer.put_document(DOCUMENT)
-    writer.create_job(make_job("job-1", created=100.0))
+    writer.jobs.put_document(DOCUMENT)
+    writer.jobs.create_job(make_job("job-1", created=100.0))
     nodes = [make_node("leaf-1", 0, 1), make_node("leaf-0", 0, 0), make_node("root", 1, 0)]
     for count, node in enumerate(nodes, start=1):
-        writer.put_job_node("job-1", node)
-        assert len(reader.job_nodes("job-1")) == count
+        writer.nodes.put_job_node("job-1", node)
+        assert len(reader.nodes.job_nodes("job-1")) == count
     writer.close()
     reader.close()
 
     restarted = Store(database_url)
-    assert restarted.job_nodes("job-1") == [nodes[1], nodes[0], nodes[2]]
-    assert restarted.get_job_node("job-1", "root") == nodes[2]
-    assert restarted.get_job_node("job-1", "missing") is None
+    assert restarted.nodes.job_nodes("job-1") == [nodes[1], nodes[0], nodes[2]]
+    assert restarted.nodes.get_job_node("job-1", "root") == nodes[2]
+    assert restarted.nodes.get_job_node("job-1", "missing") is None
     restarted.close()
 
 
 def test_putting_a_job_node_again_is_harmless(store: Store, stored_document: None) -> None:
-    store.create_job(make_job("job-1", created=100.0))
-    store.put_job_node("job-1", make_node("leaf-0", 0, 0))
-    store.put_job_node("job-1", make_node("leaf-0", 0, 0))
-    assert store.job_nodes("job-1") == [make_node("leaf-0", 0, 0)]
+    store.jobs.create_job(make_job("job-1", created=100.0))
+    store.nodes.put_job_node("job-1", make_node("leaf-0", 0, 0))
+    store.nodes.put_job_node("job-1", make_node("leaf-0", 0, 0))
+    assert store.nodes.job_nodes("job-1") == [make_node("leaf-0", 0, 0)]
 
 
 def test_a_job_node_needs_an_existing_job(store: Store) -> None:
     with pytest.raises(sa.exc.IntegrityError):
-        store.put_job_node("missing", make_node("leaf-0", 0, 0))
+        store.nodes.put_job_node("missing", make_node("leaf-0", 0, 0))
 
 
 def test_writers_in_several_threads_wait_for_each_other(store: Store, stored_document: None) -> None:
-    store.create_job(make_job("job-1", created=100.0))
+    store.jobs.create_job(make_job("job-1", created=100.0))
 
     def finish_a_node(number: int) -> None:
-        store.put_job_node("job-1", make_node(f"leaf-{number}", 0, number))
-        store.update_job("job-1", progress=[HeightProgress(height=0, done=number, total=8)])
+        store.nodes.put_job_node("job-1", make_node(f"leaf-{number}", 0, number))
+        store.jobs.update_job("job-1", progress=[HeightProgress(height=0, done=number, total=8)])
 
     run_in_threads(8, finish_a_node)
-    assert len(store.job_nodes("job-1")) == 8
+    assert len(store.nodes.job_nodes("job-1")) == 8
 
 
 # The generation cache
 
 
 def test_generation_cache_is_shared_across_jobs_and_put_is_idempotent(store: Store) -> None:
-    assert store.get("key-1") is None
-    store.put(make_generation("key-1"))
-    store.put(make_generation("key-1"))
-    assert store.get("key-1") == make_generation("key-1")
+    assert store.nodes.get("key-1") is None
+    store.nodes.put(make_generation("key-1"))
+    store.nodes.put(make_generation("key-1"))
+    assert store.nodes.get("key-1") == make_generation("key-1")
     assert store.counts()["generations"] == 1
 
 
 def test_concurrent_puts_of_one_generation_do_not_raise(database_url: str) -> None:
     stores = [Store(database_url), Store(database_url)]  # two workers, or two replicas
-    run_in_threads(8, lambda number: stores[number % 2].put(make_generation("key-1")))
-    assert stores[0].get("key-1") == make_generation("key-1")
+    run_in_threads(8, lambda number: stores[number % 2].nodes.put(make_generation("key-1")))
+    assert stores[0].nodes.get("key-1") == make_generation("key-1")
     for store in stores:
         store.close()
 
@@ -286,71 +287,71 @@ def test_deleting_a_job_removes_its_nodes_and_callbacks_but_keeps_shared_rows(
     store: Store, stored_document: None
 ) -> None:
     for job_id in ("job-1", "job-2"):
-        store.create_job(make_job(job_id, created=100.0))
-        store.put_job_node(job_id, make_node("leaf-0", 0, 0))
-        store.add_callback_attempt(job_id, CallbackAttempt(attempt=1, at=110.0, status_code=500))
-    store.put(make_generation("key-leaf-0"))
+        store.jobs.create_job(make_job(job_id, created=100.0))
+        store.nodes.put_job_node(job_id, make_node("leaf-0", 0, 0))
+        store.jobs.add_callback_attempt(job_id, CallbackAttempt(attempt=1, at=110.0, status_code=500))
+    store.nodes.put(make_generation("key-leaf-0"))
 
-    assert store.delete_job("job-1") is True
-    assert store.delete_job("job-1") is False
-    assert store.get_job("job-1") is None
+    assert store.jobs.delete_job("job-1") is True
+    assert store.jobs.delete_job("job-1") is False
+    assert store.jobs.get_job("job-1") is None
     nonempty = {table: rows for table, rows in store.counts().items() if rows}
     assert nonempty == {"documents": 1, "jobs": 1, "job_nodes": 1, "generations": 1, "callback_attempts": 1}
-    assert store.job_nodes("job-2") == [make_node("leaf-0", 0, 0)]
+    assert store.nodes.job_nodes("job-2") == [make_node("leaf-0", 0, 0)]
 
 
 def test_callback_attempts_are_listed_in_attempt_order(store: Store, stored_document: None) -> None:
-    store.create_job(make_job("job-1", created=100.0))
+    store.jobs.create_job(make_job("job-1", created=100.0))
     attempts = [
         CallbackAttempt(attempt=1, at=110.0, error="connection refused"),
         CallbackAttempt(attempt=2, at=112.0, status_code=204),
     ]
     for attempt in reversed(attempts):
-        store.add_callback_attempt("job-1", attempt)
-    assert store.callback_attempts("job-1") == attempts
-    assert store.callback_attempts("job-2") == []
+        store.jobs.add_callback_attempt("job-1", attempt)
+    assert store.jobs.callback_attempts("job-1") == attempts
+    assert store.jobs.callback_attempts("job-2") == []
 
 
 def test_a_claimed_job_is_not_claimed_by_another_replica_until_its_lease_expires(
     store: Store, stored_document: None
 ) -> None:
-    store.create_job(make_job("j1", created=1.0))
-    store.create_job(make_job("j2", created=2.0))
-    assert [job.id for job in store.claim_jobs("a", limit=1, lease_seconds=60)] == ["j1"]
-    assert [job.id for job in store.claim_jobs("b", limit=5, lease_seconds=0.05)] == ["j2"]
-    assert store.claim_jobs("c", limit=5, lease_seconds=60) == []
+    store.jobs.create_job(make_job("j1", created=1.0))
+    store.jobs.create_job(make_job("j2", created=2.0))
+    assert [job.id for job in store.jobs.claim_jobs("a", limit=1, lease_seconds=60)] == ["j1"]
+    assert [job.id for job in store.jobs.claim_jobs("b", limit=5, lease_seconds=0.05)] == ["j2"]
+    assert store.jobs.claim_jobs("c", limit=5, lease_seconds=60) == []
     time.sleep(0.1)
-    assert [job.id for job in store.claim_jobs("c", limit=5, lease_seconds=60)] == ["j2"]
+    assert [job.id for job in store.jobs.claim_jobs("c", limit=5, lease_seconds=60)] == ["j2"]
 
 
 def test_a_replica_reclaims_its_own_jobs_after_a_restart(store: Store, stored_document: None) -> None:
-    store.create_job(make_job("j1", created=1.0))
-    store.claim_jobs("a", limit=1, lease_seconds=60)
-    assert [job.id for job in store.claim_jobs("a", limit=1, lease_seconds=60)] == ["j1"]
-    assert store.claim_jobs("a", limit=1, lease_seconds=60, exclude=["j1"]) == []
+    store.jobs.create_job(make_job("j1", created=1.0))
+    store.jobs.claim_jobs("a", limit=1, lease_seconds=60)
+    assert [job.id for job in store.jobs.claim_jobs("a", limit=1, lease_seconds=60)] == ["j1"]
+    assert store.jobs.claim_jobs("a", limit=1, lease_seconds=60, exclude=["j1"]) == []
 
 
 def test_renewing_reports_held_jobs_and_their_cancel_requests(store: Store, stored_document: None) -> None:
-    store.create_job(make_job("j1", created=1.0))
-    store.create_job(make_job("j2", created=2.0))
-    store.claim_jobs("a", limit=2, lease_seconds=0.05)
+    store.jobs.create_job(make_job("j1", created=1.0))
+    store.jobs.create_job(make_job("j2", created=2.0))
+    store.jobs.claim_jobs("a", limit=2, lease_seconds=0.05)
     time.sleep(0.1)
-    store.claim_jobs("b", limit=1, lease_seconds=60)  # takes over the expired j1
-    store.update_job("j2", cancel_requested=True)
-    assert store.renew_leases("a", ["j1", "j2"], lease_seconds=60) == {"j2": True}
+    store.jobs.claim_jobs("b", limit=1, lease_seconds=60)  # takes over the expired j1
+    store.jobs.update_job("j2", cancel_requested=True)
+    assert store.jobs.renew_leases("a", ["j1", "j2"], lease_seconds=60) == {"j2": True}
 
 
 def test_concurrent_claims_never_hand_out_a_job_twice(database_url: str) -> None:
     setup = Store(database_url)
-    setup.put_document(DOCUMENT)
+    setup.jobs.put_document(DOCUMENT)
     for number in range(20):
-        setup.create_job(make_job(f"j{number:02d}", created=float(number)))
+        setup.jobs.create_job(make_job(f"j{number:02d}", created=float(number)))
     claimed: list[str] = []
     replicas = [Store(database_url) for _ in range(4)]  # one engine each, as separate processes have
 
     def claim(number: int) -> None:
         mine: list[str] = []
-        while jobs := replicas[number].claim_jobs(f"replica-{number}", limit=2, lease_seconds=60,
+        while jobs := replicas[number].jobs.claim_jobs(f"replica-{number}", limit=2, lease_seconds=60,
                                                   exclude=mine):
             mine.extend(job.id for job in jobs)
         claimed.extend(mine)
@@ -360,10 +361,10 @@ def test_concurrent_claims_never_hand_out_a_job_twice(database_url: str) -> None
 
 
 def test_a_replica_that_lost_a_lease_cannot_overwrite_the_job(store: Store, stored_document: None) -> None:
-    store.create_job(make_job("j1", created=1.0))
-    store.claim_jobs("a", limit=1, lease_seconds=0.05)
+    store.jobs.create_job(make_job("j1", created=1.0))
+    store.jobs.claim_jobs("a", limit=1, lease_seconds=0.05)
     time.sleep(0.1)
-    store.claim_jobs("b", limit=1, lease_seconds=60)
+    store.jobs.claim_jobs("b", limit=1, lease_seconds=60)
     with pytest.raises(LeaseLost):
-        store.update_job("j1", holder="a", status="done")
-    assert store.update_job("j1", holder="b", status="running").status == "running"
+        store.jobs.update_job("j1", holder="a", status="done")
+    assert store.jobs.update_job("j1", holder="b", status="running").status == "running"

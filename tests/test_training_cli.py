@@ -3,6 +3,7 @@
 import json
 
 import msgspec
+import pytest
 from click.testing import CliRunner
 
 from recursum.service.cli.main import cli
@@ -22,6 +23,7 @@ def _train(*args):
     return CliRunner().invoke(cli, ["train", *args])
 
 
+@pytest.mark.integration
 def test_train_reward_writes_an_adapter_and_prints_its_metrics(tiny_model_dir, tmp_path):
     data = _comparisons(tmp_path / "pairs.jsonl")
     result = _train("reward", "--data", str(data), "--out", str(tmp_path / "reward"),

@@ -11,7 +11,8 @@ import pytest
 from recursum.service.engine.errors import ModelError
 from recursum.service.engine.helpers.verify_calibration import VerifyCalibration
 from recursum.service.engine.models.bundle import read_manifest
-from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.prompts import task_prompt, verify_prompt
 from recursum.training.datasets import Comparison, now, write_jsonl
 from recursum.training.dpo import DpoTraining
@@ -62,6 +63,7 @@ def book(tmp_path) -> Path:
     return path
 
 
+@pytest.mark.integration
 def test_levels_run_every_stage_in_order_and_write_a_loadable_bundle(tiny_model_dir, book, tmp_path):
     out = tmp_path / "bundle"
     manifest = run_levels(tiny_config(tiny_model_dir, book), out)
@@ -73,6 +75,7 @@ def test_levels_run_every_stage_in_order_and_write_a_loadable_bundle(tiny_model_
     assert set(runtime.info.adapters) == {"reward", "chunk", "merge"} and runtime.reward_head is not None
 
 
+@pytest.mark.integration
 def test_an_interrupted_run_resumes_at_the_first_unfinished_stage(tiny_model_dir, book, tmp_path):
     out = tmp_path / "bundle"
     config = tiny_config(tiny_model_dir, book, max_height=0)
@@ -84,6 +87,7 @@ def test_an_interrupted_run_resumes_at_the_first_unfinished_stage(tiny_model_dir
     assert {e.role for e in manifest.adapters} == {"reward", "chunk"}
 
 
+@pytest.mark.integration
 def test_a_bundle_for_another_base_model_is_refused(tiny_model_dir, book, tmp_path):
     out = tmp_path / "bundle"
     run_levels(tiny_config(tiny_model_dir, book, max_height=0, policy="none"), out)
@@ -134,6 +138,7 @@ def test_critique_comparisons_prefer_the_reference_and_skip_equal_scores():
     assert comparisons[0].candidates[comparisons[0].preferred] == reference_critique(PLANTED)
 
 
+@pytest.mark.integration
 def test_helper_stage_trains_a_critique_adapter_from_chunk_level_data(tiny_model_dir, book, tmp_path):
     out = tmp_path / "bundle"
     config = tiny_config(tiny_model_dir, book, max_height=0, policy="none", helper=True)

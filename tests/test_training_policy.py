@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from recursum.training import modeling
 from recursum.training.datasets import Comparison, Demonstration, now
 from recursum.training.dpo import DpoTraining, train_dpo
 from recursum.training.formatting import assistant, prompt_messages
@@ -29,16 +30,32 @@ def _sequence_logprob(model, tokenizer, prompt, completion) -> float:
     return float(logprobs[len(prompt_ids) - 1 :].sum())
 
 
-def test_sft_loss_falls_and_the_adapter_is_saved(tiny_model_dir, tmp_path):
+@pytest.mark.integration
+def test_sft_loss_falls_and_every_saved_lora_weight_changed(tiny_model_dir, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    initial, trainable_model = {}, modeling.trainable_model
+
+    def snapshot_trainable_model(*args, **kwargs):  # the fresh LoRA, as SFT receives it
+        model = trainable_model(*args, **kwargs)
+        initial.update({name.replace(".default", ""): weight.detach().clone()
+                        for name, weight in model.named_parameters() if weight.requires_grad})
+        return model
+
+    monkeypatch.setattr(modeling, "trainable_model", snapshot_trainable_model)
     demos = [Demonstration(task="chunk", height=0, input=PASSAGE, output=CHOSEN, group=f"g{i}",
                            source="test") for i in range(8)]
     config = SftTraining(lora=LoraSettings(base=str(tiny_model_dir), quantization="none"), epochs=4,
                          learning_rate=5e-3)
     metrics = train_sft(demos, tmp_path / "sft", config)
     assert metrics.final_loss < metrics.first_loss
-    assert (tmp_path / "sft" / "adapter_model.safetensors").is_file()
+    saved = load_file(str(tmp_path / "sft" / "adapter_model.safetensors"))
+    assert saved and saved.keys() == initial.keys()
+    unchanged = [name for name, weight in saved.items() if torch.equal(weight, initial[name].to(weight))]
+    assert not unchanged, f"SFT left these LoRA weights as initialised: {unchanged}"
 
 
+@pytest.mark.integration
 def test_dpo_moves_the_log_ratio_towards_the_chosen_summary(tiny_model_dir, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer

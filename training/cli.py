@@ -5,30 +5,21 @@ from pathlib import Path
 import click
 import msgspec
 
+from recursum.clients.cli_errors import one_line_errors
 from recursum.training.validate import DEFAULT_MAX_INPUT_TOKENS
 
 
-class TrainingError(click.ClickException):
-    """A bad argument or data file: one line on stderr, exit code 1, no traceback."""
+class TrainingError(ValueError):
+    """A bad argument or data file. Training methods validate their configs and data with ValueError
+    (msgspec's ValidationError is one): those are the user's to fix, one line on stderr, exit code 1."""
 
 
-class _TrainingGroup(click.Group):
-    """Training methods validate their configs and data with ValueError (msgspec's ValidationError
-    is one): those are the user's to fix, so they become a one-line message, not a traceback."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except ValueError as error:
-            raise TrainingError(str(error)) from None
-
-
-@click.group(cls=_TrainingGroup)
+@click.group(cls=one_line_errors(ValueError))
 def train() -> None:
     """Train recursum's adapters and prepare their data."""
 
 
-@train.group(cls=_TrainingGroup)
+@train.group(cls=one_line_errors(ValueError))
 def data() -> None:
     """Check and import training data (JSONL demonstrations and comparisons)."""
 
@@ -183,7 +174,8 @@ def sft_command(data: Path, out: Path, **lora) -> None:
 def synth_command(book: Path, task: str, n: int, out: Path, best_of: int, max_chars: int,
                   bundle: str | None, base: str | None, labeler_seed: int, labeler_noise: float) -> None:
     """Comparisons of the current model's candidate summaries of BOOK, judged by the SIMULATED labeler."""
-    from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+    from recursum.service.engine.models.runtime import load_runtime
+    from recursum.service.engine.models.spec import ModelSpec
     from recursum.service.engine.pipeline.evidence import EvidenceScorer
     from recursum.training.datasets import write_jsonl
     from recursum.training.labeler import LabelerConfig, SimulatedLabeler

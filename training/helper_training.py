@@ -23,7 +23,8 @@ from recursum.service.engine.helpers.critique import claim_index, parse_items
 from recursum.service.engine.helpers.verify import choose, summary_distributions, verdict_critique
 from recursum.service.engine.helpers.verify_calibration import VerifyCalibration
 from recursum.service.engine.models.bundle import MANIFEST_FILE, AdapterEntry
-from recursum.service.engine.models.runtime import ModelRuntime, ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import ModelRuntime, load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
 from recursum.service.engine.pipeline.prompts import SUPPORTED, critique_input, verify_input
 from recursum.service.engine.pipeline.sentences import split_sentences

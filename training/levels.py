@@ -20,7 +20,8 @@ import msgspec
 from msgspec import Meta
 
 from recursum.service.engine.models.bundle import AdapterEntry, BundleManifest, read_manifest, write_manifest
-from recursum.service.engine.models.runtime import ModelSpec, base_directory, fingerprint, load_runtime
+from recursum.service.engine.models.runtime import base_directory, fingerprint, load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
 from recursum.training.datasets import Comparison, read_jsonl, split_by_group, write_jsonl
 from recursum.training.dpo import DpoTraining, train_dpo

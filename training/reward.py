@@ -18,7 +18,8 @@ import torch
 
 from recursum.service.engine.models.reward import reward_input_ids, score_pairs
 from recursum.service.engine.models.reward_head import RewardHead, RewardMeta
-from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.prompts import task_prompt
 from recursum.training.critique_data import verification_comparisons
 from recursum.training.datasets import Comparison

@@ -12,20 +12,20 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig
 
 from recursum.service.api.auth import scope_guard
-from recursum.service.api.broker import EventBroker
-from recursum.service.api.callbacks import CallbackSender
 from recursum.service.api.evaluations.controller import ComparisonController, EvaluationController
 from recursum.service.api.evaluations.page import evaluate_page, evaluate_static
 from recursum.service.api.evaluations.service import EvaluationService
 from recursum.service.api.health import healthz, metrics, readyz
-from recursum.service.api.metrics import EngineMetrics
 from recursum.service.api.problems import problem_response
 from recursum.service.api.reports.controller import ReportController
 from recursum.service.api.reports.service import ReportService
 from recursum.service.api.summaries.controller import SummaryController
 from recursum.service.api.summaries.service import SummaryService
-from recursum.service.api.worker import JobWorker
-from recursum.service.engine.facade import Engine
+from recursum.service.engine.interface import Engine, load_engine
+from recursum.service.jobs.broker import EventBroker
+from recursum.service.jobs.callbacks import CallbackSender
+from recursum.service.jobs.metrics import EngineMetrics
+from recursum.service.jobs.worker import JobWorker
 from recursum.service.settings import ServiceSettings
 from recursum.service.store.database import default_database_url
 from recursum.service.store.repository import Store
@@ -84,7 +84,7 @@ def _model_worker(engine: Engine | None):
         if state.settings.dev_mode:
             log.warning("DEV MODE: serving without API keys; every caller is admin")
         keys = {key.name: key.secret_sha256 for key in state.settings.api_keys}
-        state.worker = JobWorker(state.store, lambda: engine or Engine.load(state.settings.model),
+        state.worker = JobWorker(state.store, lambda: engine or load_engine(state.settings.model),
                                  state.broker, state.metrics, CallbackSender(state.store, keys),
                                  max_active=state.settings.max_active_jobs,
                                  replica_id=state.settings.replica_id,

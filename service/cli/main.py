@@ -1,35 +1,45 @@
 """The `recursum` console script. User errors become one line on stderr and exit code 1."""
 
-import sys
+import functools
+import importlib
 from pathlib import Path
 
 import click
 import msgspec
 
 from recursum.clients.cli import client as client_cli
+from recursum.clients.cli_errors import one_line_errors
+from recursum.clients.options import InvalidOptions, summary_option_flags, summary_options
 from recursum.service.cli.render import render_tree
 from recursum.service.engine.errors import ConfigError, RecursumError
-from recursum.service.engine.pipeline.tree import TreeConfig
-from recursum.training.cli import train as train_cli
-
-DEFAULTS = TreeConfig()
+from recursum.service.engine.pipeline.tree import TreeConfig, tree_config
 
 
-class _RecursumGroup(click.Group):
-    """Turns every `RecursumError` (and unreadable files) into a one-line message, not a traceback."""
+class _RecursumCommands(one_line_errors(RecursumError, OSError, InvalidOptions, ModuleNotFoundError)):
+    """`recursum train` is imported only when asked for, so a client-only install (no `service` extra) still
+    runs `recursum --help` and `recursum client ...`; what it lacks is one line, not a traceback."""
 
-    def invoke(self, ctx: click.Context):
+    lazy = {"train": ("recursum.training.cli", "train")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.lazy:
+            return super().get_command(ctx, name)
+        module, attribute = self.lazy[name]
         try:
-            return super().invoke(ctx)
-        except RecursumError as error:
-            click.echo(f"recursum: error: {error}", err=True)
-            sys.exit(1)
-        except OSError as error:
-            click.echo(f"recursum: error: {error.strerror or error}: {error.filename}", err=True)
-            sys.exit(1)
+            return getattr(importlib.import_module(module), attribute)
+        except ModuleNotFoundError as missing:
+            return click.Command(name, help=f"(needs the service extra: {missing.name} is not installed)",
+                                 callback=functools.partial(_raise, missing))
 
 
-@click.group(cls=_RecursumGroup)
+def _raise(error: Exception) -> None:
+    raise error
+
+
+@click.group(cls=_RecursumCommands)
 def cli() -> None:
     """recursum: recursive summaries of book-length documents, with evidence."""
 
@@ -76,15 +86,15 @@ def serve(host: str, port: int, model_path: str | None, quantization: str | None
 def doctor(model_path: str | None, quantization: str, device: str, adapters: tuple[str, ...],
            bundle: str | None) -> None:
     """Load the model as the service would and report what the runtime found, with a speed probe."""
-    from recursum.service.engine.models.diagnostics import diagnose
+    from recursum.service.engine.interface import load_engine
     from recursum.service.engine.models.model_store import pull_default_model
-    from recursum.service.engine.models.runtime import ModelSpec
+    from recursum.service.engine.models.spec import ModelSpec
 
     if model_path is None:
         pull_default_model()
     spec = ModelSpec(base=model_path, quantization=quantization, device=device,
                      adapters=_parse_adapters(adapters), bundle=_bundle(bundle))
-    for name, value in msgspec.structs.asdict(diagnose(spec)).items():
+    for name, value in msgspec.structs.asdict(load_engine(spec).describe()).items():
         click.echo(f"{name:>22}: {value}")
 
 
@@ -115,13 +125,6 @@ def models_list() -> None:
         click.echo(f"{model.name}\t{model.dtype}\t{model.size_bytes / 1e6:.0f} MB\t{model.path}")
 
 
-def _tree_config(**options) -> TreeConfig:
-    try:
-        return msgspec.convert(options, TreeConfig)
-    except msgspec.ValidationError as error:
-        raise ConfigError(f"invalid option: {error}") from None
-
-
 def _parse_adapters(values: tuple[str, ...]) -> dict[str, str]:
     adapters = {}
     for value in values:
@@ -147,15 +150,7 @@ def _bundle(directory: str | None) -> str | None:
 @click.option("--format", "output_format", type=click.Choice(["text", "markdown", "json"]),
               default="text", show_default=True, help="What to print on stdout.")
 @click.option("--title", default="", help="Document title (default: the file name).")
-@click.option("--chunk-tokens", type=int, default=DEFAULTS.chunk_tokens, show_default=True,
-              help="Chunk budget in cl100k tokens.")
-@click.option("--merge-tokens", type=int, default=DEFAULTS.merge_tokens, show_default=True,
-              help="Token budget of the child summaries one merge reads.")
-@click.option("--summary-tokens", type=int, default=DEFAULTS.summary_tokens, show_default=True,
-              help="Most tokens one summary may generate.")
-@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True)
-@click.option("--context", type=click.Choice(["none", "preceding-text"]), default="none",
-              show_default=True, help="Give each chunk the raw text just before it.")
+@summary_option_flags(defaults=msgspec.structs.asdict(TreeConfig()))
 @click.option("--model", "model_path", default=None,
               help="HF checkpoint dir, .gguf file or hub id (default: embedded SmolLM2-135M).")
 @click.option("--quantization", type=click.Choice(["nf4", "int8", "none"]), default="nf4",
@@ -166,31 +161,22 @@ def _bundle(directory: str | None) -> str | None:
               help="A LoRA adapter for a role (chunk, merge, helper, reward); repeatable.")
 @click.option("--adapters", "bundle", default=None, metavar="DIR",
               help="Adapter bundle from `recursum train levels` (--adapter overrides it per role).")
-@click.option("--best-of", type=int, default=DEFAULTS.best_of, show_default=True,
-              help="Candidates per node; the reward adapter keeps the best, the rest stay in the tree.")
-@click.option("--best-of-margin", type=float, default=DEFAULTS.best_of_margin, show_default=True,
-              help="Reward gain (std units) a sample needs over the greedy summary to replace it.")
 @click.option("--max-bytes", type=int, default=20 * 1024 * 1024, show_default=True,
               help="Refuse larger files.")
 @click.option("--no-cache", is_flag=True, help="Do not reuse or store generated nodes.")
-def summarize(book: Path, out: Path | None, output_format: str, title: str, chunk_tokens: int,
-              merge_tokens: int, summary_tokens: int, batch_size: int, context: str,
-              model_path: str | None, quantization: str, device: str, adapters: tuple[str, ...],
-              bundle: str | None, best_of: int, best_of_margin: float, max_bytes: int,
-              no_cache: bool) -> None:
+def summarize(book: Path, out: Path | None, output_format: str, title: str, model_path: str | None,
+              quantization: str, device: str, adapters: tuple[str, ...], bundle: str | None, max_bytes: int,
+              no_cache: bool, **flags) -> None:
     """Summarize BOOK (a UTF-8 text file) recursively and print the root summary."""
     from recursum.clients.progress import HeightBars
+    from recursum.service.engine.interface import load_engine
     from recursum.service.engine.models.model_store import pull_default_model, recursum_home
-    from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+    from recursum.service.engine.models.spec import ModelSpec
     from recursum.service.engine.pipeline.document import decode_document_bytes, make_document
     from recursum.service.engine.pipeline.events import to_wire
-    from recursum.service.engine.pipeline.evidence import EvidenceScorer
     from recursum.service.engine.pipeline.node_cache import DirectoryNodeCache, MemoryNodeCache
-    from recursum.service.engine.pipeline.recursion import Summarizer
 
-    config = _tree_config(chunk_tokens=chunk_tokens, merge_tokens=merge_tokens,
-                          summary_tokens=summary_tokens, batch_size=batch_size, context=context,
-                          best_of=best_of, best_of_margin=best_of_margin)
+    config = tree_config(summary_options(flags))
     spec = ModelSpec(base=model_path, quantization=quantization, device=device,
                      adapters=_parse_adapters(adapters), bundle=_bundle(bundle))
     size = book.stat().st_size
@@ -200,18 +186,16 @@ def summarize(book: Path, out: Path | None, output_format: str, title: str, chun
                              title=title or book.stem, max_bytes=max_bytes)
     if model_path is None:
         pull_default_model()  # a no-op once installed
-    runtime = load_runtime(spec)
+    engine = load_engine(spec)
     cache = MemoryNodeCache() if no_cache else DirectoryNodeCache(recursum_home() / "cache" / "nodes")
-    summarizer = Summarizer(runtime, EvidenceScorer(), config, cache)
     with HeightBars() as bars:
-        tree = summarizer.summarize(document, on_event=lambda event: bars.update(to_wire(event)))
+        tree = engine.summarize(document, config, cache, on_event=lambda event: bars.update(to_wire(event)))
     if out is not None:
         out.write_bytes(msgspec.json.encode(tree))
     click.echo(render_tree(tree, output_format))
 
 
 cli.add_command(client_cli, name="client")
-cli.add_command(train_cli, name="train")
 
 if __name__ == "__main__":
     cli()

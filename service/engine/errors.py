@@ -41,3 +41,10 @@ class ModelError(RecursumError):
 
 class ModelNotInstalled(ModelError):
     """Raised when the default model is asked for before `recursum models pull`."""
+
+
+def public_message(error: Exception) -> str:
+    """What a job's or report's owner may read: user-caused errors say what to fix; others stay in the log."""
+    if isinstance(error, RecursumError):
+        return str(error)
+    return f"internal error ({type(error).__name__}); the server log has the details"

@@ -1,22 +1,30 @@
-"""The engine's one narrow interface: what the HTTP layer and the job worker may call."""
+"""The engine as the model serves it: the one implementation of `interface.Engine`."""
 
 import time
 from collections.abc import Callable, Sequence
 
+import torch
+
 from recursum.schemas.reports import ReportBody
 from recursum.schemas.tree import ModelInfo
-from recursum.service.engine.helpers.reports import ReportTask, build_reports
-from recursum.service.engine.models.runtime import ModelRuntime, ModelSpec, load_runtime
+from recursum.service.engine.errors import ConfigError
+from recursum.service.engine.helpers.reports import build_reports
+from recursum.service.engine.helpers.tasks import ReportTask
+from recursum.service.engine.interface import Diagnosis
+from recursum.service.engine.models.diagnostics import diagnose
+from recursum.service.engine.models.runtime import ModelRuntime, load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.document import Document
 from recursum.service.engine.pipeline.events import ProgressEvent
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
-from recursum.service.engine.pipeline.generate import GenerationStats
+from recursum.service.engine.pipeline.generate import MIN_INPUT_TOKENS
 from recursum.service.engine.pipeline.node_cache import NodeCache
-from recursum.service.engine.pipeline.recursion import RunStats, Summarizer, TreeBuild, run_round
-from recursum.service.engine.pipeline.tree import TreeConfig
+from recursum.service.engine.pipeline.recursion import Summarizer, TreeBuild, run_round
+from recursum.service.engine.pipeline.results import GenerationStats, RunStats
+from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 
 
-class Engine:
+class ModelEngine:
     """One loaded model and evidence scorer, shared by every job of the process."""
 
     def __init__(self, runtime: ModelRuntime, scorer: EvidenceScorer) -> None:
@@ -25,7 +33,7 @@ class Engine:
         self.last_probe: float | None = None
 
     @classmethod
-    def load(cls, spec: ModelSpec) -> "Engine":
+    def load(cls, spec: ModelSpec) -> "ModelEngine":
         return cls(load_runtime(spec), EvidenceScorer())
 
     @property
@@ -36,24 +44,34 @@ class Engine:
     def load_seconds(self) -> float:
         return self.runtime.load_seconds
 
+    @property
+    def scores_rewards(self) -> bool:
+        return self.runtime.reward_head is not None
+
+    def check(self, config: TreeConfig) -> None:
+        window = self.runtime.context_window
+        if config.summary_tokens + MIN_INPUT_TOKENS > window:
+            raise ConfigError(f"summary_tokens {config.summary_tokens} leaves no room for input in "
+                              f"the model's {window}-token context window")
+
     def start(self, document: Document, config: TreeConfig, cache: NodeCache,
               on_event: Callable[[ProgressEvent], None], stats: RunStats) -> TreeBuild:
-        """Begin a tree whose heights advance in `run_round`, possibly alongside other trees."""
         return Summarizer(self.runtime, self.scorer, config, cache).start(document, on_event, stats)
 
-    def run_round(self, builds: Sequence[TreeBuild], wanted: Callable[[str], bool]) -> None:
-        run_round(builds, wanted)
+    def run_round(self, runs: Sequence[TreeBuild], wanted: Callable[[str], bool]) -> None:
+        run_round(runs, wanted)
+
+    def summarize(self, document: Document, config: TreeConfig, cache: NodeCache,
+                  on_event: Callable[[ProgressEvent], None] | None = None) -> Tree:
+        return Summarizer(self.runtime, self.scorer, config, cache).summarize(document, on_event=on_event)
 
     def report(self, tasks: Sequence[ReportTask], cache: NodeCache | None = None,
                stats: GenerationStats | None = None) -> list[ReportBody]:
-        """Helper reports about nodes of finished trees, in task order; critique and qa prompts share one
-        batched generation with the helper adapter (or the base model with the helper prompt)."""
+        """Critique and qa prompts share one batched generation with the helper adapter (or the base model
+        with the helper prompt)."""
         return build_reports(self.runtime, self.scorer, tasks, cache, stats)
 
     def health(self) -> bool:
-        """A one-token generation probe: the model is loaded and produces logits."""
-        import torch
-
         ids = torch.tensor([[self.runtime.tokenizer.bos_token_id or 0]], device=self.runtime.device)
         with torch.inference_mode():
             logits = self.runtime.model(input_ids=ids).logits
@@ -61,3 +79,6 @@ class Engine:
         if healthy:
             self.last_probe = time.time()
         return healthy
+
+    def describe(self, probe_tokens: int = 32) -> Diagnosis:
+        return diagnose(self.runtime, probe_tokens)

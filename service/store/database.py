@@ -1,15 +1,20 @@
 """Where the service's database lives, how a connection to it is configured, and how it is migrated."""
 
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
 
 from recursum.service.engine.models.model_store import recursum_home
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+# Both supported dialects spell "insert unless the key exists" the same way, from their own module.
+_DIALECT_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 # Any constant will do: it only has to be the same for every replica migrating the same database.
 _MIGRATION_LOCK = 7_316_911
 
@@ -60,3 +65,33 @@ def migrate(url: str) -> None:
             command.upgrade(config, "head")
     finally:
         engine.dispose()
+
+
+class Database:
+    """One migrated database shared by the store's repositories: its engine, sessions and dialect.
+
+    Each repository call opens its own short session from the shared sessionmaker, so API threads and the
+    worker thread can use one store at once.
+    """
+
+    def __init__(self, url: str) -> None:
+        migrate(url)
+        self.engine = create_database_engine(url)
+        self.session: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def insert_unless_exists(self, row_type: type, values: dict[str, Any]) -> sa.Executable:
+        """An INSERT that does nothing when the primary key exists: writers racing on one key all succeed."""
+        return _DIALECT_INSERT[self.dialect](row_type).values(values).on_conflict_do_nothing()
+
+    def insert_new(self, row_type: type, values: dict[str, Any]) -> None:
+        """`insert_unless_exists`, in a transaction of its own."""
+        with self.session.begin() as session:
+            session.execute(self.insert_unless_exists(row_type, values))
+
+    def close(self) -> None:
+        """Release pooled connections (at shutdown)."""
+        self.engine.dispose()

@@ -1,6 +1,6 @@
 """The store's evaluation tables: comparison tasks, their leases to evaluators, and comparisons.
 
-`EvaluationStore` is a mixin of `Store` (it uses the store's sessionmaker and engine). A task is a pair
+A task is a pair
 of outputs for one node, kept as one row however often it is offered; leasing it is one conditional
 UPDATE, so two evaluators never hold the same pair at once, and submitting is another, so one lease
 gets one answer.
@@ -11,10 +11,9 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
 
 from recursum.schemas.tree import Node
+from recursum.service.store.database import Database
 from recursum.service.store.tables import (
     ComparisonRow,
     EvaluationLeaseRow,
@@ -22,10 +21,10 @@ from recursum.service.store.tables import (
     JobNodeRow,
     JobRow,
     ReportRow,
+    row_struct,
 )
 
 _PAGE = 200  # rows read per query while looking for the next eligible pair, or exporting
-_DIALECT_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 class EvaluationPair(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,10 +100,6 @@ class LeaseConflict(Exception):
     """Raised when a comparison is submitted for a lease that is no longer the caller's to answer."""
 
 
-def _row_struct(row: Any, struct_type: type) -> Any:
-    return msgspec.convert({name: getattr(row, name) for name in struct_type.__struct_fields__}, struct_type)
-
-
 def _height_filter(column: Any, height: int | None, role: str | None) -> list[Any]:
     """Role follows height: chunks are height 0, merges above it."""
     conditions = []
@@ -117,11 +112,11 @@ def _height_filter(column: Any, height: int | None, role: str | None) -> list[An
     return conditions
 
 
-class EvaluationStore:
-    """Store methods for comparison tasks, leases and comparisons."""
+class EvaluationRepository:
+    """Comparison tasks, their leases and comparisons."""
 
-    _session: sessionmaker[Session]
-    _engine: sa.Engine
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     # Where pairs come from
 
@@ -137,7 +132,7 @@ class EvaluationStore:
         )
         offset = 0
         while True:
-            with self._session() as session:
+            with self.db.session() as session:
                 rows = session.execute(query.offset(offset).limit(_PAGE)).all()
             for job_id, created, document_id, title, node in rows:
                 yield NodeWithJob(job_id=job_id, job_created=created, document_id=document_id, title=title,
@@ -163,15 +158,15 @@ class EvaluationStore:
             .order_by(JobRow.created, ReportRow.job_id, JobNodeRow.height, JobNodeRow.index,
                       ReportRow.created, ReportRow.id)
         )
-        with self._session() as session:
-            return [(_row_struct(row, StoredReport), created) for row, created in session.execute(query)]
+        with self.db.session() as session:
+            return [(row_struct(row, StoredReport), created) for row, created in session.execute(query)]
 
     def node_reports(self, job_id: str, node_id: str) -> list[StoredReport]:
         """Every report about one node, oldest first."""
         query = (sa.select(ReportRow).where(ReportRow.job_id == job_id, ReportRow.node_id == node_id)
                  .order_by(ReportRow.created, ReportRow.id))
-        with self._session() as session:
-            return [_row_struct(row, StoredReport) for row in session.scalars(query)]
+        with self.db.session() as session:
+            return [row_struct(row, StoredReport) for row in session.scalars(query)]
 
     # Leases
 
@@ -185,23 +180,23 @@ class EvaluationStore:
             .order_by(EvaluationLeaseRow.leased.desc())
             .limit(1)
         )
-        with self._session() as session:
+        with self.db.session() as session:
             found = session.execute(query).first()
             if found is None:
                 return None
-            return _row_struct(found[0], EvaluationLease), _row_struct(found[1], EvaluationPair)
+            return row_struct(found[0], EvaluationLease), row_struct(found[1], EvaluationPair)
 
     def get_lease(self, lease_id: str) -> tuple[EvaluationLease, EvaluationPair] | None:
-        with self._session() as session:
+        with self.db.session() as session:
             lease = session.get(EvaluationLeaseRow, lease_id)
             if lease is None:
                 return None
             pair = session.get_one(EvaluationTaskRow, lease.task_id)
-            return _row_struct(lease, EvaluationLease), _row_struct(pair, EvaluationPair)
+            return row_struct(lease, EvaluationLease), row_struct(pair, EvaluationPair)
 
     def pairs_compared_by(self, evaluator: str) -> set[str]:
         query = sa.select(ComparisonRow.task_id).where(ComparisonRow.evaluator == evaluator)
-        with self._session() as session:
+        with self.db.session() as session:
             return set(session.scalars(query))
 
     def pairs_leased_to_others(self, evaluator: str, now: float) -> set[str]:
@@ -209,19 +204,18 @@ class EvaluationStore:
             EvaluationTaskRow.lease_owner.is_not(None), EvaluationTaskRow.lease_owner != evaluator,
             EvaluationTaskRow.lease_expires >= now,
         )
-        with self._session() as session:
+        with self.db.session() as session:
             return set(session.scalars(query))
 
     def lease_pair(self, pair: EvaluationPair, lease: EvaluationLease) -> bool:
         """Lease `pair` to `lease.evaluator` unless someone else holds it; False when someone does."""
-        insert = _DIALECT_INSERT[self._engine.dialect.name](EvaluationTaskRow)
         free = sa.and_(
             EvaluationTaskRow.id == pair.id,
             sa.or_(EvaluationTaskRow.lease_owner.is_(None), EvaluationTaskRow.lease_owner == lease.evaluator,
                    EvaluationTaskRow.lease_expires < lease.leased),
         )
-        with self._session.begin() as session:
-            session.execute(insert.values(msgspec.to_builtins(pair)).on_conflict_do_nothing())
+        with self.db.session.begin() as session:
+            session.execute(self.db.insert_unless_exists(EvaluationTaskRow, msgspec.to_builtins(pair)))
             taken = session.execute(sa.update(EvaluationTaskRow).where(free).values(
                 lease_id=lease.id, lease_owner=lease.evaluator, lease_expires=lease.expires))
             if taken.rowcount == 0:
@@ -231,7 +225,7 @@ class EvaluationStore:
 
     def release_lease(self, lease_id: str, now: float) -> None:
         """Give a lease back unanswered (its evaluator asked for a different task): it expires now."""
-        with self._session.begin() as session:
+        with self.db.session.begin() as session:
             session.execute(sa.update(EvaluationTaskRow).where(EvaluationTaskRow.lease_id == lease_id)
                             .values(lease_id=None, lease_owner=None, lease_expires=None))
             session.execute(sa.update(EvaluationLeaseRow).where(EvaluationLeaseRow.id == lease_id)
@@ -248,7 +242,7 @@ class EvaluationStore:
                        EvaluationTaskRow.lease_id == comparison.lease_id,
                        EvaluationTaskRow.lease_owner == comparison.evaluator,
                        EvaluationTaskRow.lease_expires >= comparison.created)
-        with self._session.begin() as session:
+        with self.db.session.begin() as session:
             released = session.execute(sa.update(EvaluationTaskRow).where(held)
                                        .values(lease_id=None, lease_owner=None, lease_expires=None))
             if released.rowcount == 0:
@@ -258,14 +252,14 @@ class EvaluationStore:
             session.add(ComparisonRow(**msgspec.to_builtins(comparison)))
 
     def get_comparison(self, comparison_id: str) -> StoredComparison | None:
-        with self._session() as session:
+        with self.db.session() as session:
             row = session.get(ComparisonRow, comparison_id)
-            return None if row is None else _row_struct(row, StoredComparison)
+            return None if row is None else row_struct(row, StoredComparison)
 
     def comparison_for_lease(self, lease_id: str) -> StoredComparison | None:
-        with self._session() as session:
+        with self.db.session() as session:
             row = session.scalars(sa.select(ComparisonRow).where(ComparisonRow.lease_id == lease_id)).first()
-            return None if row is None else _row_struct(row, StoredComparison)
+            return None if row is None else row_struct(row, StoredComparison)
 
     def comparisons_since(self, since: float | None = None) -> Iterator[StoredComparison]:
         """Comparisons created at or after `since`, oldest first, read a page at a time."""
@@ -277,8 +271,8 @@ class EvaluationStore:
             page = query
             if after is not None:
                 page = page.where(sa.tuple_(ComparisonRow.created, ComparisonRow.id) > after)
-            with self._session() as session:
-                rows = [_row_struct(row, StoredComparison) for row in session.scalars(page)]
+            with self.db.session() as session:
+                rows = [row_struct(row, StoredComparison) for row in session.scalars(page)]
             yield from rows
             if len(rows) < _PAGE:
                 return

@@ -1,4 +1,4 @@
-"""Helper reports in the store: a mixin of `Store`, so reports keep to their own module.
+"""Helper reports in the store.
 
 A report row is a `ReportRead` column for field. Its id is a content address, so creating one that
 exists returns the stored one; the worker finishes pending reports oldest first.
@@ -8,30 +8,24 @@ import time
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from recursum.schemas.reports import ReportBody, ReportKind, ReportRead
-from recursum.service.store.tables import ReportRow
-
-_DIALECT_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-
-
-def _report(row: ReportRow) -> ReportRead:
-    return msgspec.convert({name: getattr(row, name) for name in ReportRead.__struct_fields__}, ReportRead)
+from recursum.service.store.database import Database
+from recursum.service.store.tables import ReportRow, row_struct
 
 
-class ReportStoreMixin:
-    """Report methods of `Store` (which supplies `_session` and `_engine`)."""
+class ReportRepository:
+    """Reports by content address; the worker finishes pending ones oldest first."""
 
-    def _dialect_insert(self, table: type[ReportRow]):
-        return _DIALECT_INSERT[self._engine.dialect.name](table)
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def create_report(self, report: ReportRead) -> tuple[ReportRead, bool]:
         """Store `report` unless its id exists; returns the stored report and whether it is new.
         KeyError if its job is gone."""
-        insert = self._dialect_insert(ReportRow).values(msgspec.to_builtins(report)).on_conflict_do_nothing()
+        insert = self.db.insert_unless_exists(ReportRow, msgspec.to_builtins(report))
         try:
-            with self._session.begin() as session:
+            with self.db.session.begin() as session:
                 created = session.execute(insert).rowcount > 0
         except sa.exc.IntegrityError:  # the job was deleted meanwhile
             raise KeyError(report.job_id) from None
@@ -41,9 +35,9 @@ class ReportStoreMixin:
         return stored, created
 
     def get_report(self, report_id: str) -> ReportRead | None:
-        with self._session() as session:
+        with self.db.session() as session:
             row = session.get(ReportRow, report_id)
-            return None if row is None else _report(row)
+            return None if row is None else row_struct(row, ReportRead)
 
     def reports_of_node(self, job_id: str, node_id: str,
                         kind: ReportKind | None = None) -> list[ReportRead]:
@@ -51,26 +45,27 @@ class ReportStoreMixin:
         query = sa.select(ReportRow).where(ReportRow.job_id == job_id, ReportRow.node_id == node_id)
         if kind is not None:
             query = query.where(ReportRow.kind == kind)
-        with self._session() as session:
-            return [_report(row) for row in session.scalars(query.order_by(ReportRow.created, ReportRow.id))]
+        with self.db.session() as session:
+            rows = session.scalars(query.order_by(ReportRow.created, ReportRow.id))
+            return [row_struct(row, ReportRead) for row in rows]
 
     def pending_reports(self, limit: int) -> list[ReportRead]:
         """Reports waiting for the model worker, oldest first."""
         query = (sa.select(ReportRow).where(ReportRow.status == "pending")
                  .order_by(ReportRow.created, ReportRow.id).limit(limit))
-        with self._session() as session:
-            return [_report(row) for row in session.scalars(query)]
+        with self.db.session() as session:
+            return [row_struct(row, ReportRead) for row in session.scalars(query)]
 
     def finish_report(self, report_id: str, body: ReportBody | None = None, error: str | None = None) -> None:
         """Done with `body`, or failed with `error`; a report deleted meanwhile (with its job) is ignored."""
         values = {"status": "failed" if body is None else "done", "body": msgspec.to_builtins(body),
                   "error": error, "finished": time.time()}
-        with self._session.begin() as session:
+        with self.db.session.begin() as session:
             session.execute(sa.update(ReportRow).where(ReportRow.id == report_id).values(values))
 
     def retry_report(self, report_id: str) -> ReportRead | None:
         """A failed report back to pending (asked for again); None if it is gone."""
-        with self._session.begin() as session:
+        with self.db.session.begin() as session:
             failed = sa.and_(ReportRow.id == report_id, ReportRow.status == "failed")
             again = {"status": "pending", "error": None, "finished": None}
             session.execute(sa.update(ReportRow).where(failed).values(again))

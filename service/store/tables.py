@@ -4,8 +4,9 @@ Structs that only the service reads back whole (a job's config and progress, a f
 as JSON, so adding a field to them needs no migration.
 """
 
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -179,3 +180,11 @@ class ComparisonRow(Base):
     flagged: Mapped[list[Any]] = mapped_column(sa.JSON)
     evaluator: Mapped[str] = mapped_column(sa.String)
     created: Mapped[float]
+
+
+StructT = TypeVar("StructT", bound=msgspec.Struct)
+
+
+def row_struct(row: Any, struct_type: type[StructT]) -> StructT:
+    """Read a struct back from the columns named like its fields (validated, so bad rows fail loudly)."""
+    return msgspec.convert({name: getattr(row, name) for name in struct_type.__struct_fields__}, struct_type)

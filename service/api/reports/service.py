@@ -1,4 +1,4 @@
-"""What the report routes do, apart from HTTP, and the model worker's share: finishing pending reports.
+"""What the report routes do, apart from HTTP (the model worker finishes pending ones: `jobs.reports`).
 
 A report's id is a content address: sha256 of the job, the node, the request and, for generated kinds, the
 helper model (base fingerprint and helper adapter). Asking again for the same report returns the stored one.
@@ -16,16 +16,15 @@ from recursum.schemas.reports import CritiqueRequest, QaRequest, ReportCreate, R
 from recursum.schemas.tree import Node
 from recursum.service.api.auth import Principal
 from recursum.service.api.problems import Conflict, NotFound, NotReady
-from recursum.service.engine.errors import RecursumError
-from recursum.service.engine.facade import Engine
-from recursum.service.engine.helpers.reports import ReportTask, check_request
+from recursum.service.engine.helpers.tasks import check_request
+from recursum.service.engine.interface import Engine
+from recursum.service.jobs.views import report_task
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
 
 log = logging.getLogger("recursum.reports")
 
 GENERATED = (CritiqueRequest, QaRequest)
-PENDING_BATCH = 16  # pending reports the worker takes per pass (two generation batches of 8)
 RETRY_AFTER_SECONDS = 5
 
 
@@ -42,7 +41,7 @@ class ReportService:
 
     def job(self, job_id: str, principal: Principal) -> JobRecord:
         """Evaluators (and admins) may report on any job; others only on their own (else 404)."""
-        job = self.store.get_job(job_id)
+        job = self.store.jobs.get_job(job_id)
         may_see = job is not None and (job.owner == principal.name or principal.is_admin
                                        or "evaluate" in principal.scopes)
         if not may_see:
@@ -50,7 +49,7 @@ class ReportService:
         return job
 
     def node(self, job: JobRecord, node_id: str) -> Node:
-        node = self.store.get_job_node(job.id, node_id)
+        node = self.store.nodes.get_job_node(job.id, node_id)
         if node is None:
             raise NotFound(f"job {job.id} has no node {node_id}")
         return node
@@ -68,20 +67,20 @@ class ReportService:
         kind: ReportKind = type(request).__struct_config__.tag
         report = ReportRead(id=report_id(job.id, node, request, engine), job_id=job.id, node_id=node.id,
                             kind=kind, status="pending", request=request, created=time.time())
-        existing = self.store.get_report(report.id)
+        existing = self.store.reports.get_report(report.id)
         if existing is not None:
             if existing.status == "failed" and isinstance(request, GENERATED):
-                return self.store.retry_report(existing.id) or existing, 202
+                return self.store.reports.retry_report(existing.id) or existing, 202
             return existing, 202 if existing.status == "pending" else 200
         if isinstance(request, GENERATED):
             return self._stored(report), 202
-        (body,) = engine.report([self._task(job, node, report)])
+        (body,) = engine.report([report_task(self.store, job, node, report)])
         report = msgspec.structs.replace(report, status="done", body=body, finished=time.time())
         return self._stored(report), 201
 
     def _stored(self, report: ReportRead) -> ReportRead:
         try:
-            stored, _ = self.store.create_report(report)
+            stored, _ = self.store.reports.create_report(report)
         except KeyError:  # the job was deleted meanwhile
             raise NotFound(f"no summary job {report.job_id}") from None
         return stored
@@ -90,47 +89,11 @@ class ReportService:
                 kind: ReportKind | None) -> list[ReportRead]:
         job = self.job(job_id, principal)
         node = self.node(job, node_id)
-        return self.store.reports_of_node(job.id, node.id, kind)
+        return self.store.reports.reports_of_node(job.id, node.id, kind)
 
     def read(self, job_id: str, node_id: str, report_id: str, principal: Principal) -> ReportRead:
         job = self.job(job_id, principal)
-        report = self.store.get_report(report_id)
+        report = self.store.reports.get_report(report_id)
         if report is None or report.job_id != job.id or report.node_id != node_id:
             raise NotFound(f"node {node_id} of job {job.id} has no report {report_id}")
         return report
-
-    def _task(self, job: JobRecord, node: Node, report: ReportRead) -> ReportTask:
-        children = tuple(child for child_id in node.children
-                         if (child := self.store.get_job_node(job.id, child_id)) is not None)
-        document = self.store.get_document(job.document_id)
-        return ReportTask(key=report.id, request=report.request, node=node, children=children,
-                          text=document.text, threshold=job.config.evidence_threshold,
-                          links=job.config.evidence_links)
-
-    def generate_pending(self, engine: Engine | None, limit: int = PENDING_BATCH) -> int:
-        """Finish up to `limit` pending reports in one batched generation (the model worker calls this
-        between summary rounds); returns how many it took."""
-        if engine is None:
-            return 0
-        pending = self.store.pending_reports(limit)
-        tasks = []
-        for report in pending:
-            job = self.store.get_job(report.job_id)
-            node = self.store.get_job_node(report.job_id, report.node_id)
-            if job is None or node is None:  # deleted meanwhile (its reports go with it)
-                continue
-            tasks.append(self._task(job, node, report))
-        if not tasks:
-            return len(pending)
-        try:
-            bodies = engine.report(tasks, cache=self.store)
-        except Exception as error:  # a failing batch fails its reports, never the worker
-            log.exception("report generation failed")
-            reason = str(error) if isinstance(error, RecursumError) else (
-                f"internal error ({type(error).__name__}); the server log has the details")
-            for task in tasks:
-                self.store.finish_report(task.key, error=reason)
-            return len(pending)
-        for task, body in zip(tasks, bodies, strict=True):
-            self.store.finish_report(task.key, body)
-        return len(pending)

@@ -15,9 +15,10 @@ from recursum.schemas.events import JobEvent, JobFinished, JobState
 from recursum.schemas.jobs import FINISHED, JobAccepted, JobRead, NodeRead, SummaryCreate, TreeRead
 from recursum.schemas.options import SummaryOptions
 from recursum.service.api.problems import UnsupportedMedia
-from recursum.service.api.summaries.service import SummaryService, job_read
-from recursum.service.api.worker import JobWorker
+from recursum.service.api.summaries.service import SummaryService
 from recursum.service.engine.pipeline.document import decode_document_bytes
+from recursum.service.jobs.views import job_read
+from recursum.service.jobs.worker import JobWorker
 
 _decode_create = msgspec.json.Decoder(SummaryCreate).decode
 # Explicit parameter kinds (Litestar 3 drops inference from names).
@@ -61,8 +62,8 @@ class SummaryController(Controller):
         job = await sync_to_thread(summaries.submit, submission, request.state.principal)
         worker = request.app.state.worker
         worker.notify()
-        reward_loaded = worker.engine is not None and worker.engine.runtime.reward_head is not None
-        return summaries.accepted(job, f"{self.path}/{job.id}", submission.options, reward_loaded)
+        reward_loaded = worker.engine is not None and worker.engine.scores_rewards
+        return summaries.accepted(job, f"{self.path}/{job.id}", reward_loaded)
 
     @get("/{job_id:str}", opt={"scope": "summarize"}, sync_to_thread=True)
     def read(self, request: Request, job_id: PathId, summaries: Summaries) -> JobRead:
@@ -93,14 +94,14 @@ class SummaryController(Controller):
         if outcome == "cancelling":
             worker.cancel(job.id)
         elif outcome == "cancelled":
-            worker.announce_end(summaries.store.get_job(job.id))
+            worker.announce_end(summaries.store.jobs.get_job(job.id))
         return {"id": job.id, "outcome": outcome}
 
     @staticmethod
     def _poll(summaries: SummaryService, job_id: str, last: JobRead,
               worker: JobWorker) -> JobState | JobFinished | None:
         """The job's state from the store when it changed and no local event reported it."""
-        job = summaries.store.get_job(job_id)
+        job = summaries.store.jobs.get_job(job_id)
         if job is None:  # deleted meanwhile
             return JobFinished(job=msgspec.structs.replace(last, status="cancelled"))
         current = job_read(summaries.store, job)

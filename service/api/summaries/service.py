@@ -3,35 +3,17 @@
 import time
 import uuid
 
-import msgspec
-
-from recursum.schemas.jobs import FINISHED, JobAccepted, JobRead, NodeRead, SummaryCreate, TreeRead
-from recursum.schemas.options import SummaryOptions
+from recursum.schemas.jobs import FINISHED, JobAccepted, NodeRead, SummaryCreate, TreeRead
 from recursum.schemas.tree import ModelInfo
 from recursum.service.api.auth import Principal
 from recursum.service.api.callbacks import check_callback_url
 from recursum.service.api.problems import NotFound, QueueFull
 from recursum.service.engine.pipeline.document import make_document
-from recursum.service.engine.pipeline.tree import TreeConfig
+from recursum.service.engine.pipeline.tree import tree_config
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
 
 RETRY_AFTER_SECONDS = 30
-
-
-def job_read(store: Store, job: JobRecord) -> JobRead:
-    root = store.get_job_node(job.id, job.root) if job.root else None
-    callbacks = store.callback_attempts(job.id) if job.callback_url else []
-    return JobRead(id=job.id, title=job.title, status=job.status, created=job.created,
-                   started=job.started, finished=job.finished, progress=job.progress,
-                   root=job.root, summary=root.summary if root else None, error=job.error,
-                   callbacks=callbacks)
-
-
-def tree_config(options: SummaryOptions) -> TreeConfig:
-    chosen = {f: v for f in ("chunk_tokens", "summary_tokens", "batch_size", "context", "best_of")
-              if (v := getattr(options, f)) is not None}
-    return msgspec.structs.replace(TreeConfig(), **chosen)
 
 
 class SummaryService:
@@ -47,33 +29,33 @@ class SummaryService:
         config = tree_config(request.options)
         if request.callback_url is not None:
             check_callback_url(request.callback_url, self.callback_hosts)
-        if self.store.count_jobs(("queued", "running")) >= self.max_queue:
+        if self.store.jobs.count_jobs(("queued", "running")) >= self.max_queue:
             raise QueueFull(f"{self.max_queue} jobs are already waiting; retry later",
                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         job = JobRecord(id=uuid.uuid4().hex, owner=principal.name, document_id=document.id,
                         title=request.title, config=config, created=time.time(),
                         callback_url=request.callback_url)
-        self.store.put_document(document)
-        self.store.create_job(job)
+        self.store.jobs.put_document(document)
+        self.store.jobs.create_job(job)
         return job
 
     @staticmethod
-    def accepted(job: JobRecord, url: str, options: SummaryOptions, reward_loaded: bool) -> JobAccepted:
+    def accepted(job: JobRecord, url: str, reward_loaded: bool) -> JobAccepted:
         notes = []
-        if options.best_of > 1 and not reward_loaded:
-            notes.append(f"best_of={options.best_of}: no reward adapter is loaded, so each node keeps its "
+        if job.config.best_of > 1 and not reward_loaded:
+            notes.append(f"best_of={job.config.best_of}: no reward adapter is loaded, so each node keeps its "
                          "greedy summary; the samples are stored as candidates for evaluators")
         return JobAccepted(id=job.id, url=url, status=job.status, notes=notes)
 
     def job(self, job_id: str, principal: Principal) -> JobRecord:
         """The job if the caller may see it; others' jobs are 404, not 403, so ids do not leak."""
-        job = self.store.get_job(job_id)
+        job = self.store.jobs.get_job(job_id)
         if job is None or (job.owner != principal.name and not principal.is_admin):
             raise NotFound(f"no summary job {job_id}")
         return job
 
     def tree(self, job: JobRecord, model: ModelInfo | None) -> TreeRead:
-        nodes = self.store.job_nodes(job.id)
+        nodes = self.store.nodes.job_nodes(job.id)
         heights: list[list[str]] = []
         for node in nodes:
             while len(heights) <= node.height:
@@ -83,12 +65,12 @@ class SummaryService:
                         nodes=nodes, root=job.root)
 
     def node(self, job: JobRecord, node_id: str, include_source: bool) -> NodeRead:
-        node = self.store.get_job_node(job.id, node_id)
+        node = self.store.nodes.get_job_node(job.id, node_id)
         if node is None:
             raise NotFound(f"job {job.id} has no node {node_id}")
         source = None
         if include_source and node.height == 0:
-            document = self.store.get_document(job.document_id)
+            document = self.store.jobs.get_document(job.document_id)
             source = document.text[node.span.start : node.span.end]
         return NodeRead(node=node, source=source)
 
@@ -96,12 +78,12 @@ class SummaryService:
         """Deletes a finished job ("deleted"), cancels a queued one no worker holds ("cancelled"), and
         asks the worker running a job to stop it ("cancelling")."""
         if job.status in FINISHED:
-            self.store.delete_job(job.id)
+            self.store.jobs.delete_job(job.id)
             return "deleted"
-        if self.store.cancel_unclaimed(job.id, time.time()):
+        if self.store.jobs.cancel_unclaimed(job.id, time.time()):
             return "cancelled"
         try:
-            self.store.update_job(job.id, cancel_requested=True)
+            self.store.jobs.update_job(job.id, cancel_requested=True)
         except KeyError:  # deleted by a concurrent request
             raise NotFound(f"no summary job {job.id}") from None
         return "cancelling"

@@ -19,7 +19,13 @@ from recursum.service.engine.errors import ModelError
 from recursum.service.engine.helpers.verify_calibration import VerifyCalibration
 from recursum.service.engine.models.runtime import ModelRuntime
 from recursum.service.engine.pipeline.generate import fit_prompt
-from recursum.service.engine.pipeline.prompts import SUPPORTED, VERDICTS, HelperPrompt, verify_prompt
+from recursum.service.engine.pipeline.prompts import (
+    SUPPORTED,
+    VERDICTS,
+    HelperPrompt,
+    critique_line,
+    verify_prompt,
+)
 
 VERIFY_BATCH = 16
 MODEL_SEVERITY = 0.5  # the helper model's word alone: below what evidence of the same kind says
@@ -89,7 +95,7 @@ def choose(distributions: Sequence[Sequence[float]], sample: int,
 
 def verdict_critique(verdicts: Sequence[str]) -> str:
     """The verdicts as critique lines, `KIND <n>: <reason>` for each sentence not judged SUPPORTED."""
-    return "\n".join(f"{word} {n}: {FLAGS[word][1]}" for n, word in enumerate(verdicts, 1)
+    return "\n".join(critique_line(word, FLAGS[word][1], sentence=i) for i, word in enumerate(verdicts)
                      if word != SUPPORTED)
 
 

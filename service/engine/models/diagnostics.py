@@ -3,35 +3,14 @@
 import platform
 import time
 
-import msgspec
 import torch
 
-from recursum.service.engine.models.runtime import ModelSpec, bf16_native, load_runtime
+from recursum.service.engine.interface import Diagnosis
+from recursum.service.engine.models.runtime import ModelRuntime, bf16_native
 
 
-class Diagnosis(msgspec.Struct, kw_only=True):
-    torch: str
-    device: str
-    device_name: str
-    cuda_available: bool
-    bf16_native: bool
-    dtype: str
-    quantization: str
-    adapters: str
-    base: str
-    load_seconds: float
-    parameters_millions: float
-    memory_footprint_mb: float
-    gpu_memory_allocated_mb: float | None
-    context_window: int
-    probe_prompt_tokens: int
-    prefill_tokens_per_second: float
-    decode_tokens_per_second: float
-
-
-def diagnose(spec: ModelSpec, probe_tokens: int = 32) -> Diagnosis:
-    """Load `spec`, then time one prefill and a short greedy decode on a fixed prompt."""
-    runtime = load_runtime(spec)
+def diagnose(runtime: ModelRuntime, probe_tokens: int = 32) -> Diagnosis:
+    """What `runtime` loaded, and one prefill and a short greedy decode on a fixed prompt, timed."""
     model, tokenizer = runtime.model, runtime.tokenizer
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "Summarize: Alice followed the White Rabbit down the hole. " * 8}],

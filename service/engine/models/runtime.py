@@ -7,9 +7,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
 
-import msgspec
 import torch
 
 from recursum.schemas.tree import ModelInfo, Role
@@ -18,24 +16,7 @@ from recursum.service.engine.helpers.verify_calibration import VERIFY_CALIBRATIO
 from recursum.service.engine.models.bundle import check_base, read_manifest
 from recursum.service.engine.models.model_store import convert_gguf, default_model_path, recursum_home
 from recursum.service.engine.models.reward_head import REWARD_HEAD_FILE, RewardHead
-
-Quantization = Literal["nf4", "int8", "none"]
-Device = Literal["auto", "cpu", "cuda"]
-DType = Literal["auto", "bfloat16", "float16", "float32"]
-
-
-class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What to load. `base` is an HF checkpoint directory, a `.gguf` file or a hub id;
-    None means the embedded default model. `adapters` maps a role to a peft LoRA directory;
-    `bundle` is a directory written by `recursum train levels` (its adapters, overridden by
-    `adapters` role by role)."""
-
-    base: str | None = None
-    quantization: Quantization = "nf4"
-    device: Device = "auto"
-    dtype: DType = "auto"
-    adapters: dict[Role, str] = {}
-    bundle: str | None = None
+from recursum.service.engine.models.spec import Device, DType, ModelSpec, Quantization
 
 
 def resolve_device(device: Device) -> torch.device:

@@ -16,47 +16,14 @@ from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria,
 from recursum.service.engine.errors import ConfigError
 from recursum.service.engine.models.runtime import ModelRuntime
 from recursum.service.engine.pipeline.prompts import PromptInput, render_messages
+from recursum.service.engine.pipeline.results import (
+    GenerationRequest,
+    GenerationResult,
+    GenerationSettings,
+    GenerationStats,
+)
 
 MIN_INPUT_TOKENS = 64  # the least input a prompt must be able to hold beside the summary
-
-
-class GenerationSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """Decoding settings; part of every node's content address."""
-
-    max_new_tokens: int = 128
-    temperature: float = 0.0
-    seed: int = 0
-    # Small models fall into loops on long inputs (the LangChain baseline did); these stop it.
-    repetition_penalty: float = 1.1
-    no_repeat_ngram_size: int = 4
-
-
-class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
-    key: str
-    adapter: str | None
-    prompt: PromptInput
-
-
-class GenerationResult(msgspec.Struct, frozen=True, kw_only=True):
-    key: str
-    text: str
-    prompt_tokens: int
-    generated_tokens: int
-    truncated: bool
-
-
-class GenerationStats(msgspec.Struct, kw_only=True):
-    """Where generation time went, for benchmarks and metrics."""
-
-    batches: int = 0
-    sequences: int = 0
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    padded_tokens: int = 0
-    prefill_seconds: float = 0.0
-    decode_seconds: float = 0.0
-    batch_sizes: list[int] = []
-    batch_seconds: list[float] = []
 
 
 class _FirstStepClock(LogitsProcessor):

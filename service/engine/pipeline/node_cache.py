@@ -5,7 +5,7 @@ from typing import Protocol
 
 import msgspec
 
-from recursum.service.engine.pipeline.generate import GenerationResult
+from recursum.service.engine.pipeline.results import GenerationResult
 
 _decode = msgspec.json.Decoder(GenerationResult).decode
 

@@ -65,7 +65,7 @@ def render_messages(prompt: PromptInput) -> list[dict[str, str]]:
 
 
 # Helper reports. A critique judges each summary sentence on its own against its closest source sentence
-# (its best evidence link) and answers with one verdict word; `service.engine.helpers.verify` reads the verdict
+# (its best evidence link) and answers with one verdict word; `helpers.verify` reads the verdict
 # off the model's next-token probabilities, so a verdict is always one of VERDICTS.
 HELPER_SYSTEM = "You check summaries of stories against their source text and point out errors precisely."
 SUPPORTED = "SUPPORTED"
@@ -130,6 +130,14 @@ def critique_input(source: str, sentences: list[str], closest: list[str]) -> str
     if len(closest) != len(sentences):
         raise ValueError(f"{len(sentences)} summary sentences but {len(closest)} closest sentences")
     return source + CRITIQUE_SUMMARY_MARKER + _lines(sentences) + CRITIQUE_CLOSEST_MARKER + _lines(closest)
+
+
+def critique_line(kind: str, why: str, sentence: int | None = None, quote: str = "") -> str:
+    """One line of a critique in the form the helper's training text uses: `KIND <n>: why` about summary
+    sentence n (`sentence` is 0-based), or `KIND: "quote" - why` about source text the summary left out."""
+    if sentence is None:
+        return f'{kind.upper()}: "{quote}" - {why}'
+    return f"{kind.upper()} {sentence + 1}: {why}"
 
 
 def critique_sentences(text: str) -> tuple[list[str], list[str]]:

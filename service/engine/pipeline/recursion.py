@@ -18,28 +18,18 @@ from recursum.service.engine.pipeline.chunking import chunk_document
 from recursum.service.engine.pipeline.document import Document
 from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent
 from recursum.service.engine.pipeline.evidence import EvidenceScorer, leaf_evidence, merge_evidence
-from recursum.service.engine.pipeline.generate import (
+from recursum.service.engine.pipeline.generate import generate_batched
+from recursum.service.engine.pipeline.node_cache import MemoryNodeCache, NodeCache
+from recursum.service.engine.pipeline.prompts import PromptInput, chunk_prompt, merge_prompt
+from recursum.service.engine.pipeline.results import (
     GenerationRequest,
     GenerationResult,
     GenerationSettings,
-    GenerationStats,
-    generate_batched,
+    RunStats,
 )
-from recursum.service.engine.pipeline.node_cache import MemoryNodeCache, NodeCache
-from recursum.service.engine.pipeline.prompts import PromptInput, chunk_prompt, merge_prompt
 from recursum.service.engine.pipeline.sentences import sentence_spans
 from recursum.service.engine.pipeline.tokens import count_tokens_batch, encoding
 from recursum.service.engine.pipeline.tree import Chunk, Tree, TreeConfig
-
-
-class RunStats(msgspec.Struct, kw_only=True):
-    """Where a run's time went: generation (prefill/decode inside), evidence, everything."""
-
-    generation: GenerationStats = msgspec.field(default_factory=GenerationStats)
-    evidence_seconds: float = 0.0
-    total_seconds: float = 0.0
-    cache_hits: int = 0
-    cache_misses: int = 0
 
 
 class Cancelled(Exception):
@@ -170,6 +160,10 @@ class TreeBuild:
                     needed[sample.key] = (sample.settings, GenerationRequest(
                         key=sample.key, adapter=adapter_for(plan.role), prompt=plan.prompt))
         return list(needed.values())
+
+    def pending_keys(self) -> frozenset[str]:
+        """Content addresses of the generations the current height still waits for."""
+        return frozenset(request.key for _, request in self.requests)
 
     def accept(self, result: GenerationResult, from_cache: bool = False) -> None:
         """Take a generation; a node is built once all its samples are in."""

@@ -1,7 +1,7 @@
 """The tree as the engine builds it: its configuration, the chunks and the whole `Tree`.
 
-The node-level structs (Span, Node, Sentence, EvidenceLink, ModelInfo) are wire schemas and live
-in `clients.schemas`.
+The node-level structs (Span, Node, Sentence, EvidenceLink, ModelInfo) are shared with the wire and
+live in `recursum.schemas.tree`.
 
 Identity: `Node.key` is the content address (role, adapter, prompt inputs, generation settings) used
 by the generation cache; `Node.id` adds the node's place in the document so ids stay unique in a tree
@@ -12,7 +12,16 @@ from typing import Annotated
 
 import msgspec
 
-from recursum.schemas.options import BatchSize, BestOf, ChunkTokens, ContextMode, SummaryTokens
+from recursum.schemas.options import (
+    BatchSize,
+    BestOf,
+    BestOfMargin,
+    ChunkTokens,
+    ContextMode,
+    MergeTokens,
+    SummaryOptions,
+    SummaryTokens,
+)
 from recursum.schemas.tree import ModelInfo, Node, Span
 
 
@@ -20,7 +29,7 @@ class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Everything that shapes a tree; saved in it so a tree says how it was made."""
 
     chunk_tokens: ChunkTokens = 600
-    merge_tokens: Annotated[int, msgspec.Meta(ge=64, le=32768)] = 900
+    merge_tokens: MergeTokens = 900
     max_children: Annotated[int, msgspec.Meta(ge=2, le=64)] = 6
     summary_tokens: SummaryTokens = 200
     batch_size: BatchSize = 8
@@ -35,7 +44,12 @@ class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     sample_temperature: Annotated[float, msgspec.Meta(gt=0.0, le=2.0)] = 0.8
     # A sample replaces the greedy summary only if its reward is higher by more than this (in reward
     # std units): the max of n noisy scores is biased upwards, so small gains are mostly noise.
-    best_of_margin: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 0.0
+    best_of_margin: BestOfMargin = 0.0
+
+
+def tree_config(options: SummaryOptions, base: TreeConfig | None = None) -> TreeConfig:
+    """`base` (the defaults) with what the submitter chose."""
+    return msgspec.structs.replace(base or TreeConfig(), **options.chosen())
 
 
 class Chunk(msgspec.Struct, frozen=True, kw_only=True):

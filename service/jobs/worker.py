@@ -18,18 +18,18 @@ import msgspec
 
 from recursum.schemas.events import HeightDone, HeightStarted, JobFinished
 from recursum.schemas.jobs import HeightProgress
-from recursum.service.api.broker import EventBroker
-from recursum.service.api.callbacks import CallbackSender
-from recursum.service.api.metrics import EngineMetrics
-from recursum.service.api.reports.service import ReportService
-from recursum.service.api.summaries.service import job_read
-from recursum.service.engine.errors import ConfigError, RecursumError
-from recursum.service.engine.facade import Engine
+from recursum.service.engine.errors import public_message
+from recursum.service.engine.interface import Engine, TreeRun
 from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent, to_wire
-from recursum.service.engine.pipeline.generate import MIN_INPUT_TOKENS
-from recursum.service.engine.pipeline.recursion import RunStats, TreeBuild
+from recursum.service.engine.pipeline.results import RunStats
+from recursum.service.jobs.broker import EventBroker
+from recursum.service.jobs.callbacks import CallbackSender
+from recursum.service.jobs.metrics import EngineMetrics
+from recursum.service.jobs.reports import finish_pending_reports
+from recursum.service.jobs.views import job_read
+from recursum.service.store.jobs import LeaseLost
 from recursum.service.store.records import JobRecord
-from recursum.service.store.repository import LeaseLost, Store
+from recursum.service.store.repository import Store
 
 log = logging.getLogger("recursum.worker")
 
@@ -81,7 +81,7 @@ class JobWorker:
         while not self._stopping.wait(self.lease_seconds / 3):
             running = self._running
             try:
-                held = self.store.renew_leases(self.replica_id, running, self.lease_seconds)
+                held = self.store.jobs.renew_leases(self.replica_id, running, self.lease_seconds)
             except Exception:  # a database hiccup must not end the heartbeat
                 log.exception("lease renewal failed")
                 if time.time() - last_renewal >= self.lease_seconds:
@@ -115,9 +115,9 @@ class JobWorker:
         while not self._stopping.is_set():
             try:
                 self._admit(active)
-                self.metrics.queue_depth.set(self.store.count_jobs(("queued", "running")))
+                self.metrics.queue_depth.set(self.store.jobs.count_jobs(("queued", "running")))
                 # Pending helper reports (critique, qa) are generated in batches between summary rounds.
-                reported = ReportService(self.store).generate_pending(self.engine)
+                reported = finish_pending_reports(self.store, self.engine)
                 if active:
                     self._round(active)
                 elif not reported:
@@ -130,8 +130,8 @@ class JobWorker:
 
     def _admit(self, active: dict[str, "_ActiveJob"]) -> None:
         """Lease waiting jobs (oldest first) up to `max_active`; their heights join the next round."""
-        claimed = self.store.claim_jobs(self.replica_id, self.max_active - len(active), self.lease_seconds,
-                                        exclude=active)
+        claimed = self.store.jobs.claim_jobs(self.replica_id, self.max_active - len(active),
+                                             self.lease_seconds, exclude=active)
         # Under lease from now on: the heartbeat must renew them while they start.
         self._running = frozenset(active) | {job.id for job in claimed}
         for job in claimed:
@@ -142,20 +142,16 @@ class JobWorker:
                 active[job.id] = self._start(job)
             except Exception as error:  # a bad job must not take the worker down
                 log.exception("job %s failed to start", job.id)
-                self._finish(job.id, status="failed", error=_public_error(error))
+                self._finish(job.id, status="failed", error=public_message(error))
 
     def _start(self, job: JobRecord) -> "_ActiveJob":
-        # Refused alone here rather than failing a shared batch later.
-        window = self.engine.runtime.context_window
-        if job.config.summary_tokens + MIN_INPUT_TOKENS > window:
-            raise ConfigError(f"summary_tokens {job.config.summary_tokens} leaves no room for input in "
-                              f"the model's {window}-token context window")
-        job = self.store.update_job(job.id, holder=self.replica_id, status="running",
-                                    started=job.started or time.time())
+        self.engine.check(job.config)  # refused alone here rather than failing a shared batch later
+        job = self.store.jobs.update_job(job.id, holder=self.replica_id, status="running",
+                                         started=job.started or time.time())
         running = _ActiveJob(job=job, started=time.time(),
                              progress={p.height: p for p in job.progress})
-        running.build = self.engine.start(self.store.get_document(job.document_id), job.config,
-                                          self.store, lambda event: self._on_event(running, event),
+        running.build = self.engine.start(self.store.jobs.get_document(job.document_id), job.config,
+                                          self.store.nodes, lambda event: self._on_event(running, event),
                                           running.stats)
         return running
 
@@ -165,7 +161,7 @@ class JobWorker:
             case HeightStarted(height=height, nodes=nodes):
                 running.progress[height] = HeightProgress(height=height, done=0, total=nodes)
             case NodeDone(node=node):
-                self.store.put_job_node(job_id, node)
+                self.store.nodes.put_job_node(job_id, node)
                 running.progress[node.height].done += 1
                 if not running.first_node_seen:
                     running.first_node_seen = True
@@ -174,7 +170,7 @@ class JobWorker:
             case HeightDone():
                 pass
         try:
-            self.store.update_job(job_id, holder=self.replica_id,
+            self.store.jobs.update_job(job_id, holder=self.replica_id,
                                   progress=[running.progress[h] for h in sorted(running.progress)])
         except LeaseLost:  # another replica took the job over: stop generating it here
             self._lost.add(job_id)
@@ -183,7 +179,7 @@ class JobWorker:
 
     def _round(self, active: dict[str, "_ActiveJob"]) -> None:
         """One height of every active job in shared batches; then finish the jobs that ended."""
-        pending = {job_id: {r.key for _, r in running.build.requests} for job_id, running in active.items()}
+        pending = {job_id: running.build.pending_keys() for job_id, running in active.items()}
 
         def wanted(key: str) -> bool:
             stopped = self._cancelled | self._lost
@@ -200,7 +196,7 @@ class JobWorker:
                 elif job_id in self._cancelled:
                     self._end(running, status="cancelled")
                 else:
-                    self._end(running, status="failed", error=_public_error(error))
+                    self._end(running, status="failed", error=public_message(error))
             return
         for job_id in list(active):
             running = active[job_id]
@@ -216,7 +212,7 @@ class JobWorker:
                 running.build.advance()
             except Exception as error:
                 log.exception("job %s failed", job_id)
-                self._end(active.pop(job_id), status="failed", error=_public_error(error))
+                self._end(active.pop(job_id), status="failed", error=public_message(error))
                 continue
             if running.build.done:
                 self._end(active.pop(job_id), status="done", root=running.build.root.id)
@@ -229,7 +225,8 @@ class JobWorker:
     def _finish(self, job_id: str, **changes) -> None:
         self._cancelled.discard(job_id)
         try:
-            record = self.store.update_job(job_id, holder=self.replica_id, finished=time.time(), **changes)
+            record = self.store.jobs.update_job(job_id, holder=self.replica_id, finished=time.time(),
+                                                **changes)
         except (KeyError, LeaseLost):  # deleted meanwhile, or now another replica's to report
             return
         self.announce_end(record)
@@ -244,13 +241,6 @@ class JobWorker:
             self.callbacks.send(job_id, record.callback_url, record.owner, msgspec.json.encode(finished))
 
 
-def _public_error(error: Exception) -> str:
-    """What a job's owner may read: user-caused errors say what to fix; anything else stays in the log."""
-    if isinstance(error, RecursumError):
-        return str(error)
-    return f"internal error ({type(error).__name__}); the server log has the details"
-
-
 @dataclass
 class _ActiveJob:
     """A job the worker is running: its tree build and the progress it reports."""
@@ -258,6 +248,6 @@ class _ActiveJob:
     job: JobRecord
     started: float
     progress: dict[int, HeightProgress]
-    build: TreeBuild | None = None
+    build: TreeRun | None = None
     stats: RunStats = field(default_factory=RunStats)
     first_node_seen: bool = False

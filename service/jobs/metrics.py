@@ -3,8 +3,8 @@
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from recursum.schemas.tree import Node
-from recursum.service.engine.facade import Engine
-from recursum.service.engine.pipeline.recursion import RunStats
+from recursum.service.engine.interface import Engine
+from recursum.service.engine.pipeline.results import RunStats
 
 _SECONDS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 

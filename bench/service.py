@@ -2,8 +2,8 @@
 `recursum serve` on loopback. Run twice in the same invocation: with cross-job batching (jobs'
 heights share generation batches) and with one job at a time (RECURSUM_MAX_ACTIVE_JOBS=1).
 
-    python bench/service_load.py                       # default model, 4 clients x 2 documents
-    python bench/service_load.py --clients 8 --docs 3
+    python bench/service.py                       # default model, 4 clients x 2 documents
+    python bench/service.py --clients 8 --docs 3
 """
 
 import argparse

@@ -14,10 +14,7 @@
    precision of its doubts; base helper prompt (as served, and calibrated on the same held-out quarter)
    vs trained, beside chance and the evidence alone.
 
-The issue names this bench/training.py; that name would shadow the `training` package for every
-script run from bench/ (as bench/service.py shadowed `service`), so it is train_adapters.py.
-
-    python bench/train_adapters.py [--train-books alice_in_wonderland jekyll_and_hyde]
+    python bench/training.py [--train-books alice_in_wonderland jekyll_and_hyde]
         [--eval-book frankenstein] [--max-chars 16000] [--eval-chars 32000] [--reward-epochs 3]
         [--helper-examples 120] [--skip-helper]
 
@@ -40,7 +37,8 @@ from _data import shared_path
 from recursum.schemas.tree import Node
 from recursum.service.engine.models.model_store import pull_default_model, recursum_home
 from recursum.service.engine.models.reward import score_pairs
-from recursum.service.engine.models.runtime import ModelSpec, load_runtime
+from recursum.service.engine.models.runtime import load_runtime
+from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
 from recursum.service.engine.pipeline.node_cache import DirectoryNodeCache
 from recursum.service.engine.pipeline.prompts import task_prompt

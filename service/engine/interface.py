@@ -1,0 +1,118 @@
+"""The engine's interface: everything the API, the job worker and the CLI may ask of a loaded model.
+
+Callers hold an `Engine` and never the runtime, summarizer or report builder behind it, so route services
+and the worker are tested against a fake, and a process imports torch only when `load_engine` runs.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import msgspec
+
+from recursum.schemas.reports import ReportBody
+from recursum.schemas.tree import ModelInfo, Node
+from recursum.service.engine.helpers.tasks import ReportTask
+from recursum.service.engine.models.spec import ModelSpec
+from recursum.service.engine.pipeline.document import Document
+from recursum.service.engine.pipeline.events import ProgressEvent
+from recursum.service.engine.pipeline.node_cache import NodeCache
+from recursum.service.engine.pipeline.results import GenerationStats, RunStats
+from recursum.service.engine.pipeline.tree import Tree, TreeConfig
+
+
+class Diagnosis(msgspec.Struct, kw_only=True):
+    """What the runtime really loaded, and how fast it generates here (`recursum doctor`)."""
+
+    torch: str
+    device: str
+    device_name: str
+    cuda_available: bool
+    bf16_native: bool
+    dtype: str
+    quantization: str
+    adapters: str
+    base: str
+    load_seconds: float
+    parameters_millions: float
+    memory_footprint_mb: float
+    gpu_memory_allocated_mb: float | None
+    context_window: int
+    probe_prompt_tokens: int
+    prefill_tokens_per_second: float
+    decode_tokens_per_second: float
+
+
+class TreeRun(Protocol):
+    """One document's tree in progress: its heights advance in `Engine.run_round`, beside other runs."""
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def root(self) -> Node: ...
+
+    def pending_keys(self) -> frozenset[str]:
+        """Content addresses of the generations the current height still waits for."""
+        ...
+
+    def advance(self) -> None:
+        """Close the finished height and plan the next; raises if nodes are missing (cancelled)."""
+        ...
+
+
+class Engine(Protocol):
+    """One loaded model and its evidence scorer, shared by every job and report of the process."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    @property
+    def load_seconds(self) -> float: ...
+
+    @property
+    def last_probe(self) -> float | None:
+        """When `health` last succeeded (epoch seconds)."""
+        ...
+
+    @property
+    def scores_rewards(self) -> bool:
+        """Whether a reward adapter is loaded, so best-of-n keeps the best candidate, not the greedy one."""
+        ...
+
+    def check(self, config: TreeConfig) -> None:
+        """Raise `ConfigError` for settings this model cannot serve (a summary that fills its window)."""
+        ...
+
+    def start(self, document: Document, config: TreeConfig, cache: NodeCache,
+              on_event: Callable[[ProgressEvent], None], stats: RunStats) -> TreeRun:
+        """Begin a tree whose heights advance in `run_round`, possibly alongside other trees."""
+        ...
+
+    def run_round(self, runs: Sequence[TreeRun], wanted: Callable[[str], bool]) -> None:
+        """Generate the current height of every run in shared batches; `wanted(key)` false stops a row."""
+        ...
+
+    def summarize(self, document: Document, config: TreeConfig, cache: NodeCache,
+                  on_event: Callable[[ProgressEvent], None] | None = None) -> Tree:
+        """A whole tree at once (the local CLI)."""
+        ...
+
+    def report(self, tasks: Sequence[ReportTask], cache: NodeCache | None = None,
+               stats: GenerationStats | None = None) -> list[ReportBody]:
+        """Helper reports about nodes of finished trees, in task order."""
+        ...
+
+    def health(self) -> bool:
+        """A one-token generation probe: the model is loaded and produces finite logits."""
+        ...
+
+    def describe(self, probe_tokens: int = 32) -> Diagnosis:
+        """Device, dtype, quantization, adapters, memory, and prefill and decode speed on a short probe."""
+        ...
+
+
+def load_engine(spec: ModelSpec) -> Engine:
+    """Load the model `spec` names; the only door to torch, so importing callers stays light."""
+    from recursum.service.engine.facade import ModelEngine
+
+    return ModelEngine.load(spec)

@@ -1,0 +1,37 @@
+"""The model worker's share of helper reports: pending critiques and qa answers, finished in batches."""
+
+import logging
+
+from recursum.service.engine.errors import public_message
+from recursum.service.engine.interface import Engine
+from recursum.service.jobs.views import report_task
+from recursum.service.store.repository import Store
+
+log = logging.getLogger("recursum.reports")
+
+PENDING_BATCH = 16  # pending reports the worker takes per pass (two generation batches of 8)
+
+
+def finish_pending_reports(store: Store, engine: Engine, limit: int = PENDING_BATCH) -> int:
+    """Finish up to `limit` pending reports in one batched generation (the worker calls this between
+    summary rounds); returns how many it took."""
+    pending = store.reports.pending_reports(limit)
+    tasks = []
+    for report in pending:
+        job = store.jobs.get_job(report.job_id)
+        node = store.nodes.get_job_node(report.job_id, report.node_id)
+        if job is None or node is None:  # deleted meanwhile (its reports go with it)
+            continue
+        tasks.append(report_task(store, job, node, report))
+    if not tasks:
+        return len(pending)
+    try:
+        bodies = engine.report(tasks, cache=store.nodes)
+    except Exception as error:  # a failing batch fails its reports, never the worker
+        log.exception("report generation failed")
+        for task in tasks:
+            store.reports.finish_report(task.key, error=public_message(error))
+        return len(pending)
+    for task, body in zip(tasks, bodies, strict=True):
+        store.reports.finish_report(task.key, body)
+    return len(pending)

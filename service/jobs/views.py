@@ -1,0 +1,27 @@
+"""How stored records read to their callers: a job's wire state, and a report's task for the engine."""
+
+from recursum.schemas.jobs import JobRead
+from recursum.schemas.reports import ReportRead
+from recursum.schemas.tree import Node
+from recursum.service.engine.helpers.tasks import ReportTask
+from recursum.service.store.records import JobRecord
+from recursum.service.store.repository import Store
+
+
+def job_read(store: Store, job: JobRecord) -> JobRead:
+    root = store.nodes.get_job_node(job.id, job.root) if job.root else None
+    callbacks = store.jobs.callback_attempts(job.id) if job.callback_url else []
+    return JobRead(id=job.id, title=job.title, status=job.status, created=job.created,
+                   started=job.started, finished=job.finished, progress=job.progress,
+                   root=job.root, summary=root.summary if root else None, error=job.error,
+                   callbacks=callbacks)
+
+
+def report_task(store: Store, job: JobRecord, node: Node, report: ReportRead) -> ReportTask:
+    """What the engine needs to build `report`: the node, its stored children and the document text."""
+    children = tuple(child for child_id in node.children
+                     if (child := store.nodes.get_job_node(job.id, child_id)) is not None)
+    document = store.jobs.get_document(job.document_id)
+    return ReportTask(key=report.id, request=report.request, node=node, children=children,
+                      text=document.text, threshold=job.config.evidence_threshold,
+                      links=job.config.evidence_links)

@@ -1,0 +1,159 @@
+"""Jobs and the documents they summarize: submission, leases across replicas, progress, callbacks."""
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+
+from recursum.schemas.jobs import CallbackAttempt
+from recursum.service.engine.pipeline.document import Document
+from recursum.service.store.database import Database
+from recursum.service.store.records import JobRecord
+from recursum.service.store.tables import CallbackAttemptRow, DocumentRow, JobRow, row_struct
+
+UNFINISHED: tuple[str, ...] = ("queued", "running")
+_SETTABLE_JOB_FIELDS = frozenset(JobRecord.__struct_fields__) - {"id"}
+
+
+class LeaseLost(Exception):
+    """Raised when a replica writes to a job whose lease another replica now holds."""
+
+
+class JobRepository:
+    """Documents, jobs and their callback attempts."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # Documents
+
+    def put_document(self, document: Document) -> None:
+        self.db.insert_new(DocumentRow, {**msgspec.to_builtins(document), "created": time.time()})
+
+    def get_document(self, document_id: str) -> Document | None:
+        with self.db.session() as session:
+            row = session.get(DocumentRow, document_id)
+            return None if row is None else row_struct(row, Document)
+
+    # Jobs
+
+    def create_job(self, job: JobRecord) -> None:
+        with self.db.session.begin() as session:
+            session.add(JobRow(**msgspec.to_builtins(job)))
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        with self.db.session() as session:
+            row = session.get(JobRow, job_id)
+            return None if row is None else row_struct(row, JobRecord)
+
+    def list_jobs(self, owner: str | None = None, limit: int = 100) -> list[JobRecord]:
+        """Newest first; `owner=None` lists every owner's jobs."""
+        query = sa.select(JobRow).order_by(JobRow.created.desc(), JobRow.id.desc()).limit(limit)
+        if owner is not None:
+            query = query.where(JobRow.owner == owner)
+        return self._jobs(query)
+
+    def claim_jobs(self, replica: str, limit: int, lease_seconds: float,
+                   exclude: Iterable[str] = ()) -> list[JobRecord]:
+        """Lease up to `limit` unfinished jobs, oldest first, that no live replica holds.
+
+        On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets replicas claim concurrently without ever
+        taking the same job. SQLite serializes writers on one file and serves a single replica.
+        """
+        if limit <= 0:
+            return []
+        now = time.time()
+        query = (
+            sa.select(JobRow.id)
+            .where(JobRow.status.in_(UNFINISHED), JobRow.id.not_in(list(exclude)))
+            .where(sa.or_(JobRow.lease_owner.is_(None), JobRow.lease_owner == replica,
+                          JobRow.lease_expires < now))
+            .order_by(JobRow.created, JobRow.id)
+            .limit(limit)
+        )
+        if self.db.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        # One UPDATE ... WHERE id IN (SELECT ...) RETURNING: the write lock comes first, so SQLite
+        # writers queue on the busy timeout instead of failing to upgrade a read snapshot.
+        claim = (sa.update(JobRow).where(JobRow.id.in_(query))
+                 .values(lease_owner=replica, lease_expires=now + lease_seconds).returning(JobRow.id))
+        with self.db.session.begin() as session:
+            ids = list(session.scalars(claim))
+            if not ids:
+                return []
+            rows = session.scalars(sa.select(JobRow).where(JobRow.id.in_(ids))
+                                   .order_by(JobRow.created, JobRow.id))
+            return [row_struct(row, JobRecord) for row in rows]
+
+    def renew_leases(self, replica: str, job_ids: Iterable[str], lease_seconds: float) -> dict[str, bool]:
+        """Extend this replica's leases; returns {job id: cancel requested} for the jobs still held."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        held = sa.and_(JobRow.id.in_(ids), JobRow.lease_owner == replica)
+        with self.db.session.begin() as session:
+            session.execute(sa.update(JobRow).where(held).values(lease_expires=time.time() + lease_seconds))
+            return dict(session.execute(sa.select(JobRow.id, JobRow.cancel_requested).where(held)).all())
+
+    def _jobs(self, query: sa.Select[tuple[JobRow]]) -> list[JobRecord]:
+        with self.db.session() as session:
+            return [row_struct(row, JobRecord) for row in session.scalars(query)]
+
+    def count_jobs(self, statuses: Iterable[str]) -> int:
+        query = sa.select(sa.func.count()).select_from(JobRow).where(JobRow.status.in_(list(statuses)))
+        with self.db.session() as session:
+            return session.scalar(query) or 0
+
+    def update_job(self, job_id: str, *, holder: str | None = None, **changes: Any) -> JobRecord:
+        """Set JobRecord fields and return the updated record; KeyError if there is no such job.
+
+        With `holder`, only while that replica holds the job's lease (else `LeaseLost`), so a
+        replica that lost a job can never overwrite what its new holder reports.
+        """
+        if not changes or changes.keys() - _SETTABLE_JOB_FIELDS:
+            raise TypeError(
+                f"update_job() sets JobRecord fields other than id, got {sorted(changes)}; "
+                f"choose from {sorted(_SETTABLE_JOB_FIELDS)}"
+            )
+        values = {name: msgspec.to_builtins(value) for name, value in changes.items()}
+        with self.db.session.begin() as session:
+            # Writing before reading takes SQLite's write lock first, so concurrent writers wait on the busy
+            # timeout instead of one failing to upgrade a stale read snapshot.
+            target = JobRow.id == job_id
+            if holder is not None:
+                target = sa.and_(target, JobRow.lease_owner == holder)
+            updated = session.execute(sa.update(JobRow).where(target).values(values))
+            if updated.rowcount == 0:
+                if holder is not None and session.get(JobRow, job_id) is not None:
+                    raise LeaseLost(job_id)
+                raise KeyError(job_id)
+            # Converting inside the transaction rolls back a change that makes the record invalid.
+            return row_struct(session.get_one(JobRow, job_id), JobRecord)
+
+    def cancel_unclaimed(self, job_id: str, now: float) -> bool:
+        """Cancel a queued job at once if no live replica holds it; False leaves it to its worker."""
+        unclaimed = sa.and_(JobRow.id == job_id, JobRow.status == "queued",
+                            sa.or_(JobRow.lease_owner.is_(None), JobRow.lease_expires < now))
+        with self.db.session.begin() as session:
+            updated = session.execute(sa.update(JobRow).where(unclaimed)
+                                      .values(status="cancelled", finished=now, cancel_requested=True))
+            return updated.rowcount > 0
+
+    def delete_job(self, job_id: str) -> bool:
+        """Delete a job with its nodes and callback attempts; the shared documents and generations stay."""
+        with self.db.session.begin() as session:
+            return session.execute(sa.delete(JobRow).where(JobRow.id == job_id)).rowcount > 0
+
+    # Callback delivery
+
+    def add_callback_attempt(self, job_id: str, attempt: CallbackAttempt) -> None:
+        with self.db.session.begin() as session:
+            session.add(CallbackAttemptRow(job_id=job_id, **msgspec.to_builtins(attempt)))
+
+    def callback_attempts(self, job_id: str) -> list[CallbackAttempt]:
+        query = sa.select(CallbackAttemptRow).where(CallbackAttemptRow.job_id == job_id)
+        with self.db.session() as session:
+            rows = session.scalars(query.order_by(CallbackAttemptRow.attempt))
+            return [row_struct(row, CallbackAttempt) for row in rows]

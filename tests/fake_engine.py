@@ -1,0 +1,116 @@
+"""A model-free `Engine`: one leaf per document whose summary is its first sentence, reports without a model.
+
+Route services and the job worker are tested against it, so they are shown to need nothing beyond the
+engine's interface (no torch, no tokenizer, no runtime).
+"""
+
+import time
+from collections.abc import Callable, Sequence
+
+from recursum.schemas.events import HeightDone, HeightStarted
+from recursum.schemas.reports import CritiqueReport, EvidenceReport, QaAnswer, ReportBody
+from recursum.schemas.tree import ModelInfo, Node, Span
+from recursum.service.engine.errors import ConfigError
+from recursum.service.engine.helpers.tasks import ReportTask
+from recursum.service.engine.interface import Diagnosis
+from recursum.service.engine.pipeline.document import Document
+from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent
+from recursum.service.engine.pipeline.node_cache import NodeCache
+from recursum.service.engine.pipeline.results import GenerationStats, RunStats
+from recursum.service.engine.pipeline.tree import Chunk, Tree, TreeConfig
+
+CONTEXT_WINDOW = 512
+
+
+class FakeRun:
+    """A one-node tree: the node is "generated" in `Engine.run_round`, and the height closes in `advance`."""
+
+    def __init__(self, document: Document, on_event: Callable[[ProgressEvent], None]) -> None:
+        first_sentence = document.text.split(".")[0].strip() + "."
+        self.node = Node(id="leaf-0", key=f"fake:{document.id}", height=0, index=0, role="chunk",
+                         adapter=None, span=Span(0, len(document.text)), children=(), summary=first_sentence,
+                         sentences=())
+        self._emit = on_event
+        self.generated = False
+        self.done = False
+        on_event(HeightStarted(height=0, nodes=1, cached=0))
+
+    @property
+    def root(self) -> Node:
+        return self.node
+
+    def pending_keys(self) -> frozenset[str]:
+        return frozenset() if self.generated else frozenset({self.node.key})
+
+    def generate(self) -> None:
+        self.generated = True
+        self._emit(NodeDone(node=self.node))
+
+    def advance(self) -> None:
+        if not self.generated:
+            raise RuntimeError("stopped before the node was generated")
+        self._emit(HeightDone(height=0, nodes=1))
+        self.done = True
+
+
+class FakeEngine:
+    """Implements `recursum.service.engine.interface.Engine`; records what it was asked."""
+
+    def __init__(self, scores_rewards: bool = False, healthy: bool = True,
+                 fail_reports: bool = False) -> None:
+        self.info = ModelInfo(base="fake", fingerprint="fake-fingerprint", quantization="none",
+                              dtype="float32", device="cpu", adapters={})
+        self.load_seconds = 0.0
+        self.last_probe: float | None = None
+        self.scores_rewards = scores_rewards
+        self.healthy = healthy
+        self.fail_reports = fail_reports
+        self.reported: list[ReportTask] = []
+
+    def check(self, config: TreeConfig) -> None:
+        if config.summary_tokens >= CONTEXT_WINDOW:
+            raise ConfigError(f"summary_tokens {config.summary_tokens} leaves no room for input in the "
+                              f"fake model's {CONTEXT_WINDOW}-token context window")
+
+    def start(self, document: Document, config: TreeConfig, cache: NodeCache,
+              on_event: Callable[[ProgressEvent], None], stats: RunStats) -> FakeRun:
+        return FakeRun(document, on_event)
+
+    def run_round(self, runs: Sequence[FakeRun], wanted: Callable[[str], bool]) -> None:
+        for run in runs:
+            if all(wanted(key) for key in run.pending_keys()):
+                run.generate()
+
+    def summarize(self, document: Document, config: TreeConfig, cache: NodeCache,
+                  on_event: Callable[[ProgressEvent], None] | None = None) -> Tree:
+        run = self.start(document, config, cache, on_event or (lambda event: None), RunStats())
+        self.run_round([run], lambda key: True)
+        run.advance()
+        return Tree(document_id=document.id, title=document.title, text_length=len(document.text),
+                    config=config, model=self.info, chunks=[Chunk(index=0, span=run.node.span, tokens=1)],
+                    heights=[[run.node.id]], nodes={run.node.id: run.node}, root=run.node.id)
+
+    def report(self, tasks: Sequence[ReportTask], cache: NodeCache | None = None,
+               stats: GenerationStats | None = None) -> list[ReportBody]:
+        if self.fail_reports:
+            raise RuntimeError("the fake helper failed")
+        self.reported.extend(tasks)
+        bodies: dict[str, ReportBody] = {
+            "evidence": EvidenceReport(summary="", sentences=(), unsupported=0),
+            "critique": CritiqueReport(items=()),
+        }
+        return [bodies.get(type(task.request).__struct_config__.tag)
+                or QaAnswer(question="", answer="fake", citations=(), supported=False) for task in tasks]
+
+    def health(self) -> bool:
+        if self.healthy:
+            self.last_probe = time.time()
+        return self.healthy
+
+    def describe(self, probe_tokens: int = 32) -> Diagnosis:
+        return Diagnosis(torch="none", device="cpu", device_name="fake", cuda_available=False,
+                         bf16_native=False, dtype="float32", quantization="none", adapters="none",
+                         base="fake",
+                         load_seconds=0.0, parameters_millions=0.0, memory_footprint_mb=0.0,
+                         gpu_memory_allocated_mb=None, context_window=CONTEXT_WINDOW, probe_prompt_tokens=0,
+                         prefill_tokens_per_second=0.0, decode_tokens_per_second=0.0)
