@@ -2,12 +2,14 @@
 one guard checks every route."""
 
 import hmac
+from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
-from recursum.service.api.problems import Forbidden, Unauthorized
+from recursum.service.api.problems import Forbidden, NotFound, Unauthorized
 from recursum.service.settings import SCOPES, ServiceSettings, hash_secret
 
 
@@ -23,6 +25,17 @@ class Principal(msgspec.Struct, frozen=True):
 
 
 DEV_PRINCIPAL = Principal(name="dev", scopes=SCOPES)
+Owned = TypeVar("Owned")
+
+
+def visible_or_404(found: Owned | None, owner: Callable[[Owned], str], principal: Principal, missing: str,
+                   also_scope: str | None = None) -> Owned:
+    """`found` if the caller may see it (its owner, an admin, or a key with `also_scope`); anything else is
+    404 like a missing one, never 403, so the ids of others' jobs and comparisons do not leak."""
+    if found is None or not (owner(found) == principal.name or principal.is_admin
+                             or (also_scope is not None and also_scope in principal.scopes)):
+        raise NotFound(missing)
+    return found
 
 
 def _presented_secret(connection: ASGIConnection) -> str | None:

@@ -20,7 +20,7 @@ from recursum.schemas.evaluations import (
 )
 from recursum.schemas.reports import CompareRequest, CritiqueRequest, EvidenceRequest
 from recursum.schemas.tree import Node
-from recursum.service.api.auth import Principal
+from recursum.service.api.auth import Principal, visible_or_404
 from recursum.service.api.evaluations.critiques import critique_lines, critique_policy, critique_text
 from recursum.service.api.evaluations.export import comparison_read, export_record, parse_since
 from recursum.service.api.evaluations.inputs import critique_task_input, node_input, stored_children
@@ -208,9 +208,9 @@ class EvaluationService:
 
     def comparison(self, principal: Principal, comparison_id: str) -> ComparisonRead:
         """A comparison its evaluator submitted (any, for admin); others' are 404 like missing ones."""
-        stored = self.store.evaluations.get_comparison(comparison_id)
-        if stored is None or (stored.evaluator != principal.name and not principal.is_admin):
-            raise NotFound(f"no comparison {comparison_id}")
+        stored = visible_or_404(self.store.evaluations.get_comparison(comparison_id),
+                                lambda comparison: comparison.evaluator, principal,
+                                f"no comparison {comparison_id}")
         return comparison_read(stored)
 
     # Export

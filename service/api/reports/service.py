@@ -14,7 +14,7 @@ import msgspec
 
 from recursum.schemas.reports import CritiqueRequest, QaRequest, ReportCreate, ReportKind, ReportRead
 from recursum.schemas.tree import Node
-from recursum.service.api.auth import Principal
+from recursum.service.api.auth import Principal, visible_or_404
 from recursum.service.api.problems import Conflict, NotFound, NotReady
 from recursum.service.engine.helpers.tasks import check_request
 from recursum.service.engine.interface import Engine
@@ -41,12 +41,8 @@ class ReportService:
 
     def job(self, job_id: str, principal: Principal) -> JobRecord:
         """Evaluators (and admins) may report on any job; others only on their own (else 404)."""
-        job = self.store.jobs.get_job(job_id)
-        may_see = job is not None and (job.owner == principal.name or principal.is_admin
-                                       or "evaluate" in principal.scopes)
-        if not may_see:
-            raise NotFound(f"no summary job {job_id}")
-        return job
+        return visible_or_404(self.store.jobs.get_job(job_id), lambda job: job.owner, principal,
+                              f"no summary job {job_id}", also_scope="evaluate")
 
     def node(self, job: JobRecord, node_id: str) -> Node:
         node = self.store.nodes.get_job_node(job.id, node_id)

@@ -5,7 +5,7 @@ import uuid
 
 from recursum.schemas.jobs import FINISHED, JobAccepted, NodeRead, SummaryCreate, TreeRead
 from recursum.schemas.tree import ModelInfo
-from recursum.service.api.auth import Principal
+from recursum.service.api.auth import Principal, visible_or_404
 from recursum.service.api.callbacks import check_callback_url
 from recursum.service.api.problems import NotFound, QueueFull
 from recursum.service.engine.pipeline.document import make_document
@@ -49,10 +49,8 @@ class SummaryService:
 
     def job(self, job_id: str, principal: Principal) -> JobRecord:
         """The job if the caller may see it; others' jobs are 404, not 403, so ids do not leak."""
-        job = self.store.jobs.get_job(job_id)
-        if job is None or (job.owner != principal.name and not principal.is_admin):
-            raise NotFound(f"no summary job {job_id}")
-        return job
+        return visible_or_404(self.store.jobs.get_job(job_id), lambda job: job.owner, principal,
+                              f"no summary job {job_id}")
 
     def tree(self, job: JobRecord, model: ModelInfo | None) -> TreeRead:
         nodes = self.store.nodes.job_nodes(job.id)
