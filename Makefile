@@ -7,7 +7,7 @@ EXCERPT_BYTES ?= 30000
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run summarize test lint
+.PHONY: setup run summarize test test-quick lint
 
 $(BIN)/recursum: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ summarize: setup
 # Runs every test, slow real-model ones included; pytest's exit 5 (nothing collected) is not a failure.
 test: setup
 	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
+
+# The quick tier while editing: no real model (`slow`), no processes, servers, browsers, PostgreSQL or
+# training runs (`integration`). CI runs `test`.
+test-quick: setup
+	$(BIN)/python -m pytest -q -m "not slow and not integration" || [ $$? -eq 5 ]
 
 lint: setup
 	$(BIN)/ruff check service training clients tests bench
