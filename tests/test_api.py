@@ -243,6 +243,7 @@ class _Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+@pytest.mark.integration  # serves the callback receiver on a thread
 def test_a_callback_is_signed_retried_and_every_attempt_recorded(engine, store):
     from recursum.service.jobs.callbacks import sign
     from recursum.service.settings import hash_secret

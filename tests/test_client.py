@@ -9,6 +9,7 @@ import httpx
 import msgspec
 import pytest
 from click.testing import CliRunner
+from mock_transport import recording_transport
 from test_server_process import Server
 
 from recursum.clients import client as client_module
@@ -66,25 +67,13 @@ PROGRESS = (JobState(job=_job()), HeightStarted(height=0, nodes=2, cached=0),
 DONE = _job("done", root="r", summary="R.")
 
 
-def _recording(answer):
-    """A MockTransport that records every request and answers with `answer(request, calls_so_far)`."""
-    requests: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        request.read()
-        requests.append(request)
-        return answer(request, len(requests))
-
-    return httpx.MockTransport(handler), requests
-
-
 def _client(answer, **options) -> tuple[Client, list[httpx.Request]]:
-    transport, requests = _recording(answer)
+    transport, requests = recording_transport(answer)
     return Client(URL, "sekrit", transport=transport, **options), requests
 
 
 def _async_client(answer, **options) -> tuple[AsyncClient, list[httpx.Request]]:
-    transport, requests = _recording(answer)
+    transport, requests = recording_transport(answer)
     return AsyncClient(URL, "sekrit", transport=transport, **options), requests
 
 

@@ -110,7 +110,7 @@ def seed_critiques(store: Store, job_id: str = JOB_ID) -> tuple[str, str]:
     return ids[0], ids[1]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def store(request, tmp_path):
     """A store on SQLite and, where a throwaway cluster can run, on PostgreSQL."""
     if request.param == "sqlite":

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # each check imports in a fresh interpreter
+
 ROOT = Path(__file__).resolve().parents[1]
 # What callers may import of the engine: its interface and the torch-free value modules it speaks in.
 ENGINE_SURFACE = {

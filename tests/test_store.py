@@ -32,7 +32,7 @@ TABLES = {"documents", "jobs", "job_nodes", "generations", "callback_attempts", 
           "evaluation_tasks", "evaluation_leases", "comparisons"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database."""
     if request.param == "sqlite":
