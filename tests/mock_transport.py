@@ -4,7 +4,6 @@ from collections.abc import Callable
 
 import httpx
 
-
 Answer = Callable[[httpx.Request, int], httpx.Response]
 
 
