@@ -19,6 +19,7 @@ more flaws found by human labelers with model critiques.
 
     python bench/evaluator_leverage.py                  # Jekyll and Hyde, 8 chunks, 10 trials
     python bench/evaluator_leverage.py --budget 0.1 --fraction 0.3
+    python bench/evaluator_leverage.py --smoke          # 2 short chunks, 1 trial (CI)
 """
 
 import argparse
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 
 import msgspec
 from _data import shared_path
+from _smoke import add_smoke_flag, apply_smoke
 from evidence_auc import characters, negate, swap_name
 
 from recursum.schemas.reports import CritiqueReport, CritiqueRequest, EvidenceReport, EvidenceRequest
@@ -49,7 +51,6 @@ from recursum.service.engine.pipeline.sentences import split_sentences
 from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 
 KINDS = ("foreign", "swap", "negation")
-RANDOM_DRAWS = 2000  # unaided evaluator: random checks averaged over this many draws
 SentenceRef = tuple[str, int]  # (node id, sentence index)
 
 
@@ -157,6 +158,23 @@ def detected(checked: set[SentenceRef], truth: dict[SentenceRef, str]) -> Counte
     return Counter(kind for ref, kind in truth.items() if ref in checked)
 
 
+GUIDES = ("model item", "evidence item", "both", "support only")
+
+
+def guidance(critiques: dict[str, CritiqueReport], checked: set[SentenceRef],
+             truth: dict[SentenceRef, str]) -> Counter:
+    """For each planted sentence found, which critique items were about it: the helper model's, the
+    evidence's, both, or none (found through weak support alone)."""
+    origins: dict[SentenceRef, set[str]] = defaultdict(set)
+    for node_id, report in critiques.items():
+        for item in report.items:
+            if item.sentence is not None:
+                origins[(node_id, item.sentence)].add(item.origin)
+    names = {frozenset({"model"}): "model item", frozenset({"evidence"}): "evidence item",
+             frozenset({"model", "evidence"}): "both", frozenset(): "support only"}
+    return Counter(names[frozenset(origins[ref])] for ref in truth if ref in checked)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--book", default="jekyll_and_hyde.txt")
@@ -169,11 +187,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-cache", action="store_true",
                         help="generate everything again instead of reusing $RECURSUM_HOME/cache/nodes")
-    args = parser.parse_args()
+    parser.add_argument("--chunk-tokens", type=int, default=TreeConfig().chunk_tokens)
+    parser.add_argument("--summary-tokens", type=int, default=TreeConfig().summary_tokens)
+    parser.add_argument("--random-draws", type=int, default=2000,
+                        help="the unaided evaluator's random checks are averaged over this many draws")
+    add_smoke_flag(parser)
+    args = apply_smoke(parser.parse_args(), chunks=3, chunk_tokens=160, summary_tokens=32, trials=1,
+                       random_draws=50, no_cache=True)
 
     started = time.perf_counter()
     pull_default_model()
-    config = TreeConfig()
+    config = TreeConfig(chunk_tokens=args.chunk_tokens, summary_tokens=args.summary_tokens)
     document = make_document(excerpt(args.book, args.chunks, config.chunk_tokens), args.book)
     engine = ModelEngine(load_runtime(ModelSpec(quantization=args.quantization)), EvidenceScorer())
     stats = RunStats()
@@ -194,7 +218,8 @@ def main() -> None:
     items_total: Counter = Counter()
     items_hit: Counter = Counter()
     flagged_kinds: dict[tuple[int, SentenceRef], str] = {}  # planted sentences some critique item is about
-    dropped = sentences_seen = checks = 0
+    guided_by: Counter = Counter()  # planted sentences the full guided evaluator found, by what pointed there
+    sentences_seen = checks = 0
     report_seconds = 0.0
     all_nodes = [node_id for level in tree.heights for node_id in level if tree.nodes[node_id].sentences]
     for trial in range(args.trials):
@@ -219,7 +244,7 @@ def main() -> None:
         sentences_seen += len(every)
         checks += k
         totals.update(truth.values())
-        for _ in range(RANDOM_DRAWS):
+        for _ in range(args.random_draws):
             unaided.update(detected(set(draws.sample(every, k)), truth))
         variants = {
             "guided: evidence + critique": (frozenset({"evidence", "model"}), True, True),
@@ -229,9 +254,11 @@ def main() -> None:
         }
         for name, (origins, use_support, add) in variants.items():
             scores = suspicion(evidence, critiques, origins, use_support, add)
-            found[name].update(detected(guided_checks(scores, k, draws), truth))
+            checked = guided_checks(scores, k, draws)
+            found[name].update(detected(checked, truth))
+            if name == "guided: evidence + critique":
+                guided_by.update(guidance(critiques, checked, truth))
         for node_id, report in critiques.items():
-            dropped += report.dropped
             for item in report.items:
                 if item.sentence is None:
                     continue
@@ -251,28 +278,35 @@ def main() -> None:
           f"{planted_total} planted ({', '.join(f'{totals[k]} {k}' for k in KINDS)}) among "
           f"{sentences_seen} sentences; budget {args.budget:.0%} of sentences ({checks} checks in all)")
     print(f"{'evaluator':<36}" + "".join(f"{k:>10}" for k in (*KINDS, "all")) + f"{'ratio all':>11}")
-    base = {kind: unaided[kind] / RANDOM_DRAWS / max(1, totals[kind]) for kind in KINDS}
-    base_all = sum(unaided[k] for k in KINDS) / RANDOM_DRAWS / max(1, planted_total)
+    base = {kind: unaided[kind] / args.random_draws / max(1, totals[kind]) for kind in KINDS}
+    base_all = sum(unaided[k] for k in KINDS) / args.random_draws / max(1, planted_total)
     print(f"{'unaided (random checks)':<36}" + "".join(f"{base[k]:>10.1%}" for k in KINDS)
           + f"{base_all:>10.1%}")
     for name, counts in found.items():
         rates = {kind: counts[kind] / max(1, totals[kind]) for kind in KINDS}
         rate_all = sum(counts.values()) / max(1, planted_total)
         print(f"{name:<36}" + "".join(f"{rates[k]:>10.1%}" for k in KINDS) + f"{rate_all:>10.1%}"
-              f"{rate_all / base_all:>10.2f}x")
-        print(f"{'  ratio to unaided':<36}" + "".join(f"{rates[k] / base[k]:>9.2f}x" for k in KINDS)
-              + f"{rate_all / base_all:>9.2f}x")
+              f"{_ratio(rate_all, base_all):>11}")
+        print(f"{'  ratio to unaided':<36}" + "".join(f"{_ratio(rates[k], base[k]):>10}" for k in KINDS)
+              + f"{_ratio(rate_all, base_all):>10}")
     print("critique items on summary sentences (precision = share quoting a planted sentence):")
     for key in sorted(items_total):
         print(f"  {key[0]} {key[1]:<14} {items_total[key]:>5} items, precision "
               f"{items_hit[key] / items_total[key]:.1%}")
     print("  planted sentences with an item, by kind: "
-          + ", ".join(f"{k} {list(flagged_kinds.values()).count(k)}/{totals[k]}" for k in KINDS)
-          + f"; model items dropped for quoting nothing in the node: {dropped}")
+          + ", ".join(f"{k} {list(flagged_kinds.values()).count(k)}/{totals[k]}" for k in KINDS))
+    found_guided = sum(guided_by.values())
+    shares = ", ".join(f"{source} {guided_by[source]} ({guided_by[source] / max(1, found_guided):.0%})"
+                       for source in GUIDES)
+    print(f"what pointed the guided evaluator (evidence + critique) at the {found_guided} planted sentences "
+          f"it found: {shares}")
     print(f"wall {finished - started:.0f} s (model load and summarize {summarized - started:.0f} s, "
-          f"{stats.generation.generated_tokens} tokens; reports {report_seconds:.0f} s: "
-          f"{generation.sequences} critiques generated in {generation.batches} batches, "
-          f"{generation.generated_tokens} tokens)")
+          f"{stats.generation.generated_tokens} tokens; reports {report_seconds:.0f} s, every critique's "
+          f"sentences judged in one batch of forward passes)")
+
+
+def _ratio(rate: float, base: float) -> str:
+    return f"{rate / base:.2f}x" if base else "n/a"
 
 
 if __name__ == "__main__":

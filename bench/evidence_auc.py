@@ -10,7 +10,7 @@ Each sentence's score is its top-1 support; the table gives ROC AUC of true vs e
 scoring variant, then the share of each kind that the full scorer flags at several thresholds.
 Support settings were tuned on train; dev is the default split for that reason.
 
-    python bench/evidence_auc.py [--split dev|train] [--stories N | --all]
+    python bench/evidence_auc.py [--split dev|train] [--stories N | --all] [--smoke]
 """
 
 import argparse
@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from _smoke import add_smoke_flag, apply_smoke
 
 from recursum.service.engine.pipeline.evidence import DEFAULT_THRESHOLD, EvidenceScorer, SupportConfig
 from recursum.service.engine.pipeline.sentences import split_sentences
@@ -114,7 +115,8 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help="every story of the split")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    add_smoke_flag(parser)
+    args = apply_smoke(parser.parse_args(), stories=2, all=False)
 
     started = time.perf_counter()
     stories = load_stories(args.split)

@@ -5,6 +5,7 @@ No target yet: these figures are the baseline later work (trained adapters, best
 
     python bench/quality.py                 # 5 dev stories
     python bench/quality.py --all           # all 25
+    python bench/quality.py --smoke         # the start of one story, both systems (CI)
 """
 
 import argparse
@@ -14,7 +15,8 @@ import statistics
 import time
 
 from _data import shared_path
-from naive_mapreduce import NaiveMapReduce
+from _naive_mapreduce import NaiveMapReduce
+from _smoke import add_smoke_flag, apply_smoke
 from rouge_score import rouge_scorer
 
 from recursum.service.engine.models.model_store import pull_default_model
@@ -84,7 +86,11 @@ def main() -> None:
     parser.add_argument("--quantization", default="nf4", choices=["nf4", "int8", "none"])
     parser.add_argument("--summary-tokens", type=int, default=TreeConfig().summary_tokens)
     parser.add_argument("--langchain", action="store_true", help="also run the naive baseline")
-    args = parser.parse_args()
+    parser.add_argument("--langchain-tokens", type=int, default=128, help="the baseline's max new tokens")
+    parser.add_argument("--max-chars", type=int, default=None, help="summarize only each story's start")
+    add_smoke_flag(parser)
+    args = apply_smoke(parser.parse_args(), stories=1, all=False, summary_tokens=32, max_chars=2000,
+                       langchain=True, langchain_tokens=32)
 
     pull_default_model()
     stories = load_stories(None if args.all else args.stories)
@@ -96,6 +102,7 @@ def main() -> None:
     ours, theirs, evidence, our_repeats, their_repeats = [], [], [], [], []
     our_seconds = 0.0
     for title, story, references in stories:
+        story = story[: args.max_chars]
         started = time.perf_counter()
         tree = summarizer.summarize(make_document(story, title))
         our_seconds += time.perf_counter() - started
@@ -107,7 +114,8 @@ def main() -> None:
               f"R1 best {ours[-1]['rouge1'][0]:.3f}")
         if naive is not None:
             chunks = [tree.nodes[i] for i in tree.heights[0]]
-            baseline = naive.summarize([story[c.span.start : c.span.end] for c in chunks], 128)
+            passages = [story[c.span.start : c.span.end] for c in chunks]
+            baseline = naive.summarize(passages, args.langchain_tokens)
             theirs.append(rouge(scorer, baseline, references))
             their_repeats.append(repetition(baseline))
 

@@ -6,6 +6,7 @@ and 1 (clients spread over both), in the same invocation.
 
     python bench/replicas.py                 # default model, 8 jobs
     python bench/replicas.py --jobs 16
+    python bench/replicas.py --smoke         # 2 short jobs (CI)
 """
 
 import argparse
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from _server import BenchServer, book_documents, run_clients
+from _smoke import add_smoke_flag, apply_smoke
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from postgres_cluster import ClusterUnavailable, new_database, throwaway_cluster  # noqa: E402
@@ -50,7 +52,8 @@ def main() -> None:
     parser.add_argument("--chunk-tokens", type=int, default=400)
     parser.add_argument("--summary-tokens", type=int, default=48)
     parser.add_argument("--quantization", default="nf4", choices=["nf4", "int8", "none"])
-    args = parser.parse_args()
+    add_smoke_flag(parser)
+    args = apply_smoke(parser.parse_args(), jobs=2, doc_chars=400, chunk_tokens=100, summary_tokens=16)
 
     documents = book_documents("frankenstein.txt", args.jobs, 1, args.doc_chars)
     try:

@@ -16,7 +16,7 @@ story 0.762 / 0.596 / 0.846 at twice the cost, so `question` is what a reward mo
 
     python bench/reward_agreement.py                                  # default: both variants, 4 folds
     python bench/reward_agreement.py --variants question --max-steps 0 --epochs 1   # a full epoch a fold
-    python bench/reward_agreement.py --run-folds 1 --max-steps 3      # smoke run
+    python bench/reward_agreement.py --smoke                          # one fold, one step (CI)
 """
 
 import argparse
@@ -34,6 +34,7 @@ from pathlib import Path
 import msgspec
 import torch
 from _data import SHARED_DATA
+from _smoke import add_smoke_flag, apply_smoke
 
 from recursum.service.engine.models.model_store import pull_default_model
 from recursum.service.engine.models.reward import score_pairs
@@ -210,7 +211,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; on a shared 2-core machine 1 ran a step 7x faster than 2")
-    args = parser.parse_args()
+    add_smoke_flag(parser)
+    args = apply_smoke(parser.parse_args(), variants="question", run_folds=1, max_steps=1, batch_size=2,
+                       max_tokens=256)
 
     if not SOURCE.is_dir():
         print(f"skipped: {SOURCE} is absent (this bench reads ../shared/data beside the project)")

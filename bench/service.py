@@ -4,12 +4,14 @@ heights share generation batches) and with one job at a time (RECURSUM_MAX_ACTIV
 
     python bench/service.py                       # default model, 4 clients x 2 documents
     python bench/service.py --clients 8 --docs 3
+    python bench/service.py --smoke               # 2 clients x 1 short document (CI)
 """
 
 import argparse
 import statistics
 
 from _server import BenchServer, book_documents, run_clients
+from _smoke import add_smoke_flag, apply_smoke
 
 
 def _options(args) -> dict[str, int]:
@@ -42,7 +44,9 @@ def main() -> None:
     parser.add_argument("--chunk-tokens", type=int, default=300)
     parser.add_argument("--summary-tokens", type=int, default=64)
     parser.add_argument("--quantization", default="nf4", choices=["nf4", "int8", "none"])
-    args = parser.parse_args()
+    add_smoke_flag(parser)
+    args = apply_smoke(parser.parse_args(), clients=2, docs=1, doc_chars=600, chunk_tokens=100,
+                       summary_tokens=16)
 
     documents = book_documents("pride_and_prejudice.txt", args.clients, args.docs, args.doc_chars)
     batched = run("cross-job batching (8 active jobs)", 8, args, documents)

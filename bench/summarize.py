@@ -7,6 +7,7 @@ CPUs with AVX-512-BF16 and nf4 weights; the baseline calls generate once per chu
 
     python bench/summarize.py                    # ~12 chunks of Frankenstein
     python bench/summarize.py --whole-book       # the whole book (long)
+    python bench/summarize.py --smoke            # 2 short chunks (CI)
 """
 
 import argparse
@@ -14,7 +15,8 @@ import time
 
 import torch
 from _data import shared_path
-from naive_mapreduce import NaiveMapReduce
+from _naive_mapreduce import NaiveMapReduce
+from _smoke import add_smoke_flag, apply_smoke
 
 from recursum.service.engine.models.model_store import pull_default_model
 from recursum.service.engine.models.runtime import load_runtime
@@ -57,10 +59,14 @@ def main() -> None:
     parser.add_argument("--quantization", default="nf4", choices=["nf4", "int8", "none"])
     parser.add_argument("--skip-fp32-baseline", action="store_true",
                         help="only compare against a batch-1 loop in our dtype")
-    args = parser.parse_args()
+    parser.add_argument("--chunk-tokens", type=int, default=TreeConfig().chunk_tokens)
+    parser.add_argument("--summary-tokens", type=int, default=TreeConfig().summary_tokens)
+    add_smoke_flag(parser)
+    args = apply_smoke(parser.parse_args(), chunks=2, chunk_tokens=120, summary_tokens=16, whole_book=False)
 
     pull_default_model()
-    config = TreeConfig(batch_size=args.batch_size)
+    config = TreeConfig(batch_size=args.batch_size, chunk_tokens=args.chunk_tokens,
+                        summary_tokens=args.summary_tokens)
     text = shared_path(f"books/{args.book}").read_text()
     if not args.whole_book:
         start = len(text) // 5  # skip front matter

@@ -16,7 +16,8 @@
 
     python bench/training.py [--train-books alice_in_wonderland jekyll_and_hyde]
         [--eval-book frankenstein] [--max-chars 16000] [--eval-chars 32000] [--reward-epochs 3]
-        [--helper-examples 120] [--skip-helper]
+        [--helper-examples 120] [--skip-helper] [--no-cache]
+    python bench/training.py --smoke    # every step on a page of each book, a few training steps (CI)
 
 About 75 minutes on 2 AVX2-only cores (measured 2026-12-02): the reward model 30 min (204 pairs x 3
 epochs), the eval book best-of-4 6 min, the helper's SFT 9 min and its DPO (a quarter epoch of ~1,000
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import msgspec
 from _data import shared_path
+from _smoke import add_smoke_flag, apply_smoke
 
 from recursum.schemas.tree import Node
 from recursum.service.engine.models.model_store import pull_default_model, recursum_home
@@ -40,7 +42,7 @@ from recursum.service.engine.models.reward import score_pairs
 from recursum.service.engine.models.runtime import load_runtime
 from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
-from recursum.service.engine.pipeline.node_cache import DirectoryNodeCache
+from recursum.service.engine.pipeline.node_cache import DirectoryNodeCache, MemoryNodeCache
 from recursum.service.engine.pipeline.prompts import task_prompt
 from recursum.service.engine.pipeline.tree import Tree
 from recursum.training.dpo import DpoTraining
@@ -113,7 +115,16 @@ def main() -> None:
     parser.add_argument("--helper-sft-epochs", type=float, default=2.0, help="warm start on references")
     parser.add_argument("--helper-epochs", type=float, default=0.25, help="DPO from the warm start")
     parser.add_argument("--skip-helper", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--max-steps", type=int, default=-1,
+                        help="optimizer steps of each training run; -1 trains the epochs given")
+    parser.add_argument("--train-batch", type=int, default=8, help="examples per step of the helper's runs")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="generate everything again instead of reusing $RECURSUM_HOME/cache/nodes")
+    add_smoke_flag(parser)
+    args = apply_smoke(parser.parse_args(), max_chars=2000, eval_chars=1200, best_of=2, chunk_tokens=100,
+                       summary_tokens=48, reward_epochs=1.0, max_tokens=256, helper_examples=12,
+                       helper_sft_epochs=1.0, helper_epochs=0.5, skip_helper=False, no_cache=True,
+                       max_steps=1, train_batch=2, train_books=["alice_in_wonderland"])
     eval_book = shared_path(f"books/{args.eval_book}.txt")
     pull_default_model()
     started = time.perf_counter()
@@ -123,7 +134,8 @@ def main() -> None:
 
     clock = time.perf_counter()
     runtime = load_runtime(ModelSpec())
-    cache = DirectoryNodeCache(recursum_home() / "cache" / "nodes")  # reruns reuse the generations
+    # Reruns reuse the generations.
+    cache = MemoryNodeCache() if args.no_cache else DirectoryNodeCache(recursum_home() / "cache" / "nodes")
     train_trees = [candidate_tree(runtime, scorer, shared_path(f"books/{book}.txt"), synth, cache)
                    for book in args.train_books]
     labeler = SimulatedLabeler(scorer, TRAIN_LABELER)
@@ -135,8 +147,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         reward_dir = Path(scratch) / "reward"
-        config = RewardTraining(epochs=args.reward_epochs, learning_rate=args.reward_lr,
-                                max_tokens=args.max_tokens)
+        config = RewardTraining(epochs=args.reward_epochs, max_steps=args.max_steps,
+                                learning_rate=args.reward_lr, max_tokens=args.max_tokens)
         metrics = train_reward(train_pairs, [], reward_dir, config)
         print(f"2. reward model: {metrics.train_pairs} pairs, loss {metrics.train_loss:.3f} "
               f"({metrics.seconds:.0f} s)")
@@ -179,8 +191,10 @@ def main() -> None:
             helper_dir = Path(scratch) / "helper"
             run = train_critique_helper(
                 ModelSpec(), train_planted, helper_dir,
-                SftTraining(epochs=args.helper_sft_epochs, learning_rate=2e-4, max_tokens=256, batch_size=8),
-                DpoTraining(epochs=args.helper_epochs, learning_rate=1e-4, max_tokens=256, batch_size=8))
+                SftTraining(epochs=args.helper_sft_epochs, max_steps=args.max_steps, learning_rate=2e-4,
+                            max_tokens=256, batch_size=args.train_batch),
+                DpoTraining(epochs=args.helper_epochs, max_steps=args.max_steps, learning_rate=1e-4,
+                            max_tokens=256, batch_size=args.train_batch))
             trained_runtime = load_runtime(ModelSpec(adapters={"helper": str(helper_dir)}))
             trained = measure_helper(trained_runtime, eval_planted, trained_runtime.verify_calibration)
             print(f"4. critique helper: trained on {len(train_planted)} planted train-book summaries "
