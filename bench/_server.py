@@ -85,3 +85,16 @@ def book_documents(book: str, clients: int, per_client: int, chars: int) -> list
     start = len(text) // 4
     return [[text[start + (c * per_client + d) * chars : start + (c * per_client + d + 1) * chars]
              for d in range(per_client)] for c in range(clients)]
+
+
+def add_load_arguments(parser, doc_chars: int, chunk_tokens: int, summary_tokens: int) -> None:
+    """The documents and summary options a load bench submits, and the model it serves."""
+    parser.add_argument("--doc-chars", type=int, default=doc_chars)
+    parser.add_argument("--chunk-tokens", type=int, default=chunk_tokens)
+    parser.add_argument("--summary-tokens", type=int, default=summary_tokens)
+    parser.add_argument("--quantization", default="nf4", choices=["nf4", "int8", "none"])
+
+
+def summary_options(args) -> dict[str, int]:
+    """The `options` of every job a load bench submits."""
+    return {"chunk_tokens": args.chunk_tokens, "summary_tokens": args.summary_tokens}

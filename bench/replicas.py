@@ -13,15 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from _server import BenchServer, book_documents, run_clients
+from _server import BenchServer, add_load_arguments, book_documents, run_clients, summary_options
 from _smoke import add_smoke_flag, apply_smoke
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from postgres_cluster import ClusterUnavailable, new_database, throwaway_cluster  # noqa: E402
-
-
-def _options(args) -> dict[str, int]:
-    return {"chunk_tokens": args.chunk_tokens, "summary_tokens": args.summary_tokens}
 
 
 def run(label: str, cluster: str, cpus: list[int], args, documents: list[list[str]]) -> float:
@@ -30,7 +26,7 @@ def run(label: str, cluster: str, cpus: list[int], args, documents: list[list[st
                for cpu in cpus]
     try:
         seconds, latencies = run_clients([s.url for s in servers], documents,
-                                         _options(args))
+                                         summary_options(args))
         per_replica = [s.metric('recursum_jobs_total{status="done"}') for s in servers]
         batches = sum(s.metric("recursum_generation_batch_size_count") for s in servers)
         sequences = sum(s.metric("recursum_generation_batch_size_sum") for s in servers)
@@ -48,10 +44,7 @@ def run(label: str, cluster: str, cpus: list[int], args, documents: list[list[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=8)
-    parser.add_argument("--doc-chars", type=int, default=1500)
-    parser.add_argument("--chunk-tokens", type=int, default=400)
-    parser.add_argument("--summary-tokens", type=int, default=48)
-    parser.add_argument("--quantization", default="nf4", choices=["nf4", "int8", "none"])
+    add_load_arguments(parser, doc_chars=1500, chunk_tokens=400, summary_tokens=48)
     add_smoke_flag(parser)
     args = apply_smoke(parser.parse_args(), jobs=2, doc_chars=400, chunk_tokens=100, summary_tokens=16)
 

@@ -10,19 +10,15 @@ heights share generation batches) and with one job at a time (RECURSUM_MAX_ACTIV
 import argparse
 import statistics
 
-from _server import BenchServer, book_documents, run_clients
+from _server import BenchServer, add_load_arguments, book_documents, run_clients, summary_options
 from _smoke import add_smoke_flag, apply_smoke
-
-
-def _options(args) -> dict[str, int]:
-    return {"chunk_tokens": args.chunk_tokens, "summary_tokens": args.summary_tokens}
 
 
 def run(label: str, max_active: int, args, documents: list[list[str]]) -> float:
     server = BenchServer(None, args.quantization, {"RECURSUM_MAX_ACTIVE_JOBS": str(max_active)})
     try:
         seconds, latencies = run_clients([server.url], documents,
-                                         _options(args))
+                                         summary_options(args))
         batches = server.metric("recursum_generation_batch_size_count")
         sequences = server.metric("recursum_generation_batch_size_sum")
     finally:
@@ -40,10 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--docs", type=int, default=2, help="documents per client")
-    parser.add_argument("--doc-chars", type=int, default=3000)
-    parser.add_argument("--chunk-tokens", type=int, default=300)
-    parser.add_argument("--summary-tokens", type=int, default=64)
-    parser.add_argument("--quantization", default="nf4", choices=["nf4", "int8", "none"])
+    add_load_arguments(parser, doc_chars=3000, chunk_tokens=300, summary_tokens=64)
     add_smoke_flag(parser)
     args = apply_smoke(parser.parse_args(), clients=2, docs=1, doc_chars=600, chunk_tokens=100,
                        summary_tokens=16)
