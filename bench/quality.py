@@ -14,6 +14,7 @@ whole book of ../shared/data/books (no references: the content meters and the ti
     python bench/quality.py --stories 5           # a quick run
     python bench/quality.py --split train         # tuning happens on train; dev is for reporting
     python bench/quality.py --book alice_in_wonderland.txt
+    python bench/quality.py --config both         # before/after the evidence screen, in one run
     python bench/quality.py --smoke               # the start of one story, both systems (CI)
 """
 
@@ -35,6 +36,7 @@ from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.commentary import is_meta_commentary
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
+from recursum.service.engine.pipeline.node_cache import MemoryNodeCache
 from recursum.service.engine.pipeline.recursion import Summarizer
 from recursum.service.engine.pipeline.roster import invented_names, names_in_action, roster, summary_names
 from recursum.service.engine.pipeline.tree import Tree, TreeConfig
@@ -128,7 +130,7 @@ def add_heights(total: dict[int, list[int]], tree: Tree) -> None:
             total[height][i] += value
 
 
-def measure_book(args, summarizer: Summarizer) -> None:
+def measure_book(args, label: str, summarizer: Summarizer) -> None:
     text = shared_path(f"books/{args.book}").read_text()[: args.max_chars]
     started = time.perf_counter()
     tree = summarizer.summarize(make_document(text, args.book))
@@ -137,8 +139,8 @@ def measure_book(args, summarizer: Summarizer) -> None:
     add_heights(heights, tree)
     print(f"{args.book}: {len(text):,} chars, {len(tree.chunks)} chunks, heights "
           f"{[len(h) for h in tree.heights]}; leading characters {roster(text, LEADING_CHARACTERS)}")
-    print_content("recursum", [content(tree.root_node.summary, text)], seconds, 1)
-    print_heights("recursum", heights)
+    print_content(label, [content(tree.root_node.summary, text)], seconds, 1)
+    print_heights(label, heights)
     print("root summary:", tree.root_node.summary)
 
 
@@ -152,19 +154,33 @@ def main() -> None:
     parser.add_argument("--langchain", action="store_true", help="also run the naive baseline")
     parser.add_argument("--langchain-tokens", type=int, default=128, help="the baseline's max new tokens")
     parser.add_argument("--max-chars", type=int, default=None, help="summarize only each text's start")
+    parser.add_argument("--config", choices=("default", "baseline", "both"), default="default",
+                        help="baseline: without the evidence screen; both: the two, sharing generations")
     add_smoke_flag(parser)
     args = apply_smoke(parser.parse_args(), stories=1, book=None, summary_tokens=32, max_chars=2000,
-                       langchain=True, langchain_tokens=32)
+                       langchain=True, langchain_tokens=32, config="both")
 
     pull_default_model()
     runtime = load_runtime(ModelSpec(quantization=args.quantization))
-    summarizer = Summarizer(runtime, EvidenceScorer(), TreeConfig(summary_tokens=args.summary_tokens))
+    scorer, cache = EvidenceScorer(), MemoryNodeCache()  # one cache: the configs share their leaves
+    screens = {"default": {"recursum": True}, "baseline": {"baseline (no screen)": False},
+               "both": {"baseline (no screen)": False, "recursum": True}}[args.config]
+    summarizers = {label: Summarizer(runtime, scorer, TreeConfig(summary_tokens=args.summary_tokens,
+                                                                 screen=screen), cache)
+                   for label, screen in screens.items()}
     if args.book:
-        measure_book(args, summarizer)
+        for label, summarizer in summarizers.items():
+            measure_book(args, label, summarizer)
         return
     stories = load_stories(args.split, args.stories)
-    scorer = rouge_scorer.RougeScorer(list(METRICS), use_stemmer=True)
     naive = NaiveMapReduce() if args.langchain else None
+    for label, summarizer in summarizers.items():
+        measure_stories(args, label, summarizer, stories, naive)
+
+
+def measure_stories(args, label: str, summarizer: Summarizer, stories: list[tuple[str, str, list[str]]],
+                    naive: NaiveMapReduce | None) -> None:
+    scorer = rouge_scorer.RougeScorer(list(METRICS), use_stemmer=True)
 
     ours, theirs, our_repeats, their_repeats = [], [], [], []
     our_content, their_content, references_content = [], [], []
@@ -181,10 +197,10 @@ def main() -> None:
         our_content.append(content(summary, story))
         references_content.extend(content(reference, story) for reference in references)
         add_heights(heights, tree)
-        print(f"- {title}: {len(tree.chunks)} chunks, heights {[len(h) for h in tree.heights]}, "
+        print(f"- {label}, {title}: {len(tree.chunks)} chunks, heights {[len(h) for h in tree.heights]}, "
               f"R1 best {ours[-1]['rouge1'][0]:.3f}, characters {roster(story, LEADING_CHARACTERS)}, "
               f"root names {summary_names(summary, frozenset(roster(story)))}")
-        if naive is not None:
+        if naive is not None and label == "recursum":
             chunks = [tree.nodes[i] for i in tree.heights[0]]
             passages = [story[c.span.start : c.span.end] for c in chunks]
             baseline = naive.summarize(passages, args.langchain_tokens)
@@ -194,10 +210,10 @@ def main() -> None:
 
     print(f"\nSQuALITY {args.split}, {len(stories)} stories, plot question, 4 references each "
           f"(human vs human ROUGE-1 is about 0.50)")
-    report(f"recursum ({args.quantization})", ours, our_seconds, our_repeats)
-    print_content("recursum", our_content, our_seconds, len(stories))
-    print_heights("recursum", heights)
-    if naive is not None:
+    report(f"{label} ({args.quantization})", ours, our_seconds, our_repeats)
+    print_content(label, our_content, our_seconds, len(stories))
+    print_heights(label, heights)
+    if theirs:
         report("naive LangChain-style map-reduce (fp32, batch 1)", theirs, naive.seconds, their_repeats)
         print_content("naive map-reduce", their_content, naive.seconds, len(stories))
     print_content("human references", references_content, 0.0, len(stories))

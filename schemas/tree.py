@@ -49,6 +49,14 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     source: str  # what wrote it: "sample:<i>" for best-of-n samples, "adapter:<name>" for another adapter
 
 
+class DroppedSentence(msgspec.Struct, frozen=True, kw_only=True):
+    """A generated sentence the evidence screen refused, and why (meta-commentary, an invented name, no
+    support down to the source)."""
+
+    text: str
+    reason: str
+
+
 class Node(msgspec.Struct, frozen=True, kw_only=True):
     """A summary of `span`: a chunk at height 0, or a merge of `children` above it.
 
@@ -73,6 +81,8 @@ class Node(msgspec.Struct, frozen=True, kw_only=True):
     cached: bool = False
     reward: float | None = None
     candidates: tuple[Candidate, ...] = ()
+    dropped: tuple[DroppedSentence, ...] = ()  # generated sentences the evidence screen refused
+    extractive: bool = False  # nothing generated survived: `summary` is sentences of the node's input
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):

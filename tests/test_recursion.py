@@ -162,3 +162,24 @@ def test_merge_groups_respect_fan_in_and_never_leave_a_lone_child(tree):
         assert [n for g in groups for n in g] == leaves[:size]
         assert all(len(g) >= 2 for g in groups)
         assert all(len(g) <= 4 for g in groups)
+
+
+def test_no_node_is_ever_empty_and_dropped_sentences_are_recorded(tree):
+    # The tiny random model writes noise, so the screen drops most of it and falls back to extracts.
+    assert all(node.summary.strip() and node.sentences for node in tree.nodes.values())
+    screened = [node for node in tree.nodes.values() if node.dropped]
+    assert screened
+    assert all(d.reason for node in screened for d in node.dropped)
+
+
+def test_an_extractive_node_quotes_its_input(tree):
+    extractive = [node for node in tree.nodes.values() if node.extractive and node.height == 0]
+    assert extractive
+    for node in extractive:
+        assert all(s.text in STORY for s in node.sentences)
+
+
+def test_the_screen_can_be_turned_off(runtime, evidence_scorer):
+    config = TreeConfig(chunk_tokens=60, merge_tokens=64, max_children=3, summary_tokens=12, screen=False)
+    tree = Summarizer(runtime, evidence_scorer, config).summarize(make_document(STORY))
+    assert all(not node.dropped and not node.extractive for node in tree.nodes.values())

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from recursum.schemas.events import HeightDone, HeightStarted
-from recursum.schemas.tree import Candidate, Node, Role, Sentence, Span
+from recursum.schemas.tree import Candidate, DroppedSentence, Node, Role, Sentence, Span
 from recursum.service.engine.models.reward import score_pairs
 from recursum.service.engine.models.runtime import ModelRuntime
 from recursum.service.engine.pipeline.chunking import chunk_document
@@ -27,6 +27,7 @@ from recursum.service.engine.pipeline.results import (
     GenerationSettings,
     RunStats,
 )
+from recursum.service.engine.pipeline.screen import extractive_summary, screen
 from recursum.service.engine.pipeline.sentences import sentence_spans
 from recursum.service.engine.pipeline.tokens import count_tokens_batch, encoding
 from recursum.service.engine.pipeline.tree import Chunk, Tree, TreeConfig
@@ -335,11 +336,28 @@ class Summarizer:
         best = max(range(len(rewards)), key=lambda i: (rewards[i], -i))
         return (best if rewards[best] - rewards[0] > self.config.best_of_margin else 0), rewards
 
+    def _screened(self, text: str, plan: _Planned, summary: str
+                  ) -> tuple[str, tuple[Sentence, ...], list[Span], tuple[DroppedSentence, ...], bool]:
+        """(summary, its sentences, a leaf's source spans, what the screen dropped, whether the summary is
+        extractive): the generated summary less the sentences the evidence refuses (`screen`)."""
+        sentences, source = self._evidence(text, plan, summary)
+        if not self.config.screen:
+            return summary, sentences, source, (), False
+        kept, dropped = screen(sentences, text[plan.span.start : plan.span.end],
+                               self.config.evidence_threshold)
+        if kept:
+            return " ".join(s.text for s in kept) if dropped else summary, kept, source, dropped, False
+        inputs = ([text[s.start : s.end] for s in source] if plan.role == "chunk"
+                  else [s.text for child in plan.children for s in child.sentences])
+        fallback = extractive_summary(inputs)
+        sentences, source = self._evidence(text, plan, fallback)
+        return fallback, sentences, source, dropped, True
+
     def _build_node(self, text: str, plan: _Planned, results: list[GenerationResult],
                     from_cache: bool, stats: RunStats) -> Node:
         started = time.perf_counter()
         chosen, rewards = self._choose(plan, results)
-        sentences, source = self._evidence(text, plan, results[chosen].text)
+        summary, sentences, source, dropped, extractive = self._screened(text, plan, results[chosen].text)
         candidates = []
         seen = {results[chosen].text}
         for i, (sample, result) in enumerate(zip(plan.samples, results, strict=True)):
@@ -361,7 +379,7 @@ class Summarizer:
             adapter=self.runtime.adapter_for(plan.role),
             span=plan.span,
             children=tuple(child.id for child in plan.children),
-            summary=result.text,
+            summary=summary,
             sentences=sentences,
             source_sentences=tuple(source),
             prompt_tokens=result.prompt_tokens,
@@ -370,4 +388,6 @@ class Summarizer:
             cached=from_cache,
             reward=rewards[chosen] if rewards else None,
             candidates=tuple(candidates),
+            dropped=dropped,
+            extractive=extractive,
         )

@@ -45,6 +45,9 @@ class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # A sample replaces the greedy summary only if its reward is higher by more than this (in reward
     # std units): the max of n noisy scores is biased upwards, so small gains are mostly noise.
     best_of_margin: BestOfMargin = 0.0
+    # Evidence as a control: drop generated sentences that are meta-commentary, name someone the span's
+    # source never names, or lack support down to the source; all dropped -> an extractive summary.
+    screen: bool = True
 
 
 def tree_config(options: SummaryOptions, base: TreeConfig | None = None) -> TreeConfig:

@@ -1,0 +1,56 @@
+"""Evidence as a control: a generated node's sentences are screened before the node is accepted.
+
+A sentence is dropped when it talks about the text instead of the story (meta-commentary), names someone
+its span's source never names (an invented name), or has no support down to the original text (its
+source support, composed through the children, under the threshold: a merge of wrong children does not
+look supported). When nothing survives, the node falls back to an extractive summary of its input, so no
+node is ever empty or off-topic. What was dropped, and why, stays on the node for evaluators.
+"""
+
+from collections.abc import Sequence
+
+from recursum.schemas.tree import DroppedSentence, Sentence
+from recursum.service.engine.pipeline.commentary import is_meta_commentary
+from recursum.service.engine.pipeline.entities import known_names, sentence_entities, words
+from recursum.service.engine.pipeline.roster import invented_names
+
+EXTRACTIVE_SENTENCES = 3  # input sentences an extractive fallback keeps
+
+
+def drop_reason(sentence: Sentence, source: str, threshold: float) -> str | None:
+    """Why `sentence` must not stand in a summary of `source` (its span's original text), or None."""
+    if is_meta_commentary(sentence.text):
+        return "meta-commentary: it talks about the text, not the story"
+    if invented := invented_names(sentence.text, source):
+        return f"names {', '.join(invented)}, whom the source never names"
+    if sentence.source_support < threshold:
+        return f"unsupported by the source (support {sentence.source_support:.2f} < {threshold:.2f})"
+    return None
+
+
+def screen(sentences: Sequence[Sentence], source: str,
+           threshold: float) -> tuple[tuple[Sentence, ...], tuple[DroppedSentence, ...]]:
+    """(the sentences that stand, the ones dropped with their reasons)."""
+    kept, dropped = [], []
+    for sentence in sentences:
+        reason = drop_reason(sentence, source, threshold)
+        if reason is None:
+            kept.append(sentence)
+        else:
+            dropped.append(DroppedSentence(text=sentence.text, reason=reason))
+    return tuple(kept), tuple(dropped)
+
+
+def extractive_summary(inputs: Sequence[str], limit: int = EXTRACTIVE_SENTENCES) -> str:
+    """The input sentences that name the most of the input's characters (ties: the nearer to 20 words, then
+    the earlier), in reading order: a grounded stand-in when every generated sentence was dropped."""
+    usable = [" ".join(text.split()) for text in inputs if len(words(text)) >= 4]
+    if not usable:
+        usable = [" ".join(text.split()) for text in inputs if text.strip()]
+    names = known_names(usable)
+
+    def rank(i: int) -> tuple[int, int, int]:
+        return -len(sentence_entities(usable[i], names)), abs(len(words(usable[i])) - 20), i
+
+    ranked = sorted(range(len(usable)), key=rank)
+    return " ".join(usable[i] for i in sorted(ranked[:limit]))
