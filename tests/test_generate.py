@@ -3,7 +3,7 @@ import pytest
 from recursum.service.engine.errors import ConfigError
 from recursum.service.engine.models.runtime import load_runtime
 from recursum.service.engine.models.spec import ModelSpec
-from recursum.service.engine.pipeline.generate import fit_prompt, generate_batched
+from recursum.service.engine.pipeline.generate import fit_prompt, generate_batched, printable
 from recursum.service.engine.pipeline.prompts import chunk_prompt
 from recursum.service.engine.pipeline.results import GenerationRequest, GenerationSettings, GenerationStats
 
@@ -86,3 +86,7 @@ def test_a_template_longer_than_the_window_is_a_config_error_not_a_hang(runtime)
     long_window_left = runtime.context_window - 70  # leaves the minimum 64-token input budget + a little
     with pytest.raises(ConfigError, match="template alone"):
         fit_prompt(runtime, chunk_prompt("Alice ran. " * 50, context="Before. " * 50), long_window_left)
+
+
+def test_generated_text_keeps_no_control_characters():
+    assert printable(" Alice\x00 ran\x07 home.\n\tThe end.\x1b ") == "Alice ran home.\n\tThe end."

@@ -5,6 +5,7 @@ batches of `batch_size`. Every prompt is fitted to the model's context window wi
 own tokenizer before it is batched, whatever the chunk settings were.
 """
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from itertools import groupby
@@ -23,6 +24,7 @@ from recursum.service.engine.pipeline.results import (
     GenerationStats,
 )
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MIN_INPUT_TOKENS = 64  # the least input a prompt must be able to hold beside the summary
 
 
@@ -47,6 +49,12 @@ class _StopWhenUnwanted(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> bool:
         return not any(self.wanted(key) for key in self.keys)
+
+
+def printable(text: str) -> str:
+    """Generated text without control characters (line breaks and tabs stay): a byte-level tokenizer can
+    decode a NUL, which PostgreSQL refuses to store, failing the whole batch's jobs."""
+    return _CONTROL.sub("", text).strip()
 
 
 def fit_prompt(runtime: ModelRuntime, prompt: PromptInput, max_new_tokens: int) -> tuple[list[int], bool]:
@@ -169,7 +177,7 @@ def _generate_one_batch(runtime, batch, settings, stats, wanted) -> list[Generat
         generated = _strip_after_eos(row.tolist(), tokenizer)
         results.append(GenerationResult(
             key=request.key,
-            text=tokenizer.decode(generated, skip_special_tokens=True).strip(),
+            text=printable(tokenizer.decode(generated, skip_special_tokens=True)),
             prompt_tokens=len(ids),
             generated_tokens=len(generated),
             truncated=truncated,
