@@ -87,9 +87,10 @@ def content(summary: str, story: str) -> dict[str, float]:
     }
 
 
-def per_height(tree: Tree) -> dict[int, tuple[int, int, int]]:
-    """Per height: (sentences, meta-commentary sentences, sentences unsupported by the source)."""
-    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
+def per_height(tree: Tree) -> dict[int, tuple[int, ...]]:
+    """Per height: (sentences, meta-commentary sentences, sentences unsupported by the source, generated
+    sentences the evidence screen dropped, nodes, extractive nodes)."""
+    counts: dict[int, list[int]] = defaultdict(lambda: [0] * 6)
     threshold = tree.config.evidence_threshold
     for node in tree.nodes.values():
         row = counts[node.height]
@@ -97,12 +98,16 @@ def per_height(tree: Tree) -> dict[int, tuple[int, int, int]]:
             row[0] += 1
             row[1] += is_meta_commentary(sentence.text)
             row[2] += sentence.source_support < threshold
-    return {height: (row[0], row[1], row[2]) for height, row in sorted(counts.items())}
+        row[3] += len(node.dropped)
+        row[4] += 1
+        row[5] += node.extractive
+    return {height: tuple(row) for height, row in sorted(counts.items())}
 
 
 def print_heights(label: str, heights: dict[int, list[int]]) -> None:
-    cells = ", ".join(f"h{h} {m / max(1, n):.0%} meta / {u / max(1, n):.0%} unsupported of {n}"
-                      for h, (n, m, u) in sorted(heights.items()))
+    cells = ", ".join(f"h{h} {m / max(1, n):.0%} meta / {u / max(1, n):.0%} unsupported of {n} kept "
+                      f"({d} dropped, {e}/{nodes} nodes extractive)"
+                      for h, (n, m, u, d, nodes, e) in sorted(heights.items()))
     print(f"{label} per height: {cells}")
 
 
@@ -125,7 +130,7 @@ def report(label: str, rows: list[RougeRow], seconds: float, repeats: list[float
 
 def add_heights(total: dict[int, list[int]], tree: Tree) -> None:
     for height, counts in per_height(tree).items():
-        total.setdefault(height, [0, 0, 0])
+        total.setdefault(height, [0] * len(counts))
         for i, value in enumerate(counts):
             total[height][i] += value
 
