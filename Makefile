@@ -41,4 +41,4 @@ test-quick: setup
 	$(BIN)/python -m pytest -q -m "not slow and not integration" || [ $$? -eq 5 ]
 
 lint: setup
-	$(BIN)/ruff check service training clients tests bench
+	$(BIN)/ruff check schemas service training clients tests bench
