@@ -59,3 +59,9 @@ def test_a_screened_leaf_keeps_source_support(evidence_scorer: EvidenceScorer):
     kept, dropped = screen(sentences, SOURCE, 0.25)
     assert [s.text for s in kept] == ["Alice follows the White Rabbit down a hole."]
     assert len(dropped) == 1
+
+
+def test_the_extractive_fallback_passes_over_walls_of_dialogue_when_it_can():
+    wall = "“Who are you?” said the Caterpillar to Alice, " + "and she answered at length, " * 20 + "at last."
+    summary = extractive_summary([wall, "Alice told the Caterpillar that she had changed size."], limit=1)
+    assert summary == "Alice told the Caterpillar that she had changed size."

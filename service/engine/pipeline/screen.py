@@ -15,6 +15,7 @@ from recursum.service.engine.pipeline.entities import known_names, sentence_enti
 from recursum.service.engine.pipeline.roster import invented_names
 
 EXTRACTIVE_SENTENCES = 3  # input sentences an extractive fallback keeps
+EXTRACT_MAX_WORDS = 50  # longer input sentences are used only when no other will do
 
 
 def drop_reason(sentence: Sentence, source: str, threshold: float) -> str | None:
@@ -44,7 +45,8 @@ def screen(sentences: Sequence[Sentence], source: str,
 def extractive_summary(inputs: Sequence[str], limit: int = EXTRACTIVE_SENTENCES) -> str:
     """The input sentences that name the most of the input's characters (ties: the nearer to 20 words, then
     the earlier), in reading order: a grounded stand-in when every generated sentence was dropped."""
-    usable = [" ".join(text.split()) for text in inputs if len(words(text)) >= 4]
+    # A run of dialogue can split as one sentence of a hundred words: an extract of those reads as a wall.
+    usable = [" ".join(text.split()) for text in inputs if 4 <= len(words(text)) <= EXTRACT_MAX_WORDS]
     if not usable:
         usable = [" ".join(text.split()) for text in inputs if text.strip()]
     names = known_names(usable)
