@@ -13,6 +13,8 @@ from recursum.service.engine.pipeline.commentary import is_meta_commentary
     "The story explores themes of loss and identity.",
     "The excerpt describes a journey.",
     "Combining the paragraphs gives a clearer picture.",
+    "A tale of a small town with many secrets, revealed through a little piggy and a caterpillar.",
+    "This is a short story of a small village with many secrets.",
 ])
 def test_sentences_about_the_text_are_meta_commentary(sentence):
     assert is_meta_commentary(sentence)
@@ -24,6 +26,8 @@ def test_sentences_about_the_text_are_meta_commentary(sentence):
     "Dr. Jekyll drinks the potion and becomes Mr. Hyde.",
     "The Pigeon accuses Alice of being a serpent after her neck grows long.",
     "Captain Strike tells the crew that the ship will land on Mars.",
+    "Alice tells the Caterpillar a story about her day.",
+    "The Hatter's tale of the Queen's concert makes Alice laugh.",
 ])
 def test_sentences_that_tell_the_story_are_not(sentence):
     assert not is_meta_commentary(sentence)

@@ -21,6 +21,13 @@ _STORY_ABOUT = re.compile(
     re.IGNORECASE)
 
 
+# "A tale of ...", "This is a short story of ...": naming the genre instead of telling what happens.
+_STORY_IS = re.compile(
+    r"^(?:a|the) (?:\w+ )?(?:story|tale) (?:of|about)\b|\b(?:this|it) is (?:a|the) (?:\w+ )?(?:story|tale)\b",
+    re.IGNORECASE)
+
+
 def is_meta_commentary(sentence: str) -> bool:
     """Whether `sentence` talks about the text or the summarizing rather than the story's events."""
-    return bool(_TEXT_WORDS.search(sentence) or _STORY_ABOUT.search(sentence))
+    text = sentence.strip()
+    return bool(_TEXT_WORDS.search(text) or _STORY_ABOUT.search(text) or _STORY_IS.search(text))
