@@ -38,7 +38,14 @@ from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
 from recursum.service.engine.pipeline.node_cache import MemoryNodeCache
 from recursum.service.engine.pipeline.recursion import Summarizer
-from recursum.service.engine.pipeline.roster import invented_names, names_in_action, roster, summary_names
+from recursum.service.engine.pipeline.roster import (
+    invented_names,
+    names_in_action,
+    roster,
+    summary_names,
+    vocabulary,
+)
+from recursum.service.engine.pipeline.sentences import split_sentences
 from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 
 METRICS = ("rouge1", "rouge2", "rougeL")
@@ -78,10 +85,10 @@ def content(summary: str, story: str) -> dict[str, float]:
     """Character recall, name precision and meta rate of one summary of `story`."""
     leading = roster(story, LEADING_CHARACTERS)
     names = summary_names(summary, frozenset(roster(story)))
-    sentences = [s for s in re.split(r"(?<=[.!?])\s+", summary.strip()) if s]
+    sentences = split_sentences(summary)
     return {
         "character_recall": len(names_in_action(summary, leading)) / len(leading) if leading else 1.0,
-        "name_precision": 1 - len(invented_names(summary, story)) / len(names) if names else 1.0,
+        "name_precision": 1 - len(invented_names(summary, vocabulary(story))) / len(names) if names else 1.0,
         "meta_rate": sum(map(is_meta_commentary, sentences)) / len(sentences) if sentences else 0.0,
         "words": len(summary.split()),
     }

@@ -1,6 +1,12 @@
 """Rosters: who a span names, which names a summary invents, and which it tells something about."""
 
-from recursum.service.engine.pipeline.roster import invented_names, names_in_action, roster, summary_names
+from recursum.service.engine.pipeline.roster import (
+    invented_names,
+    names_in_action,
+    roster,
+    summary_names,
+    vocabulary,
+)
 
 STORY = ("Alice sat by the river. Then the White Rabbit ran past, and Alice followed the Rabbit. "
          "Later the Hatter shouted at Alice. The Rabbit hid from the Hatter.")
@@ -15,11 +21,11 @@ def test_the_roster_can_be_cut_to_the_leading_names():
 
 
 def test_a_name_the_source_never_mentions_is_invented():
-    assert invented_names("Alice met Bob by the river. Then Alice ran home.", STORY) == ["Bob"]
+    assert invented_names("Alice met Bob by the river. Then Alice ran home.", vocabulary(STORY)) == ["Bob"]
 
 
 def test_names_of_the_source_are_not_invented_even_at_a_sentence_start():
-    assert invented_names("Alice followed the Rabbit. Hatter shouted.", STORY) == []
+    assert invented_names("Alice followed the Rabbit. Hatter shouted.", vocabulary(STORY)) == []
 
 
 def test_a_sentence_initial_name_counts_when_the_source_names_it():

@@ -33,10 +33,15 @@ def summary_names(summary: str, source_names: frozenset[str] = frozenset()) -> l
     return list(used)
 
 
-def invented_names(summary: str, source: str) -> list[str]:
-    """Names `summary` uses that occur nowhere in `source` (as any word, in any case), in summary order."""
-    source_words = {word.lower() for word in words(source)}
-    return [name for name in summary_names(summary) if name.lower() not in source_words]
+def vocabulary(text: str) -> frozenset[str]:
+    """Every word of `text`, lowercased: what a name must be among to occur in it."""
+    return frozenset(word.lower() for word in words(text))
+
+
+def invented_names(summary: str, source_vocabulary: frozenset[str]) -> list[str]:
+    """Names `summary` uses that occur nowhere in the source whose `vocabulary` is given (as any word, in any
+    case), in summary order."""
+    return [name for name in summary_names(summary) if name.lower() not in source_vocabulary]
 
 
 def names_in_action(summary: str, names: list[str]) -> list[str]:

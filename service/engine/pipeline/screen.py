@@ -12,17 +12,18 @@ from collections.abc import Sequence
 from recursum.schemas.tree import DroppedSentence, Sentence
 from recursum.service.engine.pipeline.commentary import is_meta_commentary
 from recursum.service.engine.pipeline.entities import known_names, sentence_entities, words
-from recursum.service.engine.pipeline.roster import invented_names
+from recursum.service.engine.pipeline.roster import invented_names, vocabulary
 
 EXTRACTIVE_SENTENCES = 3  # input sentences an extractive fallback keeps
 EXTRACT_MAX_WORDS = 50  # longer input sentences are used only when no other will do
 
 
-def drop_reason(sentence: Sentence, source: str, threshold: float) -> str | None:
-    """Why `sentence` must not stand in a summary of `source` (its span's original text), or None."""
+def drop_reason(sentence: Sentence, source_vocabulary: frozenset[str], threshold: float) -> str | None:
+    """Why `sentence` must not stand in a summary of a span whose original text has `source_vocabulary`
+    (`roster.vocabulary`), or None."""
     if is_meta_commentary(sentence.text):
         return "meta-commentary: it talks about the text, not the story"
-    if invented := invented_names(sentence.text, source):
+    if invented := invented_names(sentence.text, source_vocabulary):
         return f"names {', '.join(invented)}, whom the source never names"
     if sentence.source_support < threshold:
         return f"unsupported by the source (support {sentence.source_support:.2f} < {threshold:.2f})"
@@ -32,9 +33,10 @@ def drop_reason(sentence: Sentence, source: str, threshold: float) -> str | None
 def screen(sentences: Sequence[Sentence], source: str,
            threshold: float) -> tuple[tuple[Sentence, ...], tuple[DroppedSentence, ...]]:
     """(the sentences that stand, the ones dropped with their reasons)."""
+    source_vocabulary = vocabulary(source)  # once per node: a merge's span can be the whole book
     kept, dropped = [], []
     for sentence in sentences:
-        reason = drop_reason(sentence, source, threshold)
+        reason = drop_reason(sentence, source_vocabulary, threshold)
         if reason is None:
             kept.append(sentence)
         else:
