@@ -3,8 +3,8 @@
 from collections.abc import Sequence
 
 from recursum.schemas.reports import CritiqueReport, CritiqueRequest
-from recursum.service.engine.helpers.critique import combine, critique_parts, evidence_items
-from recursum.service.engine.helpers.tasks import ReportTask, node_material, summary_view
+from recursum.service.engine.helpers.critique import combine, evidence_items
+from recursum.service.engine.helpers.tasks import ReportTask, critiqued_parts, node_material, summary_view
 from recursum.service.engine.helpers.verify import choose, summary_distributions, verdict_items
 from recursum.service.engine.models.runtime import ModelRuntime
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
@@ -16,8 +16,7 @@ def critique_verdicts(runtime: ModelRuntime, tasks: dict[int, ReportTask]) -> di
     summaries, samples = [], []
     for task in tasks.values():
         assert isinstance(task.request, CritiqueRequest)
-        node = summary_view(task.node, task.request.summary)
-        _, sentences, closest = critique_parts(node.sentences, node_material(node, task.children, task.text))
+        _, sentences, closest = critiqued_parts(task.node, task.request.summary, task.children, task.text)
         summaries.append((sentences, closest))
         samples.append(task.request.sample)
     distributions = summary_distributions(runtime, summaries)

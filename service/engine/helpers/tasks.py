@@ -72,8 +72,14 @@ def summary_view(node: Node, index: int) -> Node:
                                    reward=candidate.reward)
 
 
+def critiqued_parts(node: Node, summary: int, children: Sequence[Node],
+                    text: str) -> tuple[str, list[str], list[str]]:
+    """What a critique of the node's summary `summary` reads: the node's material as one text, the summary's
+    sentences, and each one's closest material sentence (`critique.critique_parts`)."""
+    return critique_parts(summary_view(node, summary).sentences, node_material(node, children, text))
+
+
 def critiqued_input(node: Node, summary: int, children: Sequence[Node], text: str) -> str:
-    """What a critique of the node's summary `summary` read and the sentences it judged, in the one-text
-    form `prompts.task_prompt` reads back: the input of an exported `helper:critique` comparison."""
-    sentences = summary_view(node, summary).sentences
-    return critique_input(*critique_parts(sentences, node_material(node, children, text)))
+    """`critiqued_parts` in the one-text form `prompts.task_prompt` reads back: the input of an exported
+    `helper:critique` comparison."""
+    return critique_input(*critiqued_parts(node, summary, children, text))
