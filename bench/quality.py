@@ -25,6 +25,7 @@ import statistics
 import time
 from collections import defaultdict
 
+import msgspec
 from _data import shared_path
 from _naive_mapreduce import NaiveMapReduce
 from _smoke import add_smoke_flag, apply_smoke
@@ -51,6 +52,7 @@ from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 METRICS = ("rouge1", "rouge2", "rougeL")
 PLOT_QUESTION = 1  # "What is the plot of the story?"
 LEADING_CHARACTERS = 5
+BASELINE = "baseline (no screen, generated root)"
 
 
 def load_stories(split: str, limit: int | None) -> list[tuple[str, str, list[str]]]:
@@ -167,7 +169,8 @@ def main() -> None:
     parser.add_argument("--langchain-tokens", type=int, default=128, help="the baseline's max new tokens")
     parser.add_argument("--max-chars", type=int, default=None, help="summarize only each text's start")
     parser.add_argument("--config", choices=("default", "baseline", "both"), default="default",
-                        help="baseline: without the evidence screen; both: the two, sharing generations")
+                        help="baseline: without the evidence screen, merging up to one generated root; "
+                             "both: the two, sharing generations")
     add_smoke_flag(parser)
     args = apply_smoke(parser.parse_args(), stories=1, book=None, summary_tokens=32, max_chars=2000,
                        langchain=True, langchain_tokens=32, config="both")
@@ -175,11 +178,11 @@ def main() -> None:
     pull_default_model()
     runtime = load_runtime(ModelSpec(quantization=args.quantization))
     scorer, cache = EvidenceScorer(), MemoryNodeCache()  # one cache: the configs share their leaves
-    screens = {"default": {"recursum": True}, "baseline": {"baseline (no screen)": False},
-               "both": {"baseline (no screen)": False, "recursum": True}}[args.config]
-    summarizers = {label: Summarizer(runtime, scorer, TreeConfig(summary_tokens=args.summary_tokens,
-                                                                 screen=screen), cache)
-                   for label, screen in screens.items()}
+    default = TreeConfig(summary_tokens=args.summary_tokens)
+    baseline = msgspec.structs.replace(default, screen=False, root_words=0)
+    configs = {"default": {"recursum": default}, "baseline": {BASELINE: baseline},
+               "both": {BASELINE: baseline, "recursum": default}}[args.config]
+    summarizers = {label: Summarizer(runtime, scorer, config, cache) for label, config in configs.items()}
     if args.book:
         for label, summarizer in summarizers.items():
             measure_book(args, label, summarizer)

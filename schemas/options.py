@@ -19,6 +19,10 @@ BestOf = Annotated[int, msgspec.Meta(
 BestOfMargin = Annotated[float, msgspec.Meta(
     ge=0.0, le=10.0,
     description="Reward gain (std units) a sample needs over the greedy summary to replace it.")]
+RootWords = Annotated[int, msgspec.Meta(
+    ge=0, le=20000,
+    description="Once a height's summaries fit in this many words, the root composes them instead of "
+                "compressing them further (0: always merge down to one generated summary).")]
 
 
 class SummaryOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -31,6 +35,7 @@ class SummaryOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, o
     context: ContextMode | None = None
     best_of: BestOf | None = None
     best_of_margin: BestOfMargin | None = None
+    root_words: RootWords | None = None
 
     def chosen(self) -> dict[str, object]:
         """The fields the submitter set."""

@@ -109,13 +109,14 @@ def test_a_job_whose_summary_length_fills_the_window_fails_alone(client):
     assert _wait(client, fine)["status"] == "done"
 
 
-def test_best_of_n_without_a_reward_adapter_keeps_greedy_summaries_and_stores_samples(client):
+def test_best_of_n_without_a_reward_adapter_keeps_the_best_grounded_summary_and_stores_the_rest(client):
     body = _submit(client, options=OPTIONS | {"best_of": 3}).json()
     assert any("no reward adapter is loaded" in note for note in body["notes"])
     assert _wait(client, body["id"])["status"] == "done"
     nodes = client.get(f"/v1/summaries/{body['id']}/tree", headers=ALICE).json()["nodes"]
     candidates = [c for node in nodes for c in node["candidates"]]
-    assert candidates and {c["source"] for c in candidates} <= {"sample:1", "sample:2"}
+    sources = {"greedy", "sample:1", "sample:2", "resample:1"}
+    assert candidates and {c["source"] for c in candidates} <= sources
     assert all(c["reward"] is None and c["summary"] for c in candidates)
 
 

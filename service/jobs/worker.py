@@ -179,11 +179,10 @@ class JobWorker:
 
     def _round(self, active: dict[str, "_ActiveJob"]) -> None:
         """One height of every active job in shared batches; then finish the jobs that ended."""
-        pending = {job_id: running.build.pending_keys() for job_id, running in active.items()}
-
-        def wanted(key: str) -> bool:
-            stopped = self._cancelled | self._lost
-            return any(key in keys for job_id, keys in pending.items() if job_id not in stopped)
+        def wanted(key: str) -> bool:  # asked live: a node the screen emptied adds a resample mid-round
+            stopped = (self._cancelled | self._lost) & active.keys()
+            return not stopped or any(key in running.build.pending_keys()
+                                      for job_id, running in active.items() if job_id not in stopped)
 
         try:
             self.engine.run_round([running.build for running in active.values()], wanted)

@@ -43,8 +43,9 @@ class SummaryService:
     def accepted(job: JobRecord, url: str, reward_loaded: bool) -> JobAccepted:
         notes = []
         if job.config.best_of > 1 and not reward_loaded:
-            notes.append(f"best_of={job.config.best_of}: no reward adapter is loaded, so each node keeps its "
-                         "greedy summary; the samples are stored as candidates for evaluators")
+            notes.append(f"best_of={job.config.best_of}: no reward adapter is loaded, so each node keeps the "
+                         "candidate whose sentences best pass the evidence screen (the greedy summary on a "
+                         "tie); the others are stored as candidates for evaluators")
         return JobAccepted(id=job.id, url=url, status=job.status, notes=notes)
 
     def job(self, job_id: str, principal: Principal) -> JobRecord:

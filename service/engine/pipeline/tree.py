@@ -19,6 +19,7 @@ from recursum.schemas.options import (
     ChunkTokens,
     ContextMode,
     MergeTokens,
+    RootWords,
     SummaryOptions,
     SummaryTokens,
 )
@@ -48,6 +49,12 @@ class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # Evidence as a control: drop generated sentences that are meta-commentary, name someone the span's
     # source never names, or lack support down to the source; all dropped -> an extractive summary.
     screen: bool = True
+    # Before a node falls back to an extract, this many fresh samples get a chance to pass the screen.
+    resample: Annotated[int, msgspec.Meta(ge=0, le=4)] = 1
+    # Wu et al.'s top heights: once a height's summaries fit in `root_words` words, the root composes them
+    # (beginning, middle and end, one paragraph per child) instead of compressing them again; a small
+    # model's merges lose names and add errors at every height, and a story's plot summary is ~350 words.
+    root_words: RootWords = 500
 
 
 def tree_config(options: SummaryOptions, base: TreeConfig | None = None) -> TreeConfig:
