@@ -62,6 +62,36 @@ def import_squality_command(source: Path | None, out: Path) -> None:
     click.echo(f"wrote {written} comparisons to {out}", err=True)
 
 
+@data.command("squality-chunks")
+@click.option("--references", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A SQuALITY split JSONL [default: ../shared/data/references/squality/train.jsonl; dev is "
+                   "for reporting, never for training].")
+@click.option("--chunk-tokens", type=click.IntRange(min=32), default=600, show_default=True,
+              help="Chunk budget: the service's, so demonstrations look like what the chunk role reads.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Demonstrations JSONL to write (replaced).")
+def squality_chunks_command(references: Path | None, chunk_tokens: int, out: Path) -> None:
+    """Turn SQuALITY's human plot summaries into chunk demonstrations for `train sft`.
+
+    Each summary sentence goes with the chunk holding its closest source sentence; a chunk's demonstration
+    is the summary's sentences placed there. The group is the story, so splits never mix stories.
+    """
+    from recursum.service.engine.pipeline.evidence import EvidenceScorer
+    from recursum.training.datasets import write_jsonl
+    from recursum.training.squality_demonstrations import (
+        DEFAULT_REFERENCES,
+        PlacementConfig,
+        chunk_demonstrations,
+        read_stories,
+    )
+
+    scorer, config = EvidenceScorer(), PlacementConfig(chunk_tokens=chunk_tokens)
+    stories = read_stories(references or DEFAULT_REFERENCES / "train.jsonl")
+    demonstrations = (demo for story in stories for demo in chunk_demonstrations(story, scorer, config))
+    written = write_jsonl(out, demonstrations)
+    click.echo(f"wrote {written} demonstrations from {len(stories)} stories to {out}", err=True)
+
+
 def _lora_options(command):
     """Model and LoRA options every training method shares."""
     options = [
@@ -146,14 +176,25 @@ def dpo_command(data: Path, tasks: tuple[str, ...], beta: float, out: Path, **lo
 @train.command("sft")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="Demonstrations JSONL.")
+@click.option("--role", type=click.Choice(["chunk", "merge", "helper"]), default=None,
+              help="Write --out as an adapter bundle the service loads (--adapters DIR), with the adapter as "
+                   "this role's; other roles already in the bundle stay.")
 @_lora_options
-def sft_command(data: Path, out: Path, **lora) -> None:
+def sft_command(data: Path, role: str | None, out: Path, **lora) -> None:
     """Behavioural cloning: fine-tune a LoRA on demonstrations."""
+    from recursum.service.engine.models.bundle import AdapterEntry
+    from recursum.training.bundling import add_to_bundle, file_sha256, numeric_metrics
     from recursum.training.datasets import Demonstration, read_jsonl
     from recursum.training.sft import SftTraining, train_sft
 
     demonstrations = list(read_jsonl(data, Demonstration))  # a bad line is a ValueError: one line, exit 1
-    metrics = train_sft(demonstrations, out, _method_config(SftTraining, **lora))
+    config = _method_config(SftTraining, **lora)
+    metrics = train_sft(demonstrations, out / role if role else out, config)
+    if role:
+        heights = sorted({d.height for d in demonstrations if d.height is not None})
+        entry = AdapterEntry(role=role, path=role, heights=heights, method="sft",
+                             data_sha256=file_sha256(data), metrics=numeric_metrics(metrics))
+        add_to_bundle(out, entry, config.lora.base)
     click.echo(msgspec.json.encode(metrics).decode())
 
 

@@ -8,21 +8,20 @@ judged by the SIMULATED labeler, plus any human comparisons given for that task)
 an interrupted run resumes at the first unfinished stage and the bundle is loadable at any point.
 """
 
-import hashlib
 import logging
 import shutil
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
-from recursum.service.engine.models.bundle import AdapterEntry, BundleManifest, read_manifest, write_manifest
-from recursum.service.engine.models.runtime import base_directory, fingerprint, load_runtime
+from recursum.service.engine.models.bundle import AdapterEntry, BundleManifest, write_manifest
+from recursum.service.engine.models.runtime import load_runtime
 from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
+from recursum.training.bundling import bundle_manifest, file_sha256, numeric_metrics, with_entry
 from recursum.training.datasets import Comparison, read_jsonl, split_by_group, write_jsonl
 from recursum.training.dpo import DpoTraining, train_dpo
 from recursum.training.labeler import LabelerConfig, SimulatedLabeler
@@ -94,7 +93,7 @@ def run_levels(config: LevelsConfig, out: Path,
     state_path = out / STATE_FILE
     state = msgspec.json.decode(state_path.read_bytes(), type=LevelsState) if state_path.exists() \
         else LevelsState()
-    manifest = _manifest(config, out)
+    manifest = bundle_manifest(out, config.lora.base)
     for stage in stages(config):
         if stage in state.finished:
             continue
@@ -104,32 +103,19 @@ def run_levels(config: LevelsConfig, out: Path,
             case "synth":
                 _synth(config, out, int(height), manifest)
             case "reward":
-                manifest = _with_entry(manifest, _reward(config, out, int(height)))
+                manifest = with_entry(manifest, _reward(config, out, int(height)))
             case "policy":
-                manifest = _with_entry(manifest, _policy(config, out, int(height)))
+                manifest = with_entry(manifest, _policy(config, out, int(height)))
             case "helper":
                 if helper_stage is None:
                     raise ValueError("the helper stage needs a helper trainer")
-                manifest = _with_entry(manifest, helper_stage(config, out))
+                manifest = with_entry(manifest, helper_stage(config, out))
         write_manifest(out, manifest)
         state.finished.append(stage)
         state_path.write_bytes(msgspec.json.encode(state))
         if stage == stop_after:
             break
     return manifest
-
-
-def _manifest(config: LevelsConfig, out: Path) -> BundleManifest:
-    if (out / "manifest.json").exists():
-        return read_manifest(out)
-    directory = base_directory(config.lora.base)
-    return BundleManifest(base=directory, base_fingerprint=fingerprint(directory),
-                          created=datetime.now(UTC))
-
-
-def _with_entry(manifest: BundleManifest, entry: AdapterEntry) -> BundleManifest:
-    others = [e for e in manifest.adapters if e.role != entry.role]
-    return msgspec.structs.replace(manifest, adapters=others + [entry])
 
 
 def task_of(height: int) -> Literal["chunk", "merge"]:
@@ -167,10 +153,7 @@ def _read_levels(out: Path, heights: range) -> list[Comparison]:
 
 
 def _data_hash(out: Path, heights: range) -> str:
-    digest = hashlib.sha256()
-    for h in heights:
-        digest.update(level_data(out, h).read_bytes())
-    return digest.hexdigest()
+    return file_sha256(*(level_data(out, h) for h in heights))
 
 
 def _reward(config: LevelsConfig, out: Path, height: int) -> AdapterEntry:
@@ -182,7 +165,7 @@ def _reward(config: LevelsConfig, out: Path, height: int) -> AdapterEntry:
     reward = msgspec.structs.replace(config.reward, lora=config.lora)
     metrics = train_reward(train, held_out, target, reward)
     return AdapterEntry(role="reward", path="reward", heights=list(heights), method="reward",
-                        data_sha256=_data_hash(out, heights), metrics=_numbers(metrics))
+                        data_sha256=_data_hash(out, heights), metrics=numeric_metrics(metrics))
 
 
 def _policy(config: LevelsConfig, out: Path, height: int) -> AdapterEntry:
@@ -194,9 +177,4 @@ def _policy(config: LevelsConfig, out: Path, height: int) -> AdapterEntry:
     dpo = msgspec.structs.replace(config.dpo, lora=config.lora)
     metrics = train_dpo(_read_levels(out, heights), target, dpo)
     return AdapterEntry(role=role, path=role, heights=list(heights), method="dpo",
-                        data_sha256=_data_hash(out, heights), metrics=_numbers(metrics))
-
-
-def _numbers(metrics: msgspec.Struct) -> dict[str, float]:
-    return {name: float(value) for name, value in msgspec.structs.asdict(metrics).items()
-            if isinstance(value, int | float)}
+                        data_sha256=_data_hash(out, heights), metrics=numeric_metrics(metrics))
