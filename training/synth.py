@@ -51,8 +51,9 @@ def candidate_tree(runtime: ModelRuntime, scorer: EvidenceScorer, book: Path, co
     """`book` (its first `max_chars`) summarized best-of-n, and the normalized text the spans index;
     `cache` reuses generations of earlier runs."""
     text = book.read_text(encoding="utf-8")[: config.max_chars]
+    # Merges up to one generated root (root_words=0): a composed root has no candidates to compare.
     tree_config = TreeConfig(chunk_tokens=config.chunk_tokens, summary_tokens=config.summary_tokens,
-                             best_of=config.best_of, seed=config.seed)
+                             best_of=config.best_of, seed=config.seed, root_words=0)
     document = make_document(text, book.stem)
     return Summarizer(runtime, scorer, tree_config, cache).summarize(document), document.text
 
