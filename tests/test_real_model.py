@@ -6,17 +6,24 @@ from conftest import shared_data
 from recursum.service.engine.models.model_store import pull_default_model
 from recursum.service.engine.models.runtime import load_runtime
 from recursum.service.engine.models.spec import ModelSpec
+from recursum.service.engine.pipeline.commentary import is_meta_commentary
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.recursion import Summarizer
+from recursum.service.engine.pipeline.roster import roster, summary_names
 from recursum.service.engine.pipeline.tree import TreeConfig
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tree(evidence_scorer):
+def excerpt() -> str:
+    return shared_data("books/alice_in_wonderland.txt").read_text()[:7000]
+
+
+@pytest.fixture(scope="module")
+def tree(evidence_scorer, excerpt):
     pull_default_model()
-    text = shared_data("books/alice_in_wonderland.txt").read_text()[:7000]
+    text = excerpt
     runtime = load_runtime(ModelSpec(quantization="nf4"))
     config = TreeConfig(chunk_tokens=400, merge_tokens=300, summary_tokens=48, batch_size=4)
     return Summarizer(runtime, evidence_scorer, config).summarize(make_document(text, "Alice"))
@@ -26,6 +33,13 @@ def test_the_root_summary_is_real_text(tree):
     assert len(tree.root_node.summary.split()) >= 5
     assert tree.model.quantization == "nf4"
     assert len(tree.heights) >= 2
+
+
+def test_the_root_names_a_leading_character_and_never_talks_about_the_text(tree, excerpt):
+    root = tree.root_node
+    leading, names = roster(excerpt, 3), summary_names(root.summary, frozenset(roster(excerpt)))
+    assert set(names) & set(leading), (leading, root.summary)
+    assert not [s.text for s in root.sentences if is_meta_commentary(s.text)]
 
 
 def test_every_evidence_span_lies_inside_the_document(tree):
