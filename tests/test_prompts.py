@@ -1,0 +1,23 @@
+"""Role prompts: what the model is told, shared by serving and training."""
+
+from recursum.service.engine.pipeline.prompts import merge_prompt, render_messages, task_prompt
+
+CHILDREN = ["Alice followed the Rabbit down a hole. Later Alice grew tall.",
+            "The Duchess gave the baby to Alice, and the Cat grinned at Alice."]
+
+
+def test_a_merge_prompt_lists_the_characters_its_children_name_most_mentioned_first():
+    prompt = merge_prompt(CHILDREN)
+    assert prompt.cast == ("Alice", "Rabbit", "Duchess", "Cat")
+    user = render_messages(prompt)[-1]["content"]
+    assert "The characters: Alice, Rabbit, Duchess, Cat.\n" in user
+    assert user.index(CHILDREN[1]) < user.index("The characters:")
+
+
+def test_a_merge_of_unnamed_summaries_has_no_cast_line():
+    user = render_messages(merge_prompt(["someone walked home.", "it rained."]))[-1]["content"]
+    assert "characters:" not in user
+
+
+def test_training_formats_a_merge_input_as_serving_does():
+    assert task_prompt("merge", "\n\n".join(CHILDREN)) == merge_prompt(CHILDREN)
