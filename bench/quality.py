@@ -14,7 +14,8 @@ whole book of ../shared/data/books (no references: the content meters and the ti
     python bench/quality.py --stories 5           # a quick run
     python bench/quality.py --split train         # tuning happens on train; dev is for reporting
     python bench/quality.py --book alice_in_wonderland.txt
-    python bench/quality.py --config both         # before/after the evidence screen, in one run
+    python bench/quality.py --config both         # before/after the issue-15 controls, in one run
+    python bench/quality.py --adapters DIR        # an adapter bundle instead of the bare model
     python bench/quality.py --smoke               # the start of one story, both systems (CI)
 """
 
@@ -164,6 +165,8 @@ def main() -> None:
     parser.add_argument("--stories", type=int, default=None, help="the first N stories (default: all)")
     parser.add_argument("--book", default=None, help="a whole book of ../shared/data/books instead")
     parser.add_argument("--quantization", default="nf4", choices=["nf4", "int8", "none"])
+    parser.add_argument("--show-roots", action="store_true", help="print each story's root summary")
+    parser.add_argument("--adapters", default=None, help="an adapter bundle (default: the bare model)")
     parser.add_argument("--summary-tokens", type=int, default=TreeConfig().summary_tokens)
     parser.add_argument("--langchain", action="store_true", help="also run the naive baseline")
     parser.add_argument("--langchain-tokens", type=int, default=128, help="the baseline's max new tokens")
@@ -176,7 +179,7 @@ def main() -> None:
                        langchain=True, langchain_tokens=32, config="both")
 
     pull_default_model()
-    runtime = load_runtime(ModelSpec(quantization=args.quantization))
+    runtime = load_runtime(ModelSpec(quantization=args.quantization, bundle=args.adapters))
     scorer, cache = EvidenceScorer(), MemoryNodeCache()  # one cache: the configs share their leaves
     default = TreeConfig(summary_tokens=args.summary_tokens)
     baseline = msgspec.structs.replace(default, screen=False, root_words=0)
@@ -215,6 +218,8 @@ def measure_stories(args, label: str, summarizer: Summarizer, stories: list[tupl
         print(f"- {label}, {title}: {len(tree.chunks)} chunks, heights {[len(h) for h in tree.heights]}, "
               f"R1 best {ours[-1]['rouge1'][0]:.3f}, characters {roster(story, LEADING_CHARACTERS)}, "
               f"root names {summary_names(summary, frozenset(roster(story)))}")
+        if args.show_roots:
+            print(f"  root: {summary}")
         if naive is not None and label == "recursum":
             chunks = [tree.nodes[i] for i in tree.heights[0]]
             passages = [story[c.span.start : c.span.end] for c in chunks]
