@@ -10,6 +10,7 @@ from recursum.service.engine.pipeline.evidence import (
     load_embedder,
     merge_evidence,
 )
+from recursum.service.engine.pipeline.screen import screen
 from recursum.service.engine.pipeline.sentences import sentence_spans
 
 THRESHOLD = 0.25
@@ -162,3 +163,11 @@ def test_merge_source_support_is_the_weakest_step_of_the_chain(scorer):
 def test_empty_summary_gives_no_sentences(scorer):
     assert leaf_evidence(scorer, "", DOCUMENT, sentence_spans(DOCUMENT), 3, THRESHOLD) == ()
     assert merge_evidence(scorer, "  ", CHILDREN, 3, THRESHOLD) == ()
+
+
+def test_a_merge_repeating_a_wrong_child_is_dropped_though_the_child_supports_it(scorer):
+    wrong = [_child("w", 0, [_sentence("Alice flew a spaceship to the moon.", (Span(0, 57),), 0.05)])]
+    (sentence,) = merge_evidence(scorer, "Alice flew a spaceship to the moon.", wrong, 1, THRESHOLD)
+    assert sentence.support > 0.9, "against its child alone the claim looks supported"
+    kept, dropped = screen([sentence], DOCUMENT, THRESHOLD)
+    assert not kept and dropped[0].reason.startswith("unsupported by the source")
