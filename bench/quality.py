@@ -34,7 +34,7 @@ from rouge_score import rouge_scorer
 
 from recursum.service.engine.models.model_store import pull_default_model
 from recursum.service.engine.models.runtime import load_runtime
-from recursum.service.engine.models.spec import ModelSpec
+from recursum.service.engine.models.spec import NO_BUNDLE, ModelSpec
 from recursum.service.engine.pipeline.commentary import is_meta_commentary
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
@@ -53,7 +53,7 @@ from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 METRICS = ("rouge1", "rouge2", "rougeL")
 PLOT_QUESTION = 1  # "What is the plot of the story?"
 LEADING_CHARACTERS = 5
-BASELINE = "baseline (no screen, generated root)"
+BASELINE = "baseline (bare model, no screen, generated root)"
 
 
 def load_stories(split: str, limit: int | None) -> list[tuple[str, str, list[str]]]:
@@ -166,26 +166,29 @@ def main() -> None:
     parser.add_argument("--book", default=None, help="a whole book of ../shared/data/books instead")
     parser.add_argument("--quantization", default="nf4", choices=["nf4", "int8", "none"])
     parser.add_argument("--show-roots", action="store_true", help="print each story's root summary")
-    parser.add_argument("--adapters", default=None, help="an adapter bundle (default: the bare model)")
+    parser.add_argument("--adapters", default=None,
+                        help="an adapter bundle, or none (default: the one shipped with the embedded model)")
     parser.add_argument("--summary-tokens", type=int, default=TreeConfig().summary_tokens)
     parser.add_argument("--langchain", action="store_true", help="also run the naive baseline")
     parser.add_argument("--langchain-tokens", type=int, default=128, help="the baseline's max new tokens")
     parser.add_argument("--max-chars", type=int, default=None, help="summarize only each text's start")
     parser.add_argument("--config", choices=("default", "baseline", "both"), default="default",
-                        help="baseline: without the evidence screen, merging up to one generated root; "
+                        help="baseline: the bare model, no screen, merging up to one generated root; "
                              "both: the two, sharing generations")
     add_smoke_flag(parser)
     args = apply_smoke(parser.parse_args(), stories=1, book=None, summary_tokens=32, max_chars=2000,
                        langchain=True, langchain_tokens=32, config="both")
 
     pull_default_model()
-    runtime = load_runtime(ModelSpec(quantization=args.quantization, bundle=args.adapters))
-    scorer, cache = EvidenceScorer(), MemoryNodeCache()  # one cache: the configs share their leaves
+    scorer, cache = EvidenceScorer(), MemoryNodeCache()  # one cache: generations are shared where alike
     default = TreeConfig(summary_tokens=args.summary_tokens)
     baseline = msgspec.structs.replace(default, screen=False, root_words=0)
-    configs = {"default": {"recursum": default}, "baseline": {BASELINE: baseline},
-               "both": {BASELINE: baseline, "recursum": default}}[args.config]
-    summarizers = {label: Summarizer(runtime, scorer, config, cache) for label, config in configs.items()}
+    ours, theirs = {"recursum": (default, args.adapters)}, {BASELINE: (baseline, NO_BUNDLE)}
+    configs = {"default": ours, "baseline": theirs, "both": theirs | ours}[args.config]
+    runtimes = {bundle: load_runtime(ModelSpec(quantization=args.quantization, bundle=bundle))
+                for _, bundle in configs.values()}
+    summarizers = {label: Summarizer(runtimes[bundle], scorer, config, cache)
+                   for label, (config, bundle) in configs.items()}
     if args.book:
         for label, summarizer in summarizers.items():
             measure_book(args, label, summarizer)

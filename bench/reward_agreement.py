@@ -39,7 +39,7 @@ from _smoke import add_smoke_flag, apply_smoke
 from recursum.service.engine.models.model_store import pull_default_model
 from recursum.service.engine.models.reward import score_pairs
 from recursum.service.engine.models.runtime import load_runtime
-from recursum.service.engine.models.spec import ModelSpec
+from recursum.service.engine.models.spec import NO_BUNDLE, ModelSpec
 from recursum.service.engine.pipeline.prompts import task_prompt
 from recursum.training.datasets import Comparison
 from recursum.training.modeling import LoraSettings, load_tokenizer
@@ -144,7 +144,7 @@ def model_scores(adapter: Path, comparisons: Sequence[Comparison],
     work, same numbers)."""
     texts = sorted({(c.input, s) for c in comparisons for s in c.candidates})
     runtime = load_runtime(ModelSpec(base=lora.base, quantization=lora.quantization,
-                                     adapters={"reward": str(adapter)}))
+                                     adapters={"reward": str(adapter)}, bundle=NO_BUNDLE))
     tasks = {c.input: c.task for c in comparisons}
     rewards = score_pairs(runtime, [task_prompt(tasks[i], i) for i, _ in texts], [s for _, s in texts])
     return dict(zip(texts, rewards, strict=True))

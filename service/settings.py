@@ -11,7 +11,8 @@
     RECURSUM_CALLBACK_HOSTS hosts (or host:port) that job-end callbacks may be sent to, comma-separated
     RECURSUM_EVALUATION_LEASE_SECONDS how long a comparison task stays leased to its evaluator (default 900)
     RECURSUM_MODEL, RECURSUM_QUANTIZATION, RECURSUM_DEVICE   the model to serve
-    RECURSUM_ADAPTERS       an adapter bundle directory (`recursum train levels` writes one)
+    RECURSUM_ADAPTERS       an adapter bundle directory, or none for the bare model (unset: the bundle
+                            shipped with the embedded model, default_adapters/)
 """
 
 import hashlib

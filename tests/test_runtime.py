@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from recursum.service.engine.errors import ModelError
+from recursum.service.engine.models.bundle import read_manifest
 from recursum.service.engine.models.runtime import load_runtime
-from recursum.service.engine.models.spec import ModelSpec
+from recursum.service.engine.models.spec import DEFAULT_BUNDLE, NO_BUNDLE, ModelSpec
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +53,14 @@ def test_an_adapter_directory_without_config_is_refused(tiny_model_dir, tmp_path
 def test_int8_quantization_loads_and_runs(tiny_model_dir):
     runtime = load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="int8"))
     assert _logits(runtime, None).isfinite().all()
+
+
+def test_the_embedded_model_is_served_with_the_shipped_bundle_unless_told_otherwise():
+    assert ModelSpec().bundle_directory() == str(DEFAULT_BUNDLE)
+    assert ModelSpec(bundle=NO_BUNDLE).bundle_directory() is None
+    assert ModelSpec(base="other/model").bundle_directory() is None, "a shipped bundle fits only its base"
+    assert ModelSpec(base="other/model", bundle="/b").bundle_directory() == "/b"
+    manifest = read_manifest(DEFAULT_BUNDLE)
+    assert [(e.role, e.method, e.heights) for e in manifest.adapters] == [("chunk", "sft", [0])]
+    assert (DEFAULT_BUNDLE / "chunk" / "adapter_model.safetensors").stat().st_size < 12_000_000
+    assert "CC BY 4.0" in (DEFAULT_BUNDLE / "SOURCES.md").read_text()

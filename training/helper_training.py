@@ -24,7 +24,7 @@ from recursum.service.engine.helpers.verify import choose, summary_distributions
 from recursum.service.engine.helpers.verify_calibration import VerifyCalibration
 from recursum.service.engine.models.bundle import MANIFEST_FILE, AdapterEntry
 from recursum.service.engine.models.runtime import ModelRuntime, load_runtime
-from recursum.service.engine.models.spec import ModelSpec
+from recursum.service.engine.models.spec import NO_BUNDLE, ModelSpec
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
 from recursum.service.engine.pipeline.prompts import SUPPORTED, critique_input, verify_input
 from recursum.service.engine.pipeline.sentences import split_sentences
@@ -272,7 +272,7 @@ def train_helper_stage(config: LevelsConfig, out: Path) -> AdapterEntry:
                                 config.data.comparisons_per_level, seed=7)
     train_part, held_out = split_by_group(planted, config.held_out_fraction, seed=7)
     spec = ModelSpec(base=config.lora.base, quantization=config.lora.quantization,
-                     bundle=str(out) if (out / MANIFEST_FILE).is_file() else None)
+                     bundle=str(out) if (out / MANIFEST_FILE).is_file() else NO_BUNDLE)
     before = measure_helper(load_runtime(spec), held_out, calibration=None)
     target = out / "helper"
     run = train_critique_helper(spec, train_part, target,

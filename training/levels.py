@@ -19,7 +19,7 @@ from msgspec import Meta
 
 from recursum.service.engine.models.bundle import AdapterEntry, BundleManifest, write_manifest
 from recursum.service.engine.models.runtime import load_runtime
-from recursum.service.engine.models.spec import ModelSpec
+from recursum.service.engine.models.spec import NO_BUNDLE, ModelSpec
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
 from recursum.training.bundling import bundle_manifest, file_sha256, numeric_metrics, with_entry
 from recursum.training.datasets import Comparison, read_jsonl, split_by_group, write_jsonl
@@ -131,7 +131,7 @@ def _synth(config: LevelsConfig, out: Path, height: int, manifest: BundleManifes
     also takes the heights above it (one merge adapter serves them all)."""
     data = config.data
     spec = ModelSpec(base=config.lora.base, quantization=config.lora.quantization,
-                     bundle=str(out) if manifest.adapters else None)
+                     bundle=str(out) if manifest.adapters else NO_BUNDLE)
     runtime = load_runtime(spec)
     scorer = EvidenceScorer()
     labeler_config = LabelerConfig(seed=data.labeler_seed + height, noise=data.labeler_noise)

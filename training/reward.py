@@ -19,7 +19,7 @@ import torch
 from recursum.service.engine.models.reward import reward_input_ids, score_pairs
 from recursum.service.engine.models.reward_head import RewardHead, RewardMeta
 from recursum.service.engine.models.runtime import load_runtime
-from recursum.service.engine.models.spec import ModelSpec
+from recursum.service.engine.models.spec import NO_BUNDLE, ModelSpec
 from recursum.service.engine.pipeline.prompts import task_prompt
 from recursum.training.critique_data import verification_comparisons
 from recursum.training.datasets import Comparison
@@ -127,7 +127,7 @@ def pairwise_accuracy(adapter: Path, comparisons: Sequence[Comparison],
     with the adapter loaded by the serving runtime."""
     pairs, _ = preference_pairs(comparisons)
     runtime = load_runtime(ModelSpec(base=lora.base, quantization=lora.quantization,
-                                     adapters={"reward": str(adapter)}))
+                                     adapters={"reward": str(adapter)}, bundle=NO_BUNDLE))
     prompts = [task_prompt(c.task, c.input) for c, _, _ in pairs]
     chosen = score_pairs(runtime, prompts, [chosen for _, chosen, _ in pairs])
     rejected = score_pairs(runtime, prompts, [rejected for _, _, rejected in pairs])

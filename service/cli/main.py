@@ -12,6 +12,7 @@ from recursum.clients.cli_errors import one_line_errors
 from recursum.clients.options import InvalidOptions, summary_option_flags, summary_options
 from recursum.service.cli.render import render_tree
 from recursum.service.engine.errors import ConfigError, RecursumError
+from recursum.service.engine.models.spec import NO_BUNDLE
 from recursum.service.engine.pipeline.tree import TreeConfig, tree_config
 
 
@@ -52,7 +53,8 @@ def cli() -> None:
               help="Overrides RECURSUM_QUANTIZATION.")
 @click.option("--db", "database_url", default=None, help="SQLAlchemy URL; overrides RECURSUM_DATABASE_URL.")
 @click.option("--adapters", "bundle", default=None, metavar="DIR",
-              help="Adapter bundle from `recursum train levels`; overrides RECURSUM_ADAPTERS.")
+              help="Adapter bundle directory, or none for the bare model [default: the bundle shipped with "
+                   "the embedded model]; overrides RECURSUM_ADAPTERS.")
 @click.option("--dev", is_flag=True, help="Serve without API keys (never in production).")
 def serve(host: str, port: int, model_path: str | None, quantization: str | None,
           database_url: str | None, bundle: str | None, dev: bool) -> None:
@@ -82,7 +84,8 @@ def serve(host: str, port: int, model_path: str | None, quantization: str | None
 @click.option("--quantization", type=click.Choice(["nf4", "int8", "none"]), default="nf4", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--adapter", "adapters", multiple=True, metavar="ROLE=DIR")
-@click.option("--adapters", "bundle", default=None, metavar="DIR", help="Adapter bundle directory.")
+@click.option("--adapters", "bundle", default=None, metavar="DIR",
+              help="Adapter bundle directory, or none for the bare model.")
 def doctor(model_path: str | None, quantization: str, device: str, adapters: tuple[str, ...],
            bundle: str | None) -> None:
     """Load the model as the service would and report what the runtime found, with a speed probe."""
@@ -137,7 +140,7 @@ def _parse_adapters(values: tuple[str, ...]) -> dict[str, str]:
 
 def _bundle(directory: str | None) -> str | None:
     """An adapter bundle directory, checked before the model loads so a typo fails fast."""
-    if directory is not None and not (Path(directory) / "manifest.json").is_file():
+    if directory not in (None, NO_BUNDLE) and not (Path(directory) / "manifest.json").is_file():
         raise ConfigError(f"--adapters {directory} is not an adapter bundle (no manifest.json); "
                           "`recursum train levels` writes one")
     return directory
@@ -160,7 +163,8 @@ def _bundle(directory: str | None) -> str | None:
 @click.option("--adapter", "adapters", multiple=True, metavar="ROLE=DIR",
               help="A LoRA adapter for a role (chunk, merge, helper, reward); repeatable.")
 @click.option("--adapters", "bundle", default=None, metavar="DIR",
-              help="Adapter bundle from `recursum train levels` (--adapter overrides it per role).")
+              help="Adapter bundle directory (--adapter overrides it per role), or none for the bare model "
+                   "[default: the bundle shipped with the embedded model].")
 @click.option("--max-bytes", type=int, default=20 * 1024 * 1024, show_default=True,
               help="Refuse larger files.")
 @click.option("--no-cache", is_flag=True, help="Do not reuse or store generated nodes.")

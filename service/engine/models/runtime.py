@@ -170,10 +170,10 @@ def load_runtime(spec: ModelSpec) -> ModelRuntime:
     tokenizer.padding_side = "left"  # decoder-only batches must end where generation begins
     base_fingerprint = fingerprint(directory)
     adapter_paths = dict(spec.adapters)
-    if spec.bundle is not None:
-        manifest = read_manifest(spec.bundle)
-        check_base(manifest, spec.bundle, base_fingerprint)
-        adapter_paths = manifest.adapter_paths(spec.bundle) | adapter_paths
+    if (bundle := spec.bundle_directory()) is not None:
+        manifest = read_manifest(bundle)
+        check_base(manifest, bundle, base_fingerprint)
+        adapter_paths = manifest.adapter_paths(bundle) | adapter_paths
     model = _attach_adapters(model, adapter_paths)
     model.eval()
     reward_head = RewardHead.load(adapter_paths["reward"]) if "reward" in adapter_paths else None
