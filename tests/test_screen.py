@@ -69,3 +69,15 @@ def test_the_extractive_fallback_passes_over_walls_of_dialogue_when_it_can():
     wall = "“Who are you?” said the Caterpillar to Alice, " + "and she answered at length, " * 20 + "at last."
     summary = extractive_summary([wall, "Alice told the Caterpillar that she had changed size."], limit=1)
     assert summary == "Alice told the Caterpillar that she had changed size."
+
+
+def test_a_last_sentence_the_length_limit_cut_off_is_dropped():
+    sentences = [_sentence("Alice follows the Rabbit."), _sentence("Alice finds a key and then she")]
+    kept, dropped = screen(sentences, SOURCE, 0.25)
+    assert [s.text for s in kept] == ["Alice follows the Rabbit."]
+    assert dropped[0].reason.startswith("unfinished")
+
+
+def test_a_finished_last_sentence_may_end_in_a_closing_quote():
+    kept, _ = screen([_sentence("Alice said, “I am late.”")], SOURCE, 0.25)
+    assert len(kept) == 1

@@ -3,10 +3,12 @@
 A sentence is dropped when it talks about the text instead of the story (meta-commentary), names someone
 its span's source never names (an invented name), or has no support down to the original text (its
 source support, composed through the children, under the threshold: a merge of wrong children does not
-look supported). When nothing survives, the node falls back to an extractive summary of its input, so no
-node is ever empty or off-topic. What was dropped, and why, stays on the node for evaluators.
+look supported); so is a last sentence the length limit cut off. When nothing survives, the node is
+resampled, then falls back to an extractive summary of its input, so no node is ever empty or off-topic.
+What was dropped, and why, stays on the node for evaluators.
 """
 
+import re
 from collections.abc import Sequence
 
 from recursum.schemas.tree import DroppedSentence, Sentence
@@ -14,6 +16,7 @@ from recursum.service.engine.pipeline.commentary import is_meta_commentary
 from recursum.service.engine.pipeline.entities import known_names, sentence_entities, words
 from recursum.service.engine.pipeline.roster import invented_names, vocabulary
 
+_FINISHED = re.compile(r"[.!?…][\"'”’)\]]*\s*$")  # a sentence's end, closing quotes and brackets after it
 EXTRACTIVE_SENTENCES = 3  # input sentences an extractive fallback keeps
 EXTRACT_MAX_WORDS = 50  # longer input sentences are used only when no other will do
 
@@ -35,8 +38,10 @@ def screen(sentences: Sequence[Sentence], source: str,
     """(the sentences that stand, the ones dropped with their reasons)."""
     source_vocabulary = vocabulary(source)  # once per node: a merge's span can be the whole book
     kept, dropped = [], []
-    for sentence in sentences:
+    for i, sentence in enumerate(sentences):
         reason = drop_reason(sentence, source_vocabulary, threshold)
+        if reason is None and i == len(sentences) - 1 and not _FINISHED.search(sentence.text):
+            reason = "unfinished: the generation stopped at its length limit mid-sentence"
         if reason is None:
             kept.append(sentence)
         else:
