@@ -1,6 +1,6 @@
 import pytest
 
-from recursum.service.engine.errors import DocumentTooLarge, EmptyDocument, NotText
+from recursum.service.engine.errors import DocumentTooLarge, EmptyDocument, NotStreamSafe, NotText
 from recursum.service.engine.pipeline.document import decode_document_bytes, make_document, normalize_text
 
 
@@ -30,3 +30,12 @@ def test_binary_data_is_refused():
 def test_oversized_bytes_are_refused_before_decoding():
     with pytest.raises(DocumentTooLarge):
         decode_document_bytes(b"a" * 101, max_bytes=100)
+
+
+def test_a_run_of_combining_marks_past_the_stream_safe_limit_is_refused_before_normalizing():
+    with pytest.raises(NotStreamSafe, match="run of 31 combining marks at character 4"):
+        make_document("café" + "\u0301" * 31)
+
+
+def test_thirty_combining_marks_in_a_row_are_still_text():
+    assert make_document("e" + "\u0301\u0302" * 15).text.startswith("é")

@@ -23,6 +23,7 @@ from recursum.service.engine.errors import (
     ConfigError,
     DocumentTooLarge,
     EmptyDocument,
+    NotStreamSafe,
     NotText,
     RecursumError,
 )
@@ -72,6 +73,7 @@ _ENGINE_STATUS: list[tuple[type[RecursumError], int, str]] = [
     (DocumentTooLarge, 413, "Document too large"),
     (NotText, 400, "Document is not UTF-8 text"),
     (EmptyDocument, 422, "Document is empty"),
+    (NotStreamSafe, 422, "Document is not stream-safe text"),
     (ConfigError, 422, "Invalid options"),
 ]
 

@@ -4,7 +4,8 @@
     ├── InputError                 the document itself is unusable
     │   ├── EmptyDocument          nothing but whitespace after normalization
     │   ├── DocumentTooLarge       more bytes than the configured limit
-    │   └── NotText                binary data or bytes that are not UTF-8
+    │   ├── NotText                binary data or bytes that are not UTF-8
+    │   └── NotStreamSafe          a run of combining marks longer than Unicode's stream-safe limit
     ├── ConfigError                settings that cannot work together (names the setting and the fix)
     └── ModelError                 the model cannot be found, fetched or loaded
         └── ModelNotInstalled      the default model was never pulled
@@ -29,6 +30,10 @@ class DocumentTooLarge(InputError):
 
 class NotText(InputError):
     """Raised when a document is binary or not valid UTF-8."""
+
+
+class NotStreamSafe(InputError):
+    """Raised when a document has more combining marks in a row than Unicode's stream-safe format allows."""
 
 
 class ConfigError(RecursumError):
