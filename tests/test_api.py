@@ -175,6 +175,14 @@ def test_a_full_queue_answers_429_with_retry_after(engine, store):
     assert int(response.headers["Retry-After"]) > 0
 
 
+def test_a_full_queue_refuses_before_the_body_is_read_or_normalized(engine, store):
+    unsafe = ("a" + "\u0301" * 5000).encode()  # a 422 if it were decoded and normalized
+    with _client(engine, store, max_queue=0) as client:
+        response = client.post("/v1/summaries", content=unsafe,
+                               headers=ALICE | {"Content-Type": "text/plain"})
+    assert response.status_code == 429
+
+
 def test_without_a_loaded_model_queued_jobs_cancel_at_once_and_readiness_fails(store, tmp_path):
     settings = ServiceSettings(api_keys=parse_api_keys(KEYS), model=ModelSpec(base=str(tmp_path / "absent")))
     with TestClient(create_app(settings, store=store)) as client:

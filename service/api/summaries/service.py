@@ -23,15 +23,20 @@ class SummaryService:
         self.max_bytes = max_bytes
         self.callback_hosts = callback_hosts
 
+    def check_capacity(self) -> None:
+        """Refuse with 429 while the queue is full: called before a body is read or normalized, so a full
+        service spends nothing on it, and again at submit, where concurrent submissions meet."""
+        if self.store.jobs.count_jobs(("queued", "running")) >= self.max_queue:
+            raise QueueFull(f"{self.max_queue} jobs are already waiting; retry later",
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
     def submit(self, request: SummaryCreate, principal: Principal) -> JobRecord:
         """Validate, check the queue bound, then store the document and the job in that order."""
         document = make_document(request.text, request.title, self.max_bytes)
         config = tree_config(request.options)
         if request.callback_url is not None:
             check_callback_url(request.callback_url, self.callback_hosts)
-        if self.store.jobs.count_jobs(("queued", "running")) >= self.max_queue:
-            raise QueueFull(f"{self.max_queue} jobs are already waiting; retry later",
-                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        self.check_capacity()
         job = JobRecord(id=uuid.uuid4().hex, owner=principal.name, document_id=document.id,
                         title=request.title, config=config, created=time.time(),
                         callback_url=request.callback_url)
