@@ -89,8 +89,11 @@ def test_an_evaluator_opens_a_report_chooses_b_and_the_comparison_is_stored(serv
             page.on("pageerror", lambda error: problems.append(str(error)))
             page.on("response", lambda response: response.status >= 400 and problems.append(
                 f"{response.status} {response.url}"))
-            page.goto(f"{url}/evaluate?key=e-secret")
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(f"{url}/evaluate#key=e-secret")  # a fragment: the key never reaches the server
             expect(page.locator("#task")).to_be_visible()
+            assert requested and not [u for u in requested if "e-secret" in u], "no address carries the key"
             assert "key=" not in page.url  # the key left the address bar (it stays in sessionStorage)
             expect(page.locator(".side li.unsupported")).to_have_count(2)
 

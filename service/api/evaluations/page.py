@@ -1,9 +1,10 @@
 """The evaluator web page: one static HTML page, its script and its style, served from `static/`.
 
 No build step and nothing from the network: the page calls the evaluation API with the evaluator's key
-(typed once into its key field, or passed as `/evaluate?key=...`; it is kept in sessionStorage, and a
-key in the address is removed from it at once). The content security policy allows only this origin's
-script and style, so model text can never run as code.
+(typed once into its key field, or passed as `/evaluate#key=...`, a fragment the browser never sends, so no
+access log records it; it is kept in sessionStorage, and a key in the address is removed from it at
+once). The content security policy allows only this origin's script and style, so model text can never
+run as code.
 """
 
 from pathlib import Path
@@ -17,7 +18,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; "
                                 "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
                                 "form-action 'none'; frame-ancestors 'none'"),
-    "Referrer-Policy": "no-referrer",  # a `?key=` must never leave in a Referer header
+    "Referrer-Policy": "no-referrer",  # nothing of the address leaves in a Referer header
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }

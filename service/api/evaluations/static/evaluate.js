@@ -23,14 +23,17 @@ function setStatus(message, error = false) {
   $("status").classList.toggle("error", error);
 }
 
-// The key: `?key=` once (then dropped from the address), else the login field; kept for this tab only.
+// The key: `#key=` once (then dropped from the address), else the login field; kept for this tab only.
+// A fragment never reaches the server, so no access log or proxy records the key (a query would).
 function takeKeyFromAddress() {
   const url = new URL(window.location.href);
-  const key = url.searchParams.get("key");
+  const fragment = new URLSearchParams(url.hash.slice(1));
+  const key = fragment.get("key");
   if (key) {
     sessionStorage.setItem(KEY, key);
-    url.searchParams.delete("key");
-    history.replaceState(null, "", url.pathname + url.search + url.hash);
+    fragment.delete("key");
+    const rest = fragment.toString();
+    history.replaceState(null, "", url.pathname + url.search + (rest ? "#" + rest : ""));
   }
 }
 
