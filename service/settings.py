@@ -1,7 +1,7 @@
 """Service configuration, from environment variables only (so a container needs no config file).
 
     RECURSUM_DATABASE_URL   SQLAlchemy URL (default: SQLite under $RECURSUM_HOME)
-    RECURSUM_API_KEYS       `name:secret:scope+scope` entries separated by commas
+    RECURSUM_API_KEYS       `name:secret:scope+scope` entries separated by commas; secrets of 32+ characters
     RECURSUM_DEV_MODE       1 to serve without keys (logged loudly); never the default
     RECURSUM_MAX_QUEUE      jobs queued or running before submissions get 429 (default 16)
     RECURSUM_MAX_BODY_BYTES request body limit (default 20 MB)
@@ -57,8 +57,12 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def parse_api_keys(value: str) -> tuple[ApiKey, ...]:
-    """`name:secret:scope+scope,...` → hashed keys; the error names the bad entry and the format."""
+MIN_SECRET_LENGTH = 32  # a shorter secret can be guessed offline from a leaked digest, or online
+
+
+def parse_api_keys(value: str, min_secret_length: int = 0) -> tuple[ApiKey, ...]:
+    """`name:secret:scope+scope,...` → hashed keys; the error names the bad entry and the format. The
+    service's start-up asks for `MIN_SECRET_LENGTH`; tests build short keys directly."""
     keys = []
     for entry in filter(None, (part.strip() for part in value.split(","))):
         name, _, rest = entry.partition(":")
@@ -69,6 +73,11 @@ def parse_api_keys(value: str) -> tuple[ApiKey, ...]:
                 f"RECURSUM_API_KEYS entry {name or entry!r} must look like name:secret:summarize+evaluate "
                 f"with scopes from {sorted(SCOPES)}"
             )
+        if len(secret) < min_secret_length:
+            raise ConfigError(
+                f"RECURSUM_API_KEYS entry {name!r} has a secret of {len(secret)} characters; use at least "
+                f"{min_secret_length}: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         keys.append(ApiKey(name=name, secret_sha256=hash_secret(secret), scopes=wanted))
     return tuple(keys)
 
@@ -78,7 +87,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
     try:
         return ServiceSettings(
             database_url=env.get("RECURSUM_DATABASE_URL") or None,
-            api_keys=parse_api_keys(env.get("RECURSUM_API_KEYS", "")),
+            api_keys=parse_api_keys(env.get("RECURSUM_API_KEYS", ""), MIN_SECRET_LENGTH),
             dev_mode=env.get("RECURSUM_DEV_MODE", "") in ("1", "true", "yes"),
             max_queue=int(env.get("RECURSUM_MAX_QUEUE", 16)),
             max_active_jobs=max(1, int(env.get("RECURSUM_MAX_ACTIVE_JOBS", 8))),
