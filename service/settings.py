@@ -8,6 +8,8 @@
     RECURSUM_MAX_ACTIVE_JOBS jobs generated together in shared batches (default 8; 1 = one at a time)
     RECURSUM_REPLICA_ID     this replica's name in job leases (default: the host name; unique per replica)
     RECURSUM_LEASE_SECONDS  how long a job lease lasts without renewal (default 30)
+    RECURSUM_MAX_ATTEMPTS   claims of a job before it is failed as a poison job (default 3)
+    RECURSUM_BATCH_MEMORY_MB memory one generation batch may take (default: a share of the free memory)
     RECURSUM_CALLBACK_HOSTS hosts (or host:port) that job-end callbacks may be sent to, comma-separated
     RECURSUM_EVALUATION_LEASE_SECONDS how long a comparison task stays leased to its evaluator (default 900)
     RECURSUM_MODEL, RECURSUM_QUANTIZATION, RECURSUM_DEVICE   the model to serve
@@ -46,6 +48,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_active_jobs: int = 8
     replica_id: str = "local"
     lease_seconds: float = 30.0
+    max_attempts: int = 3
     max_body_bytes: int = DEFAULT_MAX_BYTES
     model: ModelSpec = ModelSpec()
     readiness_probe_seconds: float = 60.0
@@ -93,6 +96,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
             max_active_jobs=max(1, int(env.get("RECURSUM_MAX_ACTIVE_JOBS", 8))),
             replica_id=env.get("RECURSUM_REPLICA_ID") or socket.gethostname(),
             lease_seconds=float(env.get("RECURSUM_LEASE_SECONDS", 30)),
+            max_attempts=max(1, int(env.get("RECURSUM_MAX_ATTEMPTS", 3))),
             max_body_bytes=int(env.get("RECURSUM_MAX_BODY_BYTES", DEFAULT_MAX_BYTES)),
             callback_hosts=frozenset(filter(None, env.get("RECURSUM_CALLBACK_HOSTS", "").split(","))),
             evaluation_lease_seconds=float(env.get("RECURSUM_EVALUATION_LEASE_SECONDS", 900)),
@@ -100,7 +104,8 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
                 {"base": env.get("RECURSUM_MODEL") or None,
                  "quantization": env.get("RECURSUM_QUANTIZATION", "nf4"),
                  "device": env.get("RECURSUM_DEVICE", "auto"),
-                 "bundle": env.get("RECURSUM_ADAPTERS") or None},
+                 "bundle": env.get("RECURSUM_ADAPTERS") or None,
+                 "batch_memory_mb": int(env.get("RECURSUM_BATCH_MEMORY_MB") or 0) or None},
                 ModelSpec,
             ),
         )

@@ -31,6 +31,7 @@ class FakeRun:
                          adapter=None, span=Span(0, len(document.text)), children=(), summary=first_sentence,
                          sentences=())
         self._emit = on_event
+        self.text = document.text
         self.generated = False
         self.done = False
         on_event(HeightStarted(height=0, nodes=1, cached=0))
@@ -57,7 +58,7 @@ class FakeEngine:
     """Implements `recursum.service.engine.interface.Engine`; records what it was asked."""
 
     def __init__(self, scores_rewards: bool = False, healthy: bool = True,
-                 fail_reports: bool = False) -> None:
+                 fail_reports: bool = False, poison: str | None = None) -> None:
         self.info = ModelInfo(base="fake", fingerprint="fake-fingerprint", quantization="none",
                               dtype="float32", device="cpu", adapters={})
         self.load_seconds = 0.0
@@ -65,6 +66,7 @@ class FakeEngine:
         self.scores_rewards = scores_rewards
         self.healthy = healthy
         self.fail_reports = fail_reports
+        self.poison = poison
         self.reported: list[ReportTask] = []
 
     def check(self, config: TreeConfig) -> None:
@@ -76,10 +78,15 @@ class FakeEngine:
               on_event: Callable[[ProgressEvent], None], stats: RunStats) -> FakeRun:
         return FakeRun(document, on_event)
 
-    def run_round(self, runs: Sequence[FakeRun], wanted: Callable[[str], bool]) -> None:
-        for run in runs:
-            if all(wanted(key) for key in run.pending_keys()):
+    def run_round(self, runs: Sequence[FakeRun], wanted: Callable[[str], bool]) -> dict[int, Exception]:
+        """Fails the runs of documents that contain `poison` (a batch the model cannot generate)."""
+        failures: dict[int, Exception] = {}
+        for index, run in enumerate(runs):
+            if self.poison is not None and self.poison in run.text:
+                failures[index] = RuntimeError(f"the fake model failed on {self.poison!r}")
+            elif all(wanted(key) for key in run.pending_keys()):
                 run.generate()
+        return failures
 
     def summarize(self, document: Document, config: TreeConfig, cache: NodeCache,
                   on_event: Callable[[ProgressEvent], None] | None = None) -> Tree:

@@ -1,8 +1,11 @@
+import msgspec
 import pytest
+import torch
 
 from recursum.service.engine.errors import ConfigError
 from recursum.service.engine.models.runtime import load_runtime
 from recursum.service.engine.models.spec import ModelSpec
+from recursum.service.engine.pipeline import generate
 from recursum.service.engine.pipeline.generate import fit_prompt, generate_batched, printable
 from recursum.service.engine.pipeline.prompts import chunk_prompt
 from recursum.service.engine.pipeline.results import GenerationRequest, GenerationSettings, GenerationStats
@@ -90,3 +93,45 @@ def test_a_template_longer_than_the_window_is_a_config_error_not_a_hang(runtime)
 
 def test_generated_text_keeps_no_control_characters():
     assert printable(" Alice\x00 ran\x07 home.\n\tThe end.\x1b ") == "Alice ran home.\n\tThe end."
+
+
+def test_the_memory_budget_cuts_batches_below_batch_size(runtime, monkeypatch):
+    one_row = runtime.batch_memory.row_bytes(60, SETTINGS.max_new_tokens)
+    monkeypatch.setattr(runtime, "batch_memory",
+                        msgspec.structs.replace(runtime.batch_memory, budget_bytes=2 * one_row))
+    stats = GenerationStats()
+    generate_batched(runtime, _requests([5] * 6), SETTINGS, batch_size=6, stats=stats)
+    assert max(stats.batch_sizes) <= 2
+    assert stats.sequences == 6
+
+
+def test_a_failing_batch_fails_only_its_own_requests(runtime, monkeypatch):
+    real = generate._generate_one_batch
+
+    def fails_on_r1(runtime, batch, *args):
+        if any(request.key == "r1" for request, _, _ in batch):
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return real(runtime, batch, *args)
+
+    monkeypatch.setattr(generate, "_generate_one_batch", fails_on_r1)
+    failed: list[str] = []
+    results = generate_batched(runtime, _requests([3, 9, 20]), SETTINGS, batch_size=1,
+                               on_failure=lambda keys, error: failed.extend(keys))
+    assert failed == ["r1"]
+    assert [r.key for r in results] == ["r0", "r2"]
+    with pytest.raises(RuntimeError, match="illegal memory access"):  # no on_failure: the caller's error
+        generate_batched(runtime, _requests([3, 9]), SETTINGS, batch_size=1)
+
+
+def test_running_out_of_memory_splits_the_batch_and_loses_nothing(runtime, monkeypatch):
+    real = generate._generate_one_batch
+
+    def one_row_fits(runtime, batch, *args):
+        if len(batch) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(runtime, batch, *args)
+
+    monkeypatch.setattr(generate, "_generate_one_batch", one_row_fits)
+    requests = _requests([3, 9, 20, 4])
+    assert [r.key for r in generate_batched(runtime, requests, SETTINGS, batch_size=4)] == ["r0", "r1", "r2",
+                                                                                           "r3"]

@@ -5,10 +5,11 @@ from recursum.schemas.events import HeightDone, HeightStarted
 from recursum.schemas.tree import SOURCE, Node, Span
 from recursum.service.engine.models.runtime import load_runtime
 from recursum.service.engine.models.spec import ModelSpec
+from recursum.service.engine.pipeline import generate
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.events import NodeDone
 from recursum.service.engine.pipeline.node_cache import MemoryNodeCache
-from recursum.service.engine.pipeline.recursion import Cancelled, Summarizer, merge_groups
+from recursum.service.engine.pipeline.recursion import Cancelled, Summarizer, merge_groups, run_round
 from recursum.service.engine.pipeline.results import RunStats
 from recursum.service.engine.pipeline.tree import TreeConfig
 
@@ -235,3 +236,22 @@ def test_a_leaf_the_screen_empties_is_resampled_before_it_falls_back_to_an_extra
             assert sources <= {"resample:1"}
         else:  # the resample stands and the refused greedy summary is a candidate, its refusal recorded
             assert sources == {"greedy"} and after.dropped[-len(before.dropped):] == before.dropped
+
+
+def test_a_failing_batch_fails_only_the_build_that_needed_it(runtime, evidence_scorer, monkeypatch):
+    real = generate._generate_one_batch
+    doomed = Summarizer(runtime, evidence_scorer, CONFIG).start(make_document("The Hatter poured tea. " * 3))
+    doomed_keys = doomed.pending_keys()
+
+    def fails_for_doomed(runtime, batch, *args):
+        if any(request.key in doomed_keys for request, _, _ in batch):
+            raise RuntimeError("the device fell over")
+        return real(runtime, batch, *args)
+
+    monkeypatch.setattr(generate, "_generate_one_batch", fails_for_doomed)
+    spared = Summarizer(runtime, evidence_scorer, msgspec.structs.replace(CONFIG, batch_size=1)).start(
+        make_document(STORY))
+    failures = run_round([doomed, spared])
+    assert list(failures) == [0] and "fell over" in str(failures[0])
+    assert not spared.pending_keys()
+    spared.advance()

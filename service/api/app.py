@@ -88,7 +88,8 @@ def _model_worker(engine: Engine | None):
                                  state.broker, state.metrics, CallbackSender(state.store, keys),
                                  max_active=state.settings.max_active_jobs,
                                  replica_id=state.settings.replica_id,
-                                 lease_seconds=state.settings.lease_seconds)
+                                 lease_seconds=state.settings.lease_seconds,
+                                 max_attempts=state.settings.max_attempts)
         state.worker.start()
         try:
             yield

@@ -58,8 +58,8 @@ class ModelEngine:
               on_event: Callable[[ProgressEvent], None], stats: RunStats) -> TreeBuild:
         return Summarizer(self.runtime, self.scorer, config, cache).start(document, on_event, stats)
 
-    def run_round(self, runs: Sequence[TreeBuild], wanted: Callable[[str], bool]) -> None:
-        run_round(runs, wanted)
+    def run_round(self, runs: Sequence[TreeBuild], wanted: Callable[[str], bool]) -> dict[int, Exception]:
+        return run_round(runs, wanted)
 
     def summarize(self, document: Document, config: TreeConfig, cache: NodeCache,
                   on_event: Callable[[ProgressEvent], None] | None = None) -> Tree:

@@ -88,8 +88,9 @@ class Engine(Protocol):
         """Begin a tree whose heights advance in `run_round`, possibly alongside other trees."""
         ...
 
-    def run_round(self, runs: Sequence[TreeRun], wanted: Callable[[str], bool]) -> None:
-        """Generate the current height of every run in shared batches; `wanted(key)` false stops a row."""
+    def run_round(self, runs: Sequence[TreeRun], wanted: Callable[[str], bool]) -> dict[int, Exception]:
+        """Generate the current height of every run in shared batches; `wanted(key)` false stops a row.
+        Returns the runs a failure hit, as {index in `runs`: error}; the others went on."""
         ...
 
     def summarize(self, document: Document, config: TreeConfig, cache: NodeCache,

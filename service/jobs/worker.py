@@ -27,6 +27,7 @@ from recursum.service.jobs.callbacks import CallbackSender
 from recursum.service.jobs.metrics import EngineMetrics
 from recursum.service.jobs.reports import finish_pending_reports
 from recursum.service.jobs.views import job_read
+from recursum.service.store.database import is_transient
 from recursum.service.store.jobs import LeaseLost
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
@@ -39,9 +40,10 @@ class JobWorker:
 
     def __init__(self, store: Store, load_engine: Callable[[], Engine], broker: EventBroker,
                  metrics: EngineMetrics, callbacks: CallbackSender, max_active: int = 8,
-                 replica_id: str = "local", lease_seconds: float = 30.0) -> None:
+                 replica_id: str = "local", lease_seconds: float = 30.0, max_attempts: int = 3) -> None:
         self.store = store
         self.max_active = max_active
+        self.max_attempts = max_attempts
         self.replica_id = replica_id
         self.lease_seconds = lease_seconds
         self._running: frozenset[str] = frozenset()  # ids of active jobs, read by the heartbeat
@@ -127,6 +129,14 @@ class JobWorker:
                 log.exception("worker iteration failed; retrying")
                 self._stopping.wait(1.0)
             self._running = frozenset(active)
+        # A graceful stop (a rolling restart) is not an attempt: any replica may resume these at once.
+        self._release(list(active))
+
+    def _release(self, job_ids: list[str]) -> None:
+        try:
+            self.store.jobs.release_jobs(self.replica_id, job_ids)
+        except Exception:  # the leases expire on their own
+            log.exception("releasing jobs %s failed", job_ids)
 
     def _admit(self, active: dict[str, "_ActiveJob"]) -> None:
         """Lease waiting jobs (oldest first) up to `max_active`; their heights join the next round."""
@@ -138,11 +148,19 @@ class JobWorker:
             if job.cancel_requested or job.id in self._cancelled:
                 self._finish(job.id, status="cancelled")
                 continue
+            if job.attempts > self.max_attempts:
+                self._finish(job.id, status="failed", error=(
+                    f"gave up after {self.max_attempts} attempts: each time, the replica running this job "
+                    "stopped before it finished (a crash, e.g. out of memory); resubmit it smaller"))
+                continue
             try:
                 active[job.id] = self._start(job)
             except Exception as error:  # a bad job must not take the worker down
                 log.exception("job %s failed to start", job.id)
-                self._finish(job.id, status="failed", error=public_message(error))
+                if is_transient(error):
+                    self._release([job.id])
+                else:
+                    self._finish(job.id, status="failed", error=public_message(error))
 
     def _start(self, job: JobRecord) -> "_ActiveJob":
         self.engine.check(job.config)  # refused alone here rather than failing a shared batch later
@@ -178,25 +196,28 @@ class JobWorker:
         self.broker.publish(job_id, to_wire(event))
 
     def _round(self, active: dict[str, "_ActiveJob"]) -> None:
-        """One height of every active job in shared batches; then finish the jobs that ended."""
+        """One height of every active job in shared batches; then finish the jobs that ended.
+
+        A failure fails only the jobs whose batches or nodes it hit; a database error releases them to be
+        claimed again; a graceful stop leaves every job to be resumed.
+        """
         def wanted(key: str) -> bool:  # asked live: a node the screen emptied adds a resample mid-round
+            if self._stopping.is_set():
+                return False
             stopped = (self._cancelled | self._lost) & active.keys()
             return not stopped or any(key in running.build.pending_keys()
                                       for job_id, running in active.items() if job_id not in stopped)
 
+        jobs = list(active)
         try:
-            self.engine.run_round([running.build for running in active.values()], wanted)
-        except Exception as error:  # e.g. the model failing: every job of the round fails alike
+            failures = self.engine.run_round([active[job_id].build for job_id in jobs], wanted)
+        except Exception as error:  # outside any batch (e.g. the model failing): every job of the round
             log.exception("generation round failed")
-            for job_id in list(active):
-                running = active.pop(job_id)
-                if job_id in self._lost:
-                    self._lost.discard(job_id)
-                elif job_id in self._cancelled:
-                    self._end(running, status="cancelled")
-                else:
-                    self._end(running, status="failed", error=public_message(error))
+            failures = dict.fromkeys(range(len(jobs)), error)
+        if self._stopping.is_set():
             return
+        for index, error in failures.items():
+            self._stop(active, jobs[index], error)
         for job_id in list(active):
             running = active[job_id]
             if job_id in self._lost:
@@ -210,11 +231,25 @@ class JobWorker:
             try:
                 running.build.advance()
             except Exception as error:
-                log.exception("job %s failed", job_id)
-                self._end(active.pop(job_id), status="failed", error=public_message(error))
+                self._stop(active, job_id, error)
                 continue
             if running.build.done:
                 self._end(active.pop(job_id), status="done", root=running.build.root.id)
+
+    def _stop(self, active: dict[str, "_ActiveJob"], job_id: str, error: Exception) -> None:
+        """A job whose work raised: dropped if another replica holds it now, cancelled if asked, released
+        if the store failed for a moment, else failed with a public reason."""
+        running = active.pop(job_id)
+        if job_id in self._lost:
+            self._lost.discard(job_id)
+        elif job_id in self._cancelled:
+            self._end(running, status="cancelled")
+        elif is_transient(error):
+            log.warning("job %s hit a database error; released to be resumed: %s", job_id, error)
+            self._release([job_id])
+        else:
+            log.error("job %s failed", job_id, exc_info=error)
+            self._end(running, status="failed", error=public_message(error))
 
     def _end(self, running: "_ActiveJob", **changes) -> None:
         self.metrics.observe_run(running.stats)

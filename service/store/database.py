@@ -51,6 +51,13 @@ def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
     cursor.close()
 
 
+def is_transient(error: BaseException) -> bool:
+    """Whether a store error may pass if retried (SQLite busy, a PostgreSQL failover, a full disk): the
+    job it interrupted is released and claimed again, not failed for good."""
+    return isinstance(error, sa.exc.OperationalError) or (
+        isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated)
+
+
 def migrate(url: str) -> None:
     """Bring the database at `url` to the newest schema (`alembic upgrade head`); safe to run every start."""
     engine = create_database_engine(url)

@@ -57,7 +57,8 @@ class JobRepository:
 
     def claim_jobs(self, replica: str, limit: int, lease_seconds: float,
                    exclude: Iterable[str] = ()) -> list[JobRecord]:
-        """Lease up to `limit` unfinished jobs, oldest first, that no live replica holds.
+        """Lease up to `limit` unfinished jobs, oldest first, that no live replica holds; each claim counts
+        as an attempt (a replica killed while running a job never says so).
 
         On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets replicas claim concurrently without ever
         taking the same job. SQLite serializes writers on one file and serves a single replica.
@@ -78,7 +79,8 @@ class JobRepository:
         # One UPDATE ... WHERE id IN (SELECT ...) RETURNING: the write lock comes first, so SQLite
         # writers queue on the busy timeout instead of failing to upgrade a read snapshot.
         claim = (sa.update(JobRow).where(JobRow.id.in_(query))
-                 .values(lease_owner=replica, lease_expires=now + lease_seconds).returning(JobRow.id))
+                 .values(lease_owner=replica, lease_expires=now + lease_seconds, attempts=JobRow.attempts + 1)
+                 .returning(JobRow.id))
         with self.db.session.begin() as session:
             ids = list(session.scalars(claim))
             if not ids:
@@ -96,6 +98,15 @@ class JobRepository:
         with self.db.session.begin() as session:
             session.execute(sa.update(JobRow).where(held).values(lease_expires=time.time() + lease_seconds))
             return dict(session.execute(sa.select(JobRow.id, JobRow.cancel_requested).where(held)).all())
+
+    def release_jobs(self, replica: str, job_ids: Iterable[str]) -> None:
+        """Give up this replica's leases without counting the attempt (a graceful stop, a database error):
+        any replica may claim the jobs again at once."""
+        held = sa.and_(JobRow.id.in_(list(job_ids)), JobRow.lease_owner == replica)
+        with self.db.session.begin() as session:
+            refunded = sa.case((JobRow.attempts > 0, JobRow.attempts - 1), else_=0)
+            session.execute(sa.update(JobRow).where(held).values(lease_owner=None, lease_expires=None,
+                                                                 attempts=refunded))
 
     def _jobs(self, query: sa.Select[tuple[JobRow]]) -> list[JobRecord]:
         with self.db.session() as session:

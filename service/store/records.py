@@ -24,5 +24,6 @@ class JobRecord(msgspec.Struct, kw_only=True):
     progress: list[HeightProgress] = []
     root: str | None = None
     cancel_requested: bool = False
+    attempts: int = 0  # claims by a worker; more than the service's limit marks a poison job
 
 

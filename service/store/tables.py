@@ -50,6 +50,7 @@ class JobRow(Base):
     progress: Mapped[list[Any]] = mapped_column(sa.JSON)
     root: Mapped[str | None] = mapped_column(sa.String)
     cancel_requested: Mapped[bool]
+    attempts: Mapped[int] = mapped_column(server_default="0")
     # Not part of JobRecord: only the claiming machinery reads them.
     lease_owner: Mapped[str | None] = mapped_column(sa.String)
     lease_expires: Mapped[float | None]

@@ -13,6 +13,7 @@ import torch
 from recursum.schemas.tree import ModelInfo, Role
 from recursum.service.engine.errors import ConfigError, ModelError
 from recursum.service.engine.helpers.verify_calibration import VERIFY_CALIBRATION_FILE, VerifyCalibration
+from recursum.service.engine.models.batch_memory import batch_memory
 from recursum.service.engine.models.bundle import check_base, read_manifest
 from recursum.service.engine.models.model_store import convert_gguf, default_model_path, recursum_home
 from recursum.service.engine.models.reward_head import REWARD_HEAD_FILE, RewardHead
@@ -127,6 +128,8 @@ class ModelRuntime:
         self.context_window = int(
             getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
         )
+        compute_dtype = getattr(torch, info.dtype)
+        self.batch_memory = batch_memory(model.config, compute_dtype, self.device, spec.batch_memory_mb)
 
     def adapter_for(self, role: str) -> str | None:
         """The adapter serving `role`, or None: the base model with the role's prompt."""

@@ -17,7 +17,8 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     None means the embedded default model. `adapters` maps a role to a peft LoRA directory;
     `bundle` is a directory written by `recursum train levels` or `train sft --role` (its adapters,
     overridden by `adapters` role by role); None serves the embedded model with the bundle that ships
-    with it (`DEFAULT_BUNDLE`) and any other base bare; `NO_BUNDLE` serves the bare model."""
+    with it (`DEFAULT_BUNDLE`) and any other base bare; `NO_BUNDLE` serves the bare model.
+    `batch_memory_mb` bounds one generation batch (None: a share of the memory free at load)."""
 
     base: str | None = None
     quantization: Quantization = "nf4"
@@ -25,6 +26,7 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     dtype: DType = "auto"
     adapters: dict[Role, str] = {}
     bundle: str | None = None
+    batch_memory_mb: int | None = None
 
     def bundle_directory(self) -> str | None:
         """The bundle to load, if any."""

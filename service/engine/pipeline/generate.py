@@ -1,13 +1,14 @@
 """Batched generation: a whole height goes through the model in a few left-padded batches.
 
 Requests are grouped by adapter, sorted by prompt length (so a batch pads little) and cut into
-batches of `batch_size`. Every prompt is fitted to the model's context window with the model's
-own tokenizer before it is batched, whatever the chunk settings were.
+batches of `batch_size` rows at most, fewer where the runtime's memory budget says so. Every prompt is
+fitted to the model's context window with the model's own tokenizer before it is batched, whatever the
+chunk settings were.
 """
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import groupby
 
 import msgspec
@@ -15,6 +16,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from recursum.service.engine.errors import ConfigError
+from recursum.service.engine.models.batch_memory import BatchMemory
 from recursum.service.engine.models.runtime import ModelRuntime
 from recursum.service.engine.pipeline.prompts import PromptInput, render_messages
 from recursum.service.engine.pipeline.results import (
@@ -116,13 +118,16 @@ def generate_batched(
     stats: GenerationStats | None = None,
     on_result: Callable[[GenerationResult], None] | None = None,
     wanted: Callable[[str], bool] | None = None,
+    on_failure: Callable[[list[str], Exception], None] | None = None,
 ) -> list[GenerationResult]:
     """Generate every request; results come back in request order.
 
-    `on_result` is called as each batch finishes (progress, incremental commits). `wanted(key)`
-    lets a caller withdraw requests (a cancelled job): withdrawn ones are skipped at the next
-    batch, a batch none of whose requests is wanted stops at the next decoding step, and
-    withdrawn requests are left out of the result.
+    A batch holds at most `batch_size` rows and what the runtime's memory budget allows, whatever
+    `batch_size` says. `on_result` is called as each batch finishes (progress, incremental commits).
+    `wanted(key)` lets a caller withdraw requests (a cancelled job): withdrawn ones are skipped at the
+    next batch, a batch none of whose requests is wanted stops at the next decoding step, and withdrawn
+    requests are left out of the result. With `on_failure`, a batch that raises fails only its own
+    requests (reported with the error) and the other batches still run.
     """
     wanted = wanted or (lambda key: True)
     stats = stats if stats is not None else GenerationStats()
@@ -131,17 +136,47 @@ def generate_batched(
     ordered = sorted(fitted, key=lambda item: (item[0].adapter or "", len(item[1])))
     results: dict[str, GenerationResult] = {}
     for adapter, group in groupby(ordered, key=lambda item: item[0].adapter):
-        items = list(group)
         with runtime.using(adapter):
-            for start in range(0, len(items), batch_size):
-                batch = [item for item in items[start : start + batch_size] if wanted(item[0].key)]
-                if not batch:
-                    continue
-                for result in _generate_one_batch(runtime, batch, settings, stats, wanted):
+            for batch in _batches(list(group), batch_size, runtime.batch_memory, settings.max_new_tokens,
+                                  wanted):
+                for result in _generate_isolated(runtime, batch, settings, stats, wanted, on_failure):
                     results[result.key] = result
                     if on_result is not None:
                         on_result(result)
     return [results[request.key] for request in requests if request.key in results]
+
+
+def _batches(items: list, batch_size: int, memory: BatchMemory, new_tokens: int,
+             wanted: Callable[[str], bool]) -> Iterator[list]:
+    """Wanted items in order, cut into batches of at most `batch_size` rows that fit `memory` (items are
+    sorted by prompt length, so the row just added is the batch's longest)."""
+    batch: list = []
+    for item in items:
+        if not wanted(item[0].key):
+            continue
+        if batch and (len(batch) == batch_size
+                      or len(batch) + 1 > memory.rows_that_fit(len(item[1]), new_tokens)):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+def _generate_isolated(runtime, batch, settings, stats, wanted, on_failure) -> list[GenerationResult]:
+    """One batch; running out of memory splits it in halves (the estimate was wrong for this device),
+    and with `on_failure` any other error fails this batch's requests alone."""
+    try:
+        return _generate_one_batch(runtime, batch, settings, stats, wanted)
+    except Exception as error:
+        if isinstance(error, torch.OutOfMemoryError) and len(batch) > 1:
+            half = len(batch) // 2
+            return (_generate_isolated(runtime, batch[:half], settings, stats, wanted, on_failure)
+                    + _generate_isolated(runtime, batch[half:], settings, stats, wanted, on_failure))
+        if on_failure is None:
+            raise
+        on_failure([request.key for request, _, _ in batch], error)
+        return []
 
 
 def _generate_one_batch(runtime, batch, settings, stats, wanted) -> list[GenerationResult]:

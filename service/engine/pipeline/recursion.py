@@ -258,41 +258,64 @@ class TreeBuild:
         )
 
 
-def run_round(builds: Sequence[TreeBuild], wanted: Callable[[str], bool] | None = None) -> None:
+def run_round(builds: Sequence[TreeBuild], wanted: Callable[[str], bool] | None = None,
+              ) -> dict[int, Exception]:
     """Generate the current height of every build in shared batches; a node the screen left nothing of
     asks for a resample, which a further pass generates (`TreeConfig.resample` passes at most).
 
     Requests under the same generation settings share batches (a generation several builds
-    need runs once); `wanted` withdraws keys of cancelled builds at the next batch.
+    need runs once); `wanted` withdraws keys of cancelled builds at the next batch. A batch that fails,
+    or a result a build cannot take, fails only the builds concerned: returned as {index in `builds`:
+    error}, and left out of later passes; the others go on.
     """
+    failed: dict[int, Exception] = {}
     for _ in range(1 + max(build.summarizer.config.resample for build in builds)):
-        if not any(build.requests for build in builds):
-            return
-        _generate_pass(builds, wanted)
+        live = [(index, build) for index, build in enumerate(builds) if index not in failed]
+        if not any(build.requests for _, build in live):
+            break
+        _generate_pass(live, wanted, failed)
+    return failed
 
 
-def _generate_pass(builds: Sequence[TreeBuild], wanted: Callable[[str], bool] | None) -> None:
+def _generate_pass(builds: Sequence[tuple[int, TreeBuild]], wanted: Callable[[str], bool] | None,
+                   failed: dict[int, Exception]) -> None:
     pending: dict[tuple[GenerationSettings, int], dict[str, GenerationRequest]] = {}
-    groups: dict[tuple[GenerationSettings, int], list[TreeBuild]] = {}
-    for build in builds:
+    groups: dict[tuple[GenerationSettings, int], list[tuple[int, TreeBuild]]] = {}
+    for index, build in builds:
         for settings, request in build.requests:
             group = (settings, build.summarizer.config.batch_size)
             pending.setdefault(group, {})[request.key] = request
-            if build not in groups.setdefault(group, []):
-                groups[group].append(build)
+            if (index, build) not in groups.setdefault(group, []):
+                groups[group].append((index, build))
+
+    def still_wanted(key: str) -> bool:  # asked at every decoding step: cheap unless something failed
+        if wanted is not None and not wanted(key):
+            return False
+        return not failed or any(key in build.pending_keys()
+                                 for index, build in builds if index not in failed)
+
     for (settings, batch_size), members in groups.items():
         requests = list(pending[(settings, batch_size)].values())
-        cache = members[0].summarizer.cache
+        first = members[0][1]
 
-        def deliver(result: GenerationResult, members: list[TreeBuild] = members,
-                    cache: NodeCache = cache) -> None:
+        def deliver(result: GenerationResult, members: list[tuple[int, TreeBuild]] = members,
+                    cache: NodeCache = first.summarizer.cache) -> None:
             cache.put(result)
-            for build in members:
-                build.accept(result)
+            for index, build in members:
+                if index in failed:
+                    continue
+                try:
+                    build.accept(result)
+                except Exception as error:  # e.g. its node could not be stored: this build alone fails
+                    failed[index] = error
 
-        generate_batched(members[0].summarizer.runtime, requests, settings, batch_size,
-                         members[0].stats.generation,
-                         on_result=deliver, wanted=wanted)
+        def fail(keys: list[str], error: Exception, members: list[tuple[int, TreeBuild]] = members) -> None:
+            for index, build in members:
+                if index not in failed and not build.pending_keys().isdisjoint(keys):
+                    failed[index] = error
+
+        generate_batched(first.summarizer.runtime, requests, settings, batch_size, first.stats.generation,
+                         on_result=deliver, wanted=still_wanted, on_failure=fail)
 
 
 class Summarizer:
@@ -325,7 +348,8 @@ class Summarizer:
         build = self.start(document, on_event, stats)
         wanted = None if should_stop is None else (lambda key: not should_stop())
         while not build.done:
-            run_round([build], wanted)
+            if failures := run_round([build], wanted):
+                raise failures[0]
             build.advance()
         build.stats.total_seconds += time.perf_counter() - started
         return build.tree()
