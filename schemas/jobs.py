@@ -17,13 +17,18 @@ class HeightProgress(msgspec.Struct, kw_only=True):
     total: int
 
 
+# delivered: a 2xx; rejected: another status; unreachable: no answer within the deadline; refused: the
+# address or port is not allowed; unsigned: the submitting key is gone, so nothing was sent. Coarse on
+# purpose: status codes and connection errors would let a submitter probe the receiver's network.
+CallbackOutcome = Literal["delivered", "rejected", "unreachable", "refused", "unsigned"]
+
+
 class CallbackAttempt(msgspec.Struct, kw_only=True):
     """One delivery attempt of a job's final event to its callback URL."""
 
     attempt: int
     at: float
-    status_code: int | None = None
-    error: str | None = None
+    outcome: CallbackOutcome
 
 
 class SummaryCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

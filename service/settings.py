@@ -11,6 +11,7 @@
     RECURSUM_MAX_ATTEMPTS   claims of a job before it is failed as a poison job (default 3)
     RECURSUM_BATCH_MEMORY_MB memory one generation batch may take (default: a share of the free memory)
     RECURSUM_CALLBACK_HOSTS hosts (or host:port) that job-end callbacks may be sent to, comma-separated
+    RECURSUM_CALLBACK_PRIVATE 1 to let callbacks reach loopback and private addresses (tests, one host)
     RECURSUM_EVALUATION_LEASE_SECONDS how long a comparison task stays leased to its evaluator (default 900)
     RECURSUM_MODEL, RECURSUM_QUANTIZATION, RECURSUM_DEVICE   the model to serve
     RECURSUM_ADAPTERS       an adapter bundle directory, or none for the bare model (unset: the bundle
@@ -27,6 +28,7 @@ import msgspec
 from recursum.service.engine.errors import ConfigError
 from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.document import DEFAULT_MAX_BYTES
+from recursum.service.jobs.callback_targets import CallbackTargets
 
 Scope = Literal["summarize", "evaluate", "admin"]
 SCOPES: frozenset[str] = frozenset({"summarize", "evaluate", "admin"})
@@ -53,7 +55,15 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     model: ModelSpec = ModelSpec()
     readiness_probe_seconds: float = 60.0
     callback_hosts: frozenset[str] = frozenset()
+    callback_private: bool = False
     evaluation_lease_seconds: float = 900.0
+
+    def callback_targets(self) -> CallbackTargets:
+        return CallbackTargets(hosts=self.callback_hosts, allow_private=self.callback_private)
+
+
+def _flag(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
 
 
 def hash_secret(secret: str) -> str:
@@ -91,7 +101,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
         return ServiceSettings(
             database_url=env.get("RECURSUM_DATABASE_URL") or None,
             api_keys=parse_api_keys(env.get("RECURSUM_API_KEYS", ""), MIN_SECRET_LENGTH),
-            dev_mode=env.get("RECURSUM_DEV_MODE", "") in ("1", "true", "yes"),
+            dev_mode=_flag(env.get("RECURSUM_DEV_MODE", "")),
             max_queue=int(env.get("RECURSUM_MAX_QUEUE", 16)),
             max_active_jobs=max(1, int(env.get("RECURSUM_MAX_ACTIVE_JOBS", 8))),
             replica_id=env.get("RECURSUM_REPLICA_ID") or socket.gethostname(),
@@ -99,6 +109,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
             max_attempts=max(1, int(env.get("RECURSUM_MAX_ATTEMPTS", 3))),
             max_body_bytes=int(env.get("RECURSUM_MAX_BODY_BYTES", DEFAULT_MAX_BYTES)),
             callback_hosts=frozenset(filter(None, env.get("RECURSUM_CALLBACK_HOSTS", "").split(","))),
+            callback_private=_flag(env.get("RECURSUM_CALLBACK_PRIVATE", "")),
             evaluation_lease_seconds=float(env.get("RECURSUM_EVALUATION_LEASE_SECONDS", 900)),
             model=msgspec.convert(
                 {"base": env.get("RECURSUM_MODEL") or None,

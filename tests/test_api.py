@@ -254,12 +254,15 @@ class _Receiver:
 
 
 @pytest.mark.integration  # serves the callback receiver on a thread
-def test_a_callback_is_signed_retried_and_every_attempt_recorded(engine, store):
-    from recursum.service.jobs.callbacks import sign
+def test_a_callback_is_signed_as_a_standard_webhook_retried_and_every_attempt_recorded(engine, store):
+    from standardwebhooks import Webhook
+
+    from recursum.service.jobs.callbacks import signing_secret
     from recursum.service.settings import hash_secret
 
     receiver = _Receiver()
-    with _client(engine, store, callback_hosts=frozenset({"127.0.0.1"})) as client:
+    with _client(engine, store, callback_hosts=frozenset({f"127.0.0.1:{receiver.server.server_port}"}),
+                 callback_private=True) as client:
         job_id = _submit(client, callback_url=receiver.url).json()["id"]
         _wait(client, job_id)
         deadline = time.time() + 20
@@ -267,12 +270,20 @@ def test_a_callback_is_signed_retried_and_every_attempt_recorded(engine, store):
             assert time.time() < deadline, "callback was not retried"
             time.sleep(0.1)
         attempts = client.get(f"/v1/summaries/{job_id}", headers=ALICE).json()["callbacks"]
-    assert [a["status_code"] for a in attempts] == [500, 204]
-    headers, body = receiver.received[-1]
-    expected = sign(hash_secret("a-secret"), headers["X-Recursum-Timestamp"], body)
-    assert headers["X-Recursum-Signature"] == expected
-    assert msgspec.json.decode(body)["job"]["status"] == "done"
+    assert [a["outcome"] for a in attempts] == ["rejected", "delivered"]
+    (first_headers, first_body), (headers, body) = receiver.received
+    assert first_headers["webhook-id"] == headers["webhook-id"] and first_body == body  # one message, retried
+    verified = Webhook(signing_secret(hash_secret("a-secret"))).verify(body, headers)
+    assert verified["job"]["status"] == "done"
     receiver.server.shutdown()
+
+
+def test_a_callback_from_a_caller_without_a_key_is_refused_at_submit(engine, store):
+    with _client(engine, store, dev_mode=True, callback_hosts=frozenset({"127.0.0.1:8080"})) as client:
+        response = _submit(client, callback_url="http://127.0.0.1:8080/hook")
+    assert response.status_code == 422
+    assert "never sent unsigned" in response.json()["detail"]
+    assert store.counts()["jobs"] == 0
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:99999/hook", "http://127.0.0.1:abc/hook", "ftp://127.0.0.1/x"])

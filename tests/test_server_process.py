@@ -20,14 +20,16 @@ pytestmark = pytest.mark.integration  # starts `recursum serve` processes
 
 
 class Server:
-    """A `recursum serve --dev` process on a loopback port, with its own home and database."""
+    """A `recursum serve` process on a loopback port, with its own home and database; in dev mode unless
+    `env` names API keys."""
 
     def __init__(self, home: Path, model: Path, database_url: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = home / f"server-{self.port}.log"
         home.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "recursum.service.cli.main", "serve", "--dev",
+        dev = [] if "RECURSUM_API_KEYS" in (env or {}) else ["--dev"]
+        command = [sys.executable, "-m", "recursum.service.cli.main", "serve", *dev,
                    "--port", str(self.port), "--model", str(model), "--quantization", "none",
                    "--db", database_url]
         env = os.environ | {"RECURSUM_HOME": str(home)} | (env or {})
@@ -115,3 +117,66 @@ def test_after_kill_9_a_restart_resumes_the_job_without_recomputing_nodes(tmp_pa
         assert _metric(metrics, "recursum_node_cache_misses_total") <= new_generations
     finally:
         second.stop()
+
+
+class _FlakyReceiver:
+    """Answers 503 until `accepting` is set, then 204; records each request's `webhook-id` and answer."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.accepting = threading.Event()
+        answers = self.answers = []
+        accepting = self.accepting
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                self.rfile.read(int(self.headers["Content-Length"]))
+                status = 204 if accepting.is_set() else 503
+                answers.append((self.headers["webhook-id"], status))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_callback_pending_at_kill_9_is_delivered_once_after_the_restart(tmp_path, tiny_model_dir,
+                                                                            database_url):
+    receiver = _FlakyReceiver()
+    secret = "s" * 40
+    env = {"RECURSUM_API_KEYS": f"alice:{secret}:summarize",
+           "RECURSUM_CALLBACK_HOSTS": f"127.0.0.1:{receiver.server.server_port}",
+           "RECURSUM_CALLBACK_PRIVATE": "1"}
+    auth = {"Authorization": f"Bearer {secret}"}
+    first = Server(tmp_path / "home", tiny_model_dir, database_url, env)
+    job_id = httpx.post(f"{first.url}/v1/summaries", headers=auth, json={
+        "text": "Alice followed the White Rabbit. She fell down a hole.", "callback_url": receiver.url,
+        "options": {"chunk_tokens": 40, "summary_tokens": 8}}).json()["id"]
+    deadline = time.time() + 120
+    while not receiver.answers:  # the job ended and its first delivery was turned away
+        assert time.time() < deadline, "no callback was attempted"
+        time.sleep(0.02)
+    first.kill()
+    receiver.accepting.set()
+
+    second = Server(tmp_path / "home", tiny_model_dir, database_url, env)
+    try:
+        deadline = time.time() + 60
+        while not any(status == 204 for _, status in receiver.answers):
+            assert time.time() < deadline, "the pending callback was not delivered after the restart"
+            time.sleep(0.1)
+        time.sleep(3)  # time for a duplicate to show up, were there one
+        delivered = [message for message, status in receiver.answers if status == 204]
+        assert len(delivered) == 1
+        assert {message for message, _ in receiver.answers} == set(delivered)  # one message, retried
+        job = httpx.get(f"{second.url}/v1/summaries/{job_id}", headers=auth).json()
+        assert job["callbacks"][-1]["outcome"] == "delivered"
+    finally:
+        second.stop()
+        receiver.server.shutdown()

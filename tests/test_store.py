@@ -28,8 +28,8 @@ from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
 from recursum.service.store.tables import Base
 
-TABLES = {"documents", "jobs", "job_nodes", "generations", "callback_attempts", "reports",
-          "evaluation_tasks", "evaluation_leases", "comparisons"}
+TABLES = {"documents", "jobs", "job_nodes", "generations", "callback_attempts", "callback_deliveries",
+          "reports", "evaluation_tasks", "evaluation_leases", "comparisons"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
@@ -283,33 +283,59 @@ def test_concurrent_puts_of_one_generation_do_not_raise(database_url: str) -> No
 # Deleting and callbacks
 
 
+def _finished_job_with_callback(store: Store, job_id: str) -> None:
+    job = make_job(job_id, created=100.0)
+    job.callback_url = "https://example.org/hook"
+    store.jobs.create_job(job)
+    store.jobs.update_job(job_id, status="done", finished=105.0)
+
+
 def test_deleting_a_job_removes_its_nodes_and_callbacks_but_keeps_shared_rows(
     store: Store, stored_document: None
 ) -> None:
     for job_id in ("job-1", "job-2"):
-        store.jobs.create_job(make_job(job_id, created=100.0))
+        _finished_job_with_callback(store, job_id)
         store.nodes.put_job_node(job_id, make_node("leaf-0", 0, 0))
-        store.jobs.add_callback_attempt(job_id, CallbackAttempt(attempt=1, at=110.0, status_code=500))
+    for delivery in store.callbacks.claim_due("replica-a", 2, lease_seconds=30):
+        rejected = CallbackAttempt(attempt=1, at=110.0, outcome="rejected")
+        store.callbacks.record_attempt(delivery, "replica-a", rejected, retry_at=120.0)
     store.nodes.put(make_generation("key-leaf-0"))
 
     assert store.jobs.delete_job("job-1") is True
     assert store.jobs.delete_job("job-1") is False
     assert store.jobs.get_job("job-1") is None
     nonempty = {table: rows for table, rows in store.counts().items() if rows}
-    assert nonempty == {"documents": 1, "jobs": 1, "job_nodes": 1, "generations": 1, "callback_attempts": 1}
+    assert nonempty == {"documents": 1, "jobs": 1, "job_nodes": 1, "generations": 1, "callback_attempts": 1,
+                        "callback_deliveries": 1}
     assert store.nodes.job_nodes("job-2") == [make_node("leaf-0", 0, 0)]
 
 
-def test_callback_attempts_are_listed_in_attempt_order(store: Store, stored_document: None) -> None:
-    store.jobs.create_job(make_job("job-1", created=100.0))
-    attempts = [
-        CallbackAttempt(attempt=1, at=110.0, error="connection refused"),
-        CallbackAttempt(attempt=2, at=112.0, status_code=204),
-    ]
-    for attempt in reversed(attempts):
-        store.jobs.add_callback_attempt("job-1", attempt)
-    assert store.jobs.callback_attempts("job-1") == attempts
-    assert store.jobs.callback_attempts("job-2") == []
+def test_a_callback_is_in_the_outbox_from_submit_and_due_once_its_job_ends(
+    store: Store, stored_document: None
+) -> None:
+    job = make_job("job-1", created=100.0)
+    job.callback_url = "https://example.org/hook"
+    store.jobs.create_job(job)
+    assert store.callbacks.claim_due("replica-a", 4, lease_seconds=30) == []  # still queued
+    store.jobs.update_job("job-1", status="done", finished=105.0)
+    [delivery] = store.callbacks.claim_due("replica-a", 4, lease_seconds=30)
+    assert delivery.job_id == "job-1" and delivery.id.startswith("msg_") and delivery.attempts == 0
+    assert store.callbacks.claim_due("replica-b", 4, lease_seconds=30) == []  # leased to replica-a
+
+
+def test_a_delivery_is_retried_until_delivered_and_its_attempts_listed_in_order(
+    store: Store, stored_document: None
+) -> None:
+    _finished_job_with_callback(store, "job-1")
+    [delivery] = store.callbacks.claim_due("replica-a", 1, lease_seconds=30)
+    rejected = CallbackAttempt(attempt=1, at=110.0, outcome="unreachable")
+    assert store.callbacks.record_attempt(delivery, "replica-a", rejected, retry_at=time.time() - 1)
+    [retry] = store.callbacks.claim_due("replica-b", 1, lease_seconds=30)  # any replica may retry it
+    delivered = CallbackAttempt(attempt=2, at=112.0, outcome="delivered")
+    assert not store.callbacks.record_attempt(retry, "replica-a", delivered, None)  # not replica-a's now
+    assert store.callbacks.record_attempt(retry, "replica-b", delivered, None)
+    assert store.callbacks.attempts("job-1") == [rejected, delivered]
+    assert store.callbacks.claim_due("replica-a", 1, lease_seconds=30) == []  # delivered: never again
 
 
 def test_a_claimed_job_is_not_claimed_by_another_replica_until_its_lease_expires(

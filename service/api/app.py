@@ -23,7 +23,7 @@ from recursum.service.api.summaries.controller import SummaryController
 from recursum.service.api.summaries.service import SummaryService
 from recursum.service.engine.interface import Engine, load_engine
 from recursum.service.jobs.broker import EventBroker
-from recursum.service.jobs.callbacks import CallbackSender
+from recursum.service.jobs.callbacks import CallbackDeliverer
 from recursum.service.jobs.metrics import EngineMetrics
 from recursum.service.jobs.worker import JobWorker
 from recursum.service.settings import ServiceSettings
@@ -62,7 +62,7 @@ def _configure_dependencies() -> dict[str, Provide]:
     def summaries(state: State) -> SummaryService:
         settings = state.settings
         return SummaryService(state.store, settings.max_queue, settings.max_body_bytes,
-                              settings.callback_hosts)
+                              settings.callback_targets(), frozenset(key.name for key in settings.api_keys))
 
     def reports(state: State) -> ReportService:
         return ReportService(state.store)
@@ -83,17 +83,22 @@ def _model_worker(engine: Engine | None):
         state = app.state
         if state.settings.dev_mode:
             log.warning("DEV MODE: serving without API keys; every caller is admin")
-        keys = {key.name: key.secret_sha256 for key in state.settings.api_keys}
+        settings = state.settings
+        keys = {key.name: key.secret_sha256 for key in settings.api_keys}
+        callbacks = CallbackDeliverer(state.store, keys, settings.callback_targets(), settings.replica_id,
+                                      lease_seconds=settings.lease_seconds)
         state.worker = JobWorker(state.store, lambda: engine or load_engine(state.settings.model),
-                                 state.broker, state.metrics, CallbackSender(state.store, keys),
+                                 state.broker, state.metrics, callbacks,
                                  max_active=state.settings.max_active_jobs,
                                  replica_id=state.settings.replica_id,
                                  lease_seconds=state.settings.lease_seconds,
                                  max_attempts=state.settings.max_attempts)
+        callbacks.start()
         state.worker.start()
         try:
             yield
         finally:
             await sync_to_thread(state.worker.stop)
+            await sync_to_thread(callbacks.stop)
 
     return lifespan

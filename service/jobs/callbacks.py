@@ -1,70 +1,147 @@
-"""Job-end callbacks: the final event POSTed to the submitter's URL, HMAC-signed, retried with
-backoff, every attempt recorded on the job. Redirects are not followed; the URL was checked against the
-allowlist at submit (`recursum.service.api.callbacks`).
+"""Job-end callbacks: the outbox (`store.callbacks`) delivered on a thread of its own, so a slow receiver
+never holds up the model worker, and a restart or a dead replica loses no callback.
 
-Signature: `X-Recursum-Signature: sha256=HEX` where HEX = HMAC-SHA256(key, f"{timestamp}.{body}"),
-timestamp in `X-Recursum-Timestamp`. The key is the sha256 hex digest of the submitter's API key
-(the receiver computes it from the key it holds; the server stores only that digest).
+Each attempt POSTs the job's `finished` event in the Standard Webhooks format (standardwebhooks.com):
+`webhook-id` (the same on every retry, so a receiver drops repeats), `webhook-timestamp` and
+`webhook-signature: v1,BASE64(HMAC-SHA256(secret, "{id}.{timestamp}.{body}"))`. The secret is the sha256
+digest of the submitter's API key (the server stores only that digest), so the receiver's library takes
+`"whsec_" + base64(sha256(api_key))`. With no key to sign with, nothing is sent.
+
+Before each attempt the host is resolved and the connection goes to the address checked
+(`callback_targets`); redirects are not followed, the response body is never read, and the whole attempt
+has a deadline, so a receiver dripping one byte at a time holds nothing.
 """
 
-import hashlib
-import hmac
+import asyncio
+import base64
 import logging
+import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import httpx
+import msgspec
+from standardwebhooks import Webhook
 
-from recursum.schemas.jobs import CallbackAttempt
-from recursum.service.settings import hash_secret
+from recursum.schemas.events import JobFinished
+from recursum.schemas.jobs import CallbackAttempt, CallbackOutcome
+from recursum.service.jobs.callback_targets import CallbackTargets, TargetRefused
+from recursum.service.jobs.views import job_read
+from recursum.service.store.callbacks import CallbackDelivery
 from recursum.service.store.repository import Store
 
 log = logging.getLogger("recursum.callbacks")
 
 
-def sign(key: str, timestamp: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(key.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+def signing_secret(key_sha256: str) -> str:
+    """The Standard Webhooks secret for an API key, from the sha256 hex digest the server keeps."""
+    return "whsec_" + base64.b64encode(bytes.fromhex(key_sha256)).decode()
 
 
-class CallbackSender:
-    """Delivers on background threads so a slow receiver never holds up the model worker."""
+def signed_headers(delivery_id: str, key_sha256: str, body: str) -> dict[str, str]:
+    now = datetime.now(UTC)
+    return {"content-type": "application/json", "webhook-id": delivery_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Webhook(signing_secret(key_sha256)).sign(delivery_id, now, body)}
 
-    def __init__(self, store: Store, keys: dict[str, str], attempts: int = 5, first_delay: float = 0.5,
-                 timeout: float = 10.0) -> None:
+
+async def post_pinned(url: httpx.URL, targets: CallbackTargets, body: str, headers: dict[str, str],
+                      deadline: float) -> int:
+    """POST to the address `url`'s host resolves to, once that address is allowed; the status code.
+
+    Raises `TargetRefused`, `httpx.HTTPError` or `TimeoutError`."""
+    async with asyncio.timeout(deadline):
+        infos = await asyncio.get_running_loop().getaddrinfo(url.host, url.port or None,
+                                                             type=socket.SOCK_STREAM)
+        address = targets.pick_address(infos)
+        # TLS still checks the certificate against the name (sni_hostname), not the address.
+        extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+        async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=deadline) as client:
+            request = client.build_request("POST", url.copy_with(host=address), content=body.encode(),
+                                           headers={**headers, "host": url.netloc.decode()},
+                                           extensions=extensions)
+            response = await client.send(request, stream=True)
+            await response.aclose()  # the body is never read
+            return response.status_code
+
+
+class CallbackDeliverer:
+    """Leases due deliveries from the outbox and sends up to `parallel` at once, each with retries and
+    exponential backoff across `attempts`."""
+
+    def __init__(self, store: Store, keys: dict[str, str], targets: CallbackTargets,
+                 replica_id: str = "local", attempts: int = 5, first_delay: float = 0.5,
+                 deadline: float = 10.0, lease_seconds: float = 30.0, parallel: int = 4) -> None:
         self.store = store
         self.keys = keys
+        self.targets = targets
+        self.replica_id = replica_id
         self.attempts = attempts
         self.first_delay = first_delay
-        self.timeout = timeout
+        self.deadline = deadline
+        self.lease_seconds = max(lease_seconds, 2 * deadline)
+        self.parallel = parallel
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="recursum-callbacks", daemon=True)
 
-    def send(self, job_id: str, url: str, owner: str, body: bytes) -> threading.Thread:
-        """Start delivering `body`, signed with the owner's key digest (dev mode: sha256("dev"))."""
-        key = self.keys.get(owner) or hash_secret(owner)
-        thread = threading.Thread(target=self._deliver, args=(job_id, url, key, body),
-                                  name=f"callback-{job_id[:8]}", daemon=True)
-        thread.start()
-        return thread
+    def start(self) -> None:
+        self._thread.start()
 
-    def _deliver(self, job_id: str, url: str, key: str, body: bytes) -> None:
-        delay = self.first_delay
-        with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
-            for attempt in range(1, self.attempts + 1):
-                timestamp = str(int(time.time()))
-                headers = {"Content-Type": "application/json", "X-Recursum-Timestamp": timestamp,
-                           "X-Recursum-Signature": sign(key, timestamp, body)}
-                record = CallbackAttempt(attempt=attempt, at=time.time())
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def notify(self) -> None:
+        """A job ended: its callback may be due."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        with ThreadPoolExecutor(self.parallel, thread_name_prefix="callback") as pool:
+            while not self._stopping.is_set():
                 try:
-                    response = client.post(url, content=body, headers=headers)
-                    record.status_code = response.status_code
-                except (httpx.HTTPError, httpx.InvalidURL) as error:
-                    record.error = f"{type(error).__name__}: {error}"
-                try:
-                    self.store.jobs.add_callback_attempt(job_id, record)
-                except Exception:  # the job was deleted meanwhile: stop delivering for it
-                    log.info("job %s is gone; callback delivery stops", job_id)
-                    return
-                if record.status_code is not None and 200 <= record.status_code < 300:
-                    return
-                time.sleep(delay)
-                delay *= 2
-        log.warning("callback for job %s gave up after %d attempts", job_id, self.attempts)
+                    due = self.store.callbacks.claim_due(self.replica_id, self.parallel, self.lease_seconds)
+                    list(pool.map(self.deliver, due))
+                except Exception:  # a database hiccup: the leases expire and the deliveries are retried
+                    log.exception("callback delivery round failed")
+                    due = []
+                if not due:
+                    self._wake.wait(timeout=1.0)
+                    self._wake.clear()
+
+    def deliver(self, delivery: CallbackDelivery) -> CallbackOutcome:
+        """One attempt at `delivery`, recorded with when to retry."""
+        number = delivery.attempts + 1
+        key = self.keys.get(delivery.owner)
+        outcome: CallbackOutcome = "unsigned" if key is None else self._post(delivery, key)
+        retry = outcome in ("rejected", "unreachable") and number < self.attempts
+        retry_at = time.time() + self.first_delay * 2 ** (number - 1) if retry else None
+        attempt = CallbackAttempt(attempt=number, at=time.time(), outcome=outcome)
+        if not self.store.callbacks.record_attempt(delivery, self.replica_id, attempt, retry_at):
+            log.info("callback %s: job deleted or delivery taken over; not recorded", delivery.id)
+        elif outcome != "delivered" and retry_at is None:
+            log.warning("callback for job %s gave up after %d attempts (%s)", delivery.job_id, number,
+                        outcome)
+        return outcome
+
+    def _post(self, delivery: CallbackDelivery, key: str) -> CallbackOutcome:
+        body = delivery.body
+        if body is None:
+            job = self.store.jobs.get_job(delivery.job_id)
+            body = msgspec.json.encode(JobFinished(job=job_read(self.store, job))).decode()
+            self.store.callbacks.set_body(delivery.id, body)
+        try:
+            url = self.targets.check_url(delivery.url)  # the settings may have changed since submit
+            status = asyncio.run(post_pinned(url, self.targets, body, signed_headers(delivery.id, key, body),
+                                             self.deadline))
+        except TargetRefused as error:
+            log.warning("callback %s refused: %s", delivery.id, error)
+            return "refused"
+        except (httpx.HTTPError, OSError, TimeoutError) as error:
+            log.info("callback %s unreachable: %s: %s", delivery.id, type(error).__name__, error)
+            return "unreachable"
+        log.info("callback %s answered %d", delivery.id, status)
+        return "delivered" if 200 <= status < 300 else "rejected"

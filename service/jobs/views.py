@@ -10,7 +10,7 @@ from recursum.service.store.repository import Store
 
 def job_read(store: Store, job: JobRecord) -> JobRead:
     root = store.nodes.get_job_node(job.id, job.root) if job.root else None
-    callbacks = store.jobs.callback_attempts(job.id) if job.callback_url else []
+    callbacks = store.callbacks.attempts(job.id) if job.callback_url else []
     return JobRead(id=job.id, title=job.title, status=job.status, created=job.created,
                    started=job.started, finished=job.finished, progress=job.progress,
                    root=job.root, summary=root.summary if root else None, error=job.error,

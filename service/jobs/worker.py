@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import msgspec
-
 from recursum.schemas.events import HeightDone, HeightStarted, JobFinished
 from recursum.schemas.jobs import HeightProgress
 from recursum.service.engine.errors import public_message
@@ -23,7 +21,7 @@ from recursum.service.engine.interface import Engine, TreeRun
 from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent, to_wire
 from recursum.service.engine.pipeline.results import RunStats
 from recursum.service.jobs.broker import EventBroker
-from recursum.service.jobs.callbacks import CallbackSender
+from recursum.service.jobs.callbacks import CallbackDeliverer
 from recursum.service.jobs.metrics import EngineMetrics
 from recursum.service.jobs.reports import finish_pending_reports
 from recursum.service.jobs.views import job_read
@@ -39,7 +37,7 @@ class JobWorker:
     """Loads the model on its own thread (so /healthz answers meanwhile), then runs jobs."""
 
     def __init__(self, store: Store, load_engine: Callable[[], Engine], broker: EventBroker,
-                 metrics: EngineMetrics, callbacks: CallbackSender, max_active: int = 8,
+                 metrics: EngineMetrics, callbacks: CallbackDeliverer, max_active: int = 8,
                  replica_id: str = "local", lease_seconds: float = 30.0, max_attempts: int = 3) -> None:
         self.store = store
         self.max_active = max_active
@@ -266,13 +264,13 @@ class JobWorker:
         self.announce_end(record)
 
     def announce_end(self, record: JobRecord) -> None:
-        """Count a job that ended, tell its SSE subscribers and its callback URL."""
+        """Count a job that ended, tell its SSE subscribers, and wake the callback outbox."""
         job_id = record.id
         self.metrics.jobs.labels(status=record.status).inc()
         finished = JobFinished(job=job_read(self.store, record))
         self.broker.publish(job_id, finished)
         if record.callback_url:
-            self.callbacks.send(job_id, record.callback_url, record.owner, msgspec.json.encode(finished))
+            self.callbacks.notify()
 
 
 @dataclass

@@ -1,17 +1,17 @@
-"""Jobs and the documents they summarize: submission, leases across replicas, progress, callbacks."""
+"""Jobs and the documents they summarize: submission, leases across replicas, progress."""
 
 import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 import sqlalchemy as sa
 
-from recursum.schemas.jobs import CallbackAttempt
 from recursum.service.engine.pipeline.document import Document
 from recursum.service.store.database import Database
 from recursum.service.store.records import JobRecord
-from recursum.service.store.tables import CallbackAttemptRow, DocumentRow, JobRow, row_struct
+from recursum.service.store.tables import CallbackDeliveryRow, DocumentRow, JobRow, row_struct
 
 UNFINISHED: tuple[str, ...] = ("queued", "running")
 _SETTABLE_JOB_FIELDS = frozenset(JobRecord.__struct_fields__) - {"id"}
@@ -40,8 +40,14 @@ class JobRepository:
     # Jobs
 
     def create_job(self, job: JobRecord) -> None:
+        """Store a job, with its callback in the outbox in the same transaction: no job ends without it."""
         with self.db.session.begin() as session:
             session.add(JobRow(**msgspec.to_builtins(job)))
+            if job.callback_url is not None:
+                session.flush()  # the job row first: the delivery's foreign key needs it
+                session.add(CallbackDeliveryRow(id=f"msg_{uuid.uuid4().hex}", job_id=job.id,
+                                                url=job.callback_url, owner=job.owner, status="pending",
+                                                attempts=0, next_attempt=job.created))
 
     def get_job(self, job_id: str) -> JobRecord | None:
         with self.db.session() as session:
@@ -153,18 +159,6 @@ class JobRepository:
             return updated.rowcount > 0
 
     def delete_job(self, job_id: str) -> bool:
-        """Delete a job with its nodes and callback attempts; the shared documents and generations stay."""
+        """Delete a job with its nodes and callbacks; the shared documents and generations stay."""
         with self.db.session.begin() as session:
             return session.execute(sa.delete(JobRow).where(JobRow.id == job_id)).rowcount > 0
-
-    # Callback delivery
-
-    def add_callback_attempt(self, job_id: str, attempt: CallbackAttempt) -> None:
-        with self.db.session.begin() as session:
-            session.add(CallbackAttemptRow(job_id=job_id, **msgspec.to_builtins(attempt)))
-
-    def callback_attempts(self, job_id: str) -> list[CallbackAttempt]:
-        query = sa.select(CallbackAttemptRow).where(CallbackAttemptRow.job_id == job_id)
-        with self.db.session() as session:
-            rows = session.scalars(query.order_by(CallbackAttemptRow.attempt))
-            return [row_struct(row, CallbackAttempt) for row in rows]

@@ -1,12 +1,14 @@
 """`Store`: the service's one door to its database, one repository per aggregate over a shared `Database`.
 
-Structs in, structs out, one short transaction a call. `jobs` holds documents, jobs, leases and callback
-attempts; `nodes` a job's finished nodes and the shared generation cache (the engine's `NodeCache`);
-`reports` helper reports; `evaluations` comparison tasks, leases and comparisons.
+Structs in, structs out, one short transaction a call. `jobs` holds documents, jobs and leases;
+`callbacks` the callback outbox and its attempts; `nodes` a job's finished nodes and the shared generation
+cache (the engine's `NodeCache`); `reports` helper reports; `evaluations` comparison tasks, leases and
+comparisons.
 """
 
 import sqlalchemy as sa
 
+from recursum.service.store.callbacks import CallbackRepository
 from recursum.service.store.database import Database
 from recursum.service.store.evaluations import EvaluationRepository
 from recursum.service.store.jobs import JobRepository
@@ -21,6 +23,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.db = Database(url)
         self.jobs = JobRepository(self.db)
+        self.callbacks = CallbackRepository(self.db)
         self.nodes = NodeRepository(self.db)
         self.reports = ReportRepository(self.db)
         self.evaluations = EvaluationRepository(self.db)

@@ -89,8 +89,26 @@ class CallbackAttemptRow(Base):
     job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     attempt: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[float]
-    status_code: Mapped[int | None]
-    error: Mapped[str | None] = mapped_column(sa.Text)
+    outcome: Mapped[str] = mapped_column(sa.String(16), server_default="rejected")
+
+
+class CallbackDeliveryRow(Base):
+    """A job's callback in the outbox: written with the job, due once the job ends, leased by the replica
+    delivering it. `id` is the `webhook-id` every attempt carries, so a receiver can drop repeats."""
+
+    __tablename__ = "callback_deliveries"
+    __table_args__ = (sa.Index("ix_callback_deliveries_status", "status", "next_attempt"),)
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    url: Mapped[str] = mapped_column(sa.Text)
+    owner: Mapped[str] = mapped_column(sa.String)
+    body: Mapped[str | None] = mapped_column(sa.Text)  # the finished event, fixed at the first attempt
+    status: Mapped[str] = mapped_column(sa.String(16))  # pending | delivered | failed
+    attempts: Mapped[int]
+    next_attempt: Mapped[float]
+    lease_owner: Mapped[str | None] = mapped_column(sa.String)
+    lease_expires: Mapped[float | None]
 
 
 class ReportRow(Base):

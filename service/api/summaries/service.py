@@ -10,6 +10,7 @@ from recursum.service.api.callbacks import check_callback_url
 from recursum.service.api.problems import NotFound, QueueFull
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.tree import tree_config
+from recursum.service.jobs.callback_targets import CallbackTargets
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
 
@@ -17,11 +18,13 @@ RETRY_AFTER_SECONDS = 30
 
 
 class SummaryService:
-    def __init__(self, store: Store, max_queue: int, max_bytes: int, callback_hosts: frozenset[str]) -> None:
+    def __init__(self, store: Store, max_queue: int, max_bytes: int, callback_targets: CallbackTargets,
+                 signers: frozenset[str]) -> None:
         self.store = store
         self.max_queue = max_queue
         self.max_bytes = max_bytes
-        self.callback_hosts = callback_hosts
+        self.callback_targets = callback_targets
+        self.signers = signers  # owners with a key to sign callbacks with
 
     def check_capacity(self) -> None:
         """Refuse with 429 while the queue is full: called before a body is read or normalized, so a full
@@ -35,7 +38,7 @@ class SummaryService:
         document = make_document(request.text, request.title, self.max_bytes)
         config = tree_config(request.options)
         if request.callback_url is not None:
-            check_callback_url(request.callback_url, self.callback_hosts)
+            check_callback_url(request.callback_url, self.callback_targets, principal.name in self.signers)
         self.check_capacity()
         job = JobRecord(id=uuid.uuid4().hex, owner=principal.name, document_id=document.id,
                         title=request.title, config=config, created=time.time(),
