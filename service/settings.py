@@ -5,6 +5,9 @@
     RECURSUM_DEV_MODE       1 to serve without keys (logged loudly); never the default
     RECURSUM_MAX_QUEUE      jobs queued or running before submissions get 429 (default 16)
     RECURSUM_MAX_BODY_BYTES request body limit (default 20 MB)
+    RECURSUM_MAX_JOBS_PER_KEY jobs one key may have queued or running (default 4)
+    RECURSUM_MAX_JOB_TOKENS estimated prompt + generated tokens one job may cost (default 4,000,000)
+    RECURSUM_MAX_KEY_TOKENS estimated tokens of one key's unfinished jobs together (default 8,000,000)
     RECURSUM_MAX_ACTIVE_JOBS jobs generated together in shared batches (default 8; 1 = one at a time)
     RECURSUM_REPLICA_ID     this replica's name in job leases (default: the host name; unique per replica)
     RECURSUM_LEASE_SECONDS  how long a job lease lasts without renewal (default 30)
@@ -47,6 +50,9 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     api_keys: tuple[ApiKey, ...] = ()
     dev_mode: bool = False
     max_queue: int = 16
+    max_jobs_per_key: int = 4
+    max_job_tokens: int = 4_000_000
+    max_key_tokens: int = 8_000_000
     max_active_jobs: int = 8
     replica_id: str = "local"
     lease_seconds: float = 30.0
@@ -103,6 +109,9 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
             api_keys=parse_api_keys(env.get("RECURSUM_API_KEYS", ""), MIN_SECRET_LENGTH),
             dev_mode=_flag(env.get("RECURSUM_DEV_MODE", "")),
             max_queue=int(env.get("RECURSUM_MAX_QUEUE", 16)),
+            max_jobs_per_key=int(env.get("RECURSUM_MAX_JOBS_PER_KEY", 4)),
+            max_job_tokens=int(env.get("RECURSUM_MAX_JOB_TOKENS", 4_000_000)),
+            max_key_tokens=int(env.get("RECURSUM_MAX_KEY_TOKENS", 8_000_000)),
             max_active_jobs=max(1, int(env.get("RECURSUM_MAX_ACTIVE_JOBS", 8))),
             replica_id=env.get("RECURSUM_REPLICA_ID") or socket.gethostname(),
             lease_seconds=float(env.get("RECURSUM_LEASE_SECONDS", 30)),

@@ -60,9 +60,7 @@ def _configure_routes() -> list:
 
 def _configure_dependencies() -> dict[str, Provide]:
     def summaries(state: State) -> SummaryService:
-        settings = state.settings
-        return SummaryService(state.store, settings.max_queue, settings.max_body_bytes,
-                              settings.callback_targets(), frozenset(key.name for key in settings.api_keys))
+        return SummaryService(state.store, state.settings)
 
     def reports(state: State) -> ReportService:
         return ReportService(state.store)

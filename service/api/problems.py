@@ -6,8 +6,10 @@
     ├── NotFound (404)       no such job or node (or not the caller's)
     ├── Conflict (409)       the request is valid but the resource's state refuses it (an answered lease,
     │                        a report on an unfinished job)
+    ├── JobTooLarge (422)    the estimated work is over the per-job budget; says the estimate
     ├── UnsupportedMedia (415)
     ├── QueueFull (429)      answered with Retry-After
+    ├── QuotaReached (429)   the key's jobs or tokens are at their limit; Retry-After
     └── NotReady (503)
 Engine errors a user causes (`InputError`, `ConfigError`) become 400/413/422 here too.
 """
@@ -63,6 +65,14 @@ class UnsupportedMedia(ApiError):
 
 class QueueFull(ApiError):
     status, title = 429, "Job queue is full"
+
+
+class QuotaReached(ApiError):
+    status, title = 429, "API key quota reached"
+
+
+class JobTooLarge(ApiError):
+    status, title = 422, "Job over budget"
 
 
 class NotReady(ApiError):

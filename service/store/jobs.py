@@ -118,6 +118,14 @@ class JobRepository:
         with self.db.session() as session:
             return [row_struct(row, JobRecord) for row in session.scalars(query)]
 
+    def owner_load(self, owner: str) -> tuple[int, int]:
+        """The owner's unfinished jobs: how many, and their estimated work in tokens."""
+        query = (sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(JobRow.work_tokens), 0))
+                 .where(JobRow.owner == owner, JobRow.status.in_(UNFINISHED)))
+        with self.db.session() as session:
+            jobs, tokens = session.execute(query).one()
+            return int(jobs), int(tokens)
+
     def count_jobs(self, statuses: Iterable[str]) -> int:
         query = sa.select(sa.func.count()).select_from(JobRow).where(JobRow.status.in_(list(statuses)))
         with self.db.session() as session:

@@ -25,5 +25,6 @@ class JobRecord(msgspec.Struct, kw_only=True):
     root: str | None = None
     cancel_requested: bool = False
     attempts: int = 0  # claims by a worker; more than the service's limit marks a poison job
+    work_tokens: int = 0  # the estimated prompt and generated tokens, counted against the owner's budget
 
 

@@ -51,6 +51,7 @@ class JobRow(Base):
     root: Mapped[str | None] = mapped_column(sa.String)
     cancel_requested: Mapped[bool]
     attempts: Mapped[int] = mapped_column(server_default="0")
+    work_tokens: Mapped[int] = mapped_column(server_default="0")
     # Not part of JobRecord: only the claiming machinery reads them.
     lease_owner: Mapped[str | None] = mapped_column(sa.String)
     lease_expires: Mapped[float | None]

@@ -58,7 +58,7 @@ class SummaryController(Controller):
     @post("/", status_code=HTTP_202_ACCEPTED, opt={"scope": "summarize"})
     async def submit(self, request: Request, summaries: Summaries) -> JobAccepted:
         """Queue a document for summarization; answers 202 with the job id and URL."""
-        await sync_to_thread(summaries.check_capacity)
+        await sync_to_thread(summaries.check_capacity, request.state.principal)
         submission = await _read_submission(request, summaries.max_bytes)
         job = await sync_to_thread(summaries.submit, submission, request.state.principal)
         worker = request.app.state.worker

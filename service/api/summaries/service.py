@@ -7,10 +7,11 @@ from recursum.schemas.jobs import FINISHED, JobAccepted, NodeRead, SummaryCreate
 from recursum.schemas.tree import ModelInfo
 from recursum.service.api.auth import Principal, visible_or_404
 from recursum.service.api.callbacks import check_callback_url
-from recursum.service.api.problems import NotFound, QueueFull
+from recursum.service.api.problems import JobTooLarge, NotFound, QueueFull, QuotaReached
 from recursum.service.engine.pipeline.document import make_document
+from recursum.service.engine.pipeline.estimate import WorkEstimate, estimate_work
 from recursum.service.engine.pipeline.tree import tree_config
-from recursum.service.jobs.callback_targets import CallbackTargets
+from recursum.service.settings import ServiceSettings
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
 
@@ -18,31 +19,50 @@ RETRY_AFTER_SECONDS = 30
 
 
 class SummaryService:
-    def __init__(self, store: Store, max_queue: int, max_bytes: int, callback_targets: CallbackTargets,
-                 signers: frozenset[str]) -> None:
+    def __init__(self, store: Store, settings: ServiceSettings) -> None:
         self.store = store
-        self.max_queue = max_queue
-        self.max_bytes = max_bytes
-        self.callback_targets = callback_targets
-        self.signers = signers  # owners with a key to sign callbacks with
+        self.settings = settings
+        self.max_bytes = settings.max_body_bytes
+        self.signers = frozenset(key.name for key in settings.api_keys)  # owners with a key to sign with
 
-    def check_capacity(self) -> None:
-        """Refuse with 429 while the queue is full: called before a body is read or normalized, so a full
-        service spends nothing on it, and again at submit, where concurrent submissions meet."""
-        if self.store.jobs.count_jobs(("queued", "running")) >= self.max_queue:
-            raise QueueFull(f"{self.max_queue} jobs are already waiting; retry later",
-                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    def check_capacity(self, principal: Principal) -> None:
+        """Refuse with 429 while the queue, or the caller's share of it, is full: called before a body is
+        read or normalized, so a full service spends nothing on it, and again at submit, where concurrent
+        submissions meet."""
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        limit = self.settings.max_queue
+        if self.store.jobs.count_jobs(("queued", "running")) >= limit:
+            raise QueueFull(f"{limit} jobs are already waiting; retry later", headers=retry)
+        jobs, _ = self.store.jobs.owner_load(principal.name)
+        if jobs >= (per_key := self.settings.max_jobs_per_key):
+            raise QuotaReached(f"this API key has {jobs} jobs queued or running, its limit is {per_key}; "
+                               "retry when one ends", headers=retry)
+
+    def check_budget(self, estimate: WorkEstimate, principal: Principal) -> None:
+        """A job larger than the per-job budget is refused for good (422); one that does not fit in what
+        is left of the caller's budget may be retried later (429)."""
+        if estimate.total_tokens > (per_job := self.settings.max_job_tokens):
+            raise JobTooLarge(f"this job would cost {estimate.describe()}; the limit per job is "
+                              f"{per_job:,} tokens. Raise chunk_tokens, lower best_of or split the document")
+        _, busy = self.store.jobs.owner_load(principal.name)
+        if busy + estimate.total_tokens > (per_key := self.settings.max_key_tokens):
+            raise QuotaReached(f"this job would cost {estimate.describe()}, and this API key's unfinished "
+                               f"jobs already hold {busy:,} of its {per_key:,}; retry when one ends",
+                               headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     def submit(self, request: SummaryCreate, principal: Principal) -> JobRecord:
-        """Validate, check the queue bound, then store the document and the job in that order."""
+        """Validate, check the bounds and budgets, then store the document and the job in that order."""
         document = make_document(request.text, request.title, self.max_bytes)
         config = tree_config(request.options)
         if request.callback_url is not None:
-            check_callback_url(request.callback_url, self.callback_targets, principal.name in self.signers)
-        self.check_capacity()
+            check_callback_url(request.callback_url, self.settings.callback_targets(),
+                               principal.name in self.signers)
+        self.check_capacity(principal)
+        estimate = estimate_work(document.text, config)
+        self.check_budget(estimate, principal)
         job = JobRecord(id=uuid.uuid4().hex, owner=principal.name, document_id=document.id,
                         title=request.title, config=config, created=time.time(),
-                        callback_url=request.callback_url)
+                        callback_url=request.callback_url, work_tokens=estimate.total_tokens)
         self.store.jobs.put_document(document)
         self.store.jobs.create_job(job)
         return job

@@ -1,5 +1,6 @@
 """Job attempts: how often a job was claimed, so a job that kills every replica running it (out of memory)
-is failed after a few tries instead of being claimed forever.
+is failed after a few tries instead of being claimed forever; and a job's estimated work in tokens, so a
+key's unfinished jobs can be held to a budget.
 
 Revision ID: 0005
 Revises: 0004
@@ -19,7 +20,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("jobs", sa.Column("attempts", sa.Integer, nullable=False, server_default="0"))
+    op.add_column("jobs", sa.Column("work_tokens", sa.Integer, nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
+    op.drop_column("jobs", "work_tokens")
     op.drop_column("jobs", "attempts")
