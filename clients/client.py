@@ -52,7 +52,9 @@ _STATUS_ERRORS: dict[int, type[ApiError]] = {
     401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 429: QueueFull, 503: NotReady,
 }
 _RETRIED_STATUSES = frozenset({429, 503})  # the server asks us to come back (Retry-After)
-_STREAM_CONNECTIONS = 2  # wait() reconnects once when the event stream drops before `finished`
+# wait() reconnects whenever a stream that delivered events ends before `finished` (the server ends streams
+# past their lifetime, or when the reader fell behind); one that delivers nothing may be retried once.
+_STREAM_CONNECTIONS = 2
 
 _decode_problem = msgspec.json.Decoder(Problem).decode
 _decode_event = msgspec.json.Decoder(JobEvent).decode
@@ -147,10 +149,14 @@ class _Watch:
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._http_timeout = http_timeout
         self._data: list[str] = []
+        self._fruitless = 0  # connections in a row that delivered no event
+        self._delivered = True
 
     def connect(self) -> dict[str, Any]:
         """Request options of a (re)connection; a dropped stream's partial event is discarded."""
         self._data.clear()
+        self._fruitless = 0 if self._delivered else self._fruitless + 1
+        self._delivered = False
         read = None if self._deadline is None else self._deadline - time.monotonic()
         if read is not None and read <= 0:
             raise self.timed_out()
@@ -169,6 +175,7 @@ class _Watch:
         return None
 
     def _dispatch(self, event: JobEvent) -> JobRead | None:
+        self._delivered = True
         if self._on_event is not None:
             self._on_event(event)
         match event:
@@ -180,17 +187,23 @@ class _Watch:
             raise self.timed_out()
         return None
 
-    def dropped(self, error: httpx.TransportError, connection: int) -> RecursumClientError | None:
+    def _retry(self) -> bool:
+        return self._delivered or self._fruitless + 1 < _STREAM_CONNECTIONS
+
+    def dropped(self, error: httpx.TransportError) -> RecursumClientError | None:
         """What to raise when the stream breaks, or None to reconnect."""
         if isinstance(error, httpx.ReadTimeout) and self._deadline is not None:
             return self.timed_out()
-        if connection + 1 < _STREAM_CONNECTIONS:
+        if self._retry():
             return None
         return TransportError(f"the event stream of job {self.job_id} broke: {type(error).__name__}: {error}")
 
-    def ended(self) -> TransportError:
+    def ended(self) -> TransportError | None:
+        """What to raise when the stream ended before `finished`, or None to reconnect."""
+        if self._retry():
+            return None
         return TransportError(f"the event stream of job {self.job_id} ended {_STREAM_CONNECTIONS} times "
-                              "before the job finished")
+                              "without an event before the job finished")
 
     def timed_out(self) -> WaitTimeout:
         return WaitTimeout(f"job {self.job_id} did not finish within {self._timeout:g} s")
@@ -339,10 +352,11 @@ class Client(_BaseClient):
 
         `on_event` sees every event. Raises JobFailed when the job fails or is cancelled, and
         WaitTimeout once `timeout` seconds have passed (checked as events arrive, and no silence
-        lasts longer). A stream that drops before `finished` is reconnected once.
+        lasts longer). A stream that ends or drops before `finished` is reconnected, for as long as each
+        connection delivers events (the server ends streams past their lifetime).
         """
         watch = self._watch(job_id, on_event, timeout)
-        for connection in range(_STREAM_CONNECTIONS):
+        while True:
             try:
                 with self._http.stream("GET", watch.path, **watch.connect()) as response:
                     if response.is_error:
@@ -352,9 +366,11 @@ class Client(_BaseClient):
                         if (job := watch.feed(line)) is not None:
                             return job
             except httpx.TransportError as error:
-                if (failure := watch.dropped(error, connection)) is not None:
+                if (failure := watch.dropped(error)) is not None:
                     raise failure from error
-        raise watch.ended()
+                continue
+            if (failure := watch.ended()) is not None:
+                raise failure
 
     def tree(self, job_id: str) -> TreeRead:
         """Every node finished so far, with spans, children, sentences and evidence."""
@@ -464,7 +480,7 @@ class AsyncClient(_BaseClient):
     async def wait(self, job_id: str, on_event: EventHandler | None = None,
                    timeout: float | None = None) -> JobRead:
         watch = self._watch(job_id, on_event, timeout)
-        for connection in range(_STREAM_CONNECTIONS):
+        while True:
             try:
                 async with self._http.stream("GET", watch.path, **watch.connect()) as response:
                     if response.is_error:
@@ -474,9 +490,11 @@ class AsyncClient(_BaseClient):
                         if (job := watch.feed(line)) is not None:
                             return job
             except httpx.TransportError as error:
-                if (failure := watch.dropped(error, connection)) is not None:
+                if (failure := watch.dropped(error)) is not None:
                     raise failure from error
-        raise watch.ended()
+                continue
+            if (failure := watch.ended()) is not None:
+                raise failure
 
     async def tree(self, job_id: str) -> TreeRead:
         return await self._send(self._tree_call(job_id))

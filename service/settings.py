@@ -2,7 +2,13 @@
 
     RECURSUM_DATABASE_URL   SQLAlchemy URL (default: SQLite under $RECURSUM_HOME)
     RECURSUM_API_KEYS       `name:secret:scope+scope` entries separated by commas; secrets of 32+ characters
-    RECURSUM_DEV_MODE       1 to serve without keys (logged loudly); never the default
+    RECURSUM_DEV_MODE       1 to serve without keys (logged loudly), on loopback only; never with keys
+    RECURSUM_ALLOWED_HOSTS  names the Host header may carry, comma-separated (default: any; in dev mode
+                            127.0.0.1, localhost and ::1): no web page reaches the server by DNS rebinding
+    RECURSUM_MAX_STREAMS, RECURSUM_MAX_STREAMS_PER_KEY, RECURSUM_STREAM_SECONDS   SSE streams open at once,
+                            per key, and a stream's lifetime (256, 16, 3600)
+    RECURSUM_LIMIT_CONCURRENCY connections and tasks before the server answers 503 (default 512)
+    RECURSUM_HEADER_SECONDS seconds a client has to send a request's headers (default 10)
     RECURSUM_MAX_QUEUE      jobs queued or running before submissions get 429 (default 16)
     RECURSUM_MAX_BODY_BYTES request body limit (default 20 MB)
     RECURSUM_MAX_JOBS_PER_KEY jobs one key may have queued or running (default 4)
@@ -31,6 +37,7 @@ import msgspec
 from recursum.service.engine.errors import ConfigError
 from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.document import DEFAULT_MAX_BYTES
+from recursum.service.jobs.broker import StreamLimits
 from recursum.service.jobs.callback_targets import CallbackTargets
 
 Scope = Literal["summarize", "evaluate", "admin"]
@@ -49,6 +56,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
     api_keys: tuple[ApiKey, ...] = ()
     dev_mode: bool = False
+    allowed_hosts: frozenset[str] = frozenset()  # empty: any
     max_queue: int = 16
     max_jobs_per_key: int = 4
     max_job_tokens: int = 4_000_000
@@ -63,6 +71,9 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     callback_hosts: frozenset[str] = frozenset()
     callback_private: bool = False
     evaluation_lease_seconds: float = 900.0
+    streams: StreamLimits = StreamLimits()
+    limit_concurrency: int = 512
+    header_seconds: float = 10.0
 
     def callback_targets(self) -> CallbackTargets:
         return CallbackTargets(hosts=self.callback_hosts, allow_private=self.callback_private)
@@ -70,6 +81,26 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 def _flag(value: str) -> bool:
     return value.lower() in ("1", "true", "yes")
+
+
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def check_dev_mode(settings: ServiceSettings, bind_host: str) -> ServiceSettings:
+    """Dev mode serves every caller as admin, so it is refused beside API keys and off loopback; it
+    answers only Host names of loopback unless RECURSUM_ALLOWED_HOSTS says otherwise."""
+    if not settings.dev_mode:
+        return settings
+    if settings.api_keys:
+        raise ConfigError("dev mode serves without keys, but RECURSUM_API_KEYS is set: unset one of them")
+    if bind_host not in LOOPBACK_NAMES:
+        raise ConfigError(f"dev mode serves without keys, so it binds loopback only, not {bind_host}; "
+                          "configure RECURSUM_API_KEYS to serve on other addresses")
+    return msgspec.structs.replace(settings, allowed_hosts=settings.allowed_hosts or LOOPBACK_NAMES)
 
 
 def hash_secret(secret: str) -> str:
@@ -108,6 +139,12 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
             database_url=env.get("RECURSUM_DATABASE_URL") or None,
             api_keys=parse_api_keys(env.get("RECURSUM_API_KEYS", ""), MIN_SECRET_LENGTH),
             dev_mode=_flag(env.get("RECURSUM_DEV_MODE", "")),
+            allowed_hosts=frozenset(_names(env.get("RECURSUM_ALLOWED_HOSTS", ""))) - {"*"},
+            streams=StreamLimits(total=int(env.get("RECURSUM_MAX_STREAMS", 256)),
+                                 per_key=int(env.get("RECURSUM_MAX_STREAMS_PER_KEY", 16)),
+                                 seconds=float(env.get("RECURSUM_STREAM_SECONDS", 3600))),
+            limit_concurrency=int(env.get("RECURSUM_LIMIT_CONCURRENCY", 512)),
+            header_seconds=float(env.get("RECURSUM_HEADER_SECONDS", 10)),
             max_queue=int(env.get("RECURSUM_MAX_QUEUE", 16)),
             max_jobs_per_key=int(env.get("RECURSUM_MAX_JOBS_PER_KEY", 4)),
             max_job_tokens=int(env.get("RECURSUM_MAX_JOB_TOKENS", 4_000_000)),
@@ -117,7 +154,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
             lease_seconds=float(env.get("RECURSUM_LEASE_SECONDS", 30)),
             max_attempts=max(1, int(env.get("RECURSUM_MAX_ATTEMPTS", 3))),
             max_body_bytes=int(env.get("RECURSUM_MAX_BODY_BYTES", DEFAULT_MAX_BYTES)),
-            callback_hosts=frozenset(filter(None, env.get("RECURSUM_CALLBACK_HOSTS", "").split(","))),
+            callback_hosts=frozenset(_names(env.get("RECURSUM_CALLBACK_HOSTS", ""))),
             callback_private=_flag(env.get("RECURSUM_CALLBACK_PRIVATE", "")),
             evaluation_lease_seconds=float(env.get("RECURSUM_EVALUATION_LEASE_SECONDS", 900)),
             model=msgspec.convert(

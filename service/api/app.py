@@ -16,6 +16,7 @@ from recursum.service.api.evaluations.controller import ComparisonController, Ev
 from recursum.service.api.evaluations.page import evaluate_page, evaluate_static
 from recursum.service.api.evaluations.service import EvaluationService
 from recursum.service.api.health import healthz, metrics, readyz
+from recursum.service.api.hosts import AllowedHosts
 from recursum.service.api.problems import problem_response
 from recursum.service.api.reports.controller import ReportController
 from recursum.service.api.reports.service import ReportService
@@ -36,7 +37,7 @@ log = logging.getLogger("recursum.api")
 def create_app(settings: ServiceSettings, engine: Engine | None = None,
                store: Store | None = None) -> Litestar:
     """An app serving `settings`; tests pass a ready `engine` and `store`."""
-    state = State({"settings": settings, "broker": EventBroker(), "metrics": EngineMetrics(),
+    state = State({"settings": settings, "broker": EventBroker(settings.streams), "metrics": EngineMetrics(),
                    "store": store or Store(settings.database_url or default_database_url())})
     prometheus = PrometheusConfig(app_name="recursum", prefix="recursum_http", group_path=True,
                                   exclude=["/metrics"])
@@ -45,12 +46,17 @@ def create_app(settings: ServiceSettings, engine: Engine | None = None,
         dependencies=_configure_dependencies(),
         exception_handlers={Exception: problem_response},
         guards=[scope_guard],
-        middleware=[prometheus.middleware],
+        middleware=_configure_middleware(settings, prometheus),
         lifespan=[_model_worker(engine)],
         state=state,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="recursum", version="0.1.0", path="/schema"),
     )
+
+
+def _configure_middleware(settings: ServiceSettings, prometheus: PrometheusConfig) -> list:
+    hosts = [AllowedHosts(settings.allowed_hosts)] if settings.allowed_hosts else []
+    return [*hosts, prometheus.middleware]
 
 
 def _configure_routes() -> list:

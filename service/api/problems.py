@@ -10,6 +10,7 @@
     ├── UnsupportedMedia (415)
     ├── QueueFull (429)      answered with Retry-After
     ├── QuotaReached (429)   the key's jobs or tokens are at their limit; Retry-After
+    ├── StreamsExhausted (429)  the key's or the server's SSE streams are all open; Retry-After
     └── NotReady (503)
 Engine errors a user causes (`InputError`, `ConfigError`) become 400/413/422 here too.
 """
@@ -73,6 +74,10 @@ class QuotaReached(ApiError):
 
 class JobTooLarge(ApiError):
     status, title = 422, "Job over budget"
+
+
+class StreamsExhausted(ApiError):
+    status, title = 429, "Too many event streams"
 
 
 class NotReady(ApiError):

@@ -59,11 +59,10 @@ def cli() -> None:
 def serve(host: str, port: int, model_path: str | None, quantization: str | None,
           database_url: str | None, bundle: str | None, dev: bool) -> None:
     """Run the REST service (configuration from RECURSUM_* environment variables)."""
-    import uvicorn
-
     from recursum.service.api.app import create_app
+    from recursum.service.api.server import serve as serve_app
     from recursum.service.engine.models.model_store import pull_default_model
-    from recursum.service.settings import settings_from_env
+    from recursum.service.settings import check_dev_mode, settings_from_env
 
     settings = settings_from_env()
     model = msgspec.structs.replace(settings.model, base=model_path or settings.model.base,
@@ -74,9 +73,10 @@ def serve(host: str, port: int, model_path: str | None, quantization: str | None
     if not settings.dev_mode and not settings.api_keys:
         raise ConfigError("no API keys configured: set RECURSUM_API_KEYS=name:secret:summarize, "
                           "or pass --dev to serve without keys")
+    settings = check_dev_mode(settings, host)
     if model.base is None:
         pull_default_model()  # a no-op once installed
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    serve_app(create_app(settings), settings, host, port)
 
 
 @cli.command()

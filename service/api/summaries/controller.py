@@ -1,6 +1,7 @@
 """Routes of /v1/summaries: thin handlers over `SummaryService`."""
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -14,9 +15,10 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from recursum.schemas.events import JobEvent, JobFinished, JobState
 from recursum.schemas.jobs import FINISHED, JobAccepted, JobRead, NodeRead, SummaryCreate, TreeRead
 from recursum.schemas.options import SummaryOptions
-from recursum.service.api.problems import UnsupportedMedia
+from recursum.service.api.problems import StreamsExhausted, UnsupportedMedia
 from recursum.service.api.summaries.service import SummaryService
 from recursum.service.engine.pipeline.document import decode_document_bytes
+from recursum.service.jobs.broker import TooManyStreams
 from recursum.service.jobs.views import job_read
 from recursum.service.jobs.worker import JobWorker
 
@@ -115,20 +117,27 @@ class SummaryController(Controller):
     @get("/{job_id:str}/events", opt={"scope": "summarize"})
     async def events(self, request: Request, job_id: PathId, summaries: Summaries) -> ServerSentEvent:
         """Server-Sent Events: the current state first, then progress until the job ends."""
-        job = await sync_to_thread(summaries.job, job_id, request.state.principal)
+        principal = request.state.principal
+        job = await sync_to_thread(summaries.job, job_id, principal)
         broker, worker = request.app.state.broker, request.app.state.worker
+        try:
+            subscription = broker.subscribe(job.id, principal.name)
+        except TooManyStreams as error:
+            raise StreamsExhausted(str(error), headers={"Retry-After": "5"}) from None
+        closes = time.monotonic() + broker.limits.seconds
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
-            queue = broker.subscribe(job.id)
             try:
                 state = await sync_to_thread(job_read, summaries.store, job)
                 if job.status in FINISHED:
                     yield _sse(JobFinished(job=state))
                     return
                 yield _sse(JobState(job=state))
-                while True:
+                # Past its lifetime, or too far behind to be kept, a stream ends; the client reconnects
+                # and reads the current state first.
+                while time.monotonic() < closes and not subscription.overflowed:
                     try:
-                        event = await asyncio.wait_for(queue.get(), timeout=_POLL_SECONDS)
+                        event = await asyncio.wait_for(subscription.queue.get(), timeout=_POLL_SECONDS)
                     except TimeoutError:
                         # Another replica may be running the job: follow it through the store.
                         update = await sync_to_thread(self._poll, summaries, job.id, state, worker)
@@ -140,6 +149,6 @@ class SummaryController(Controller):
                     if isinstance(event, JobFinished):
                         return
             finally:
-                broker.unsubscribe(job.id, queue)
+                broker.unsubscribe(subscription)
 
         return ServerSentEvent(stream())
