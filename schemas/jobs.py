@@ -1,6 +1,6 @@
 """Summary jobs on the wire: submission, acceptance, state, and the finished tree."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -31,11 +31,15 @@ class CallbackAttempt(msgspec.Struct, kw_only=True):
     outcome: CallbackOutcome
 
 
+Title = Annotated[str, msgspec.Meta(max_length=512)]
+CallbackUrl = Annotated[str, msgspec.Meta(max_length=2048)]
+
+
 class SummaryCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     text: str
-    title: str = ""
+    title: Title = ""
     options: SummaryOptions = msgspec.field(default_factory=SummaryOptions)
-    callback_url: str | None = None
+    callback_url: CallbackUrl | None = None
 
 
 class JobAccepted(msgspec.Struct, kw_only=True):

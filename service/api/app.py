@@ -17,6 +17,7 @@ from recursum.service.api.evaluations.page import evaluate_page, evaluate_static
 from recursum.service.api.evaluations.service import EvaluationService
 from recursum.service.api.health import healthz, metrics, readyz
 from recursum.service.api.hosts import AllowedHosts
+from recursum.service.api.nul import RefuseNul
 from recursum.service.api.problems import problem_response
 from recursum.service.api.reports.controller import ReportController
 from recursum.service.api.reports.service import ReportService
@@ -56,7 +57,7 @@ def create_app(settings: ServiceSettings, engine: Engine | None = None,
 
 def _configure_middleware(settings: ServiceSettings, prometheus: PrometheusConfig) -> list:
     hosts = [AllowedHosts(settings.allowed_hosts)] if settings.allowed_hosts else []
-    return [*hosts, prometheus.middleware]
+    return [*hosts, RefuseNul(), prometheus.middleware]
 
 
 def _configure_routes() -> list:

@@ -1,5 +1,6 @@
-"""API keys with scopes. Handlers declare `opt={"scope": ...}` (one scope, or a tuple of which any will do);
-one guard checks every route."""
+"""API keys with scopes. Handlers declare `opt={"scope": ...}` (one scope, or a tuple of which any will do)
+or `opt=PUBLIC`; one guard checks every route, and refuses one that declares neither, so a new route is
+never public by omission."""
 
 import hmac
 from collections.abc import Callable
@@ -25,6 +26,7 @@ class Principal(msgspec.Struct, frozen=True):
 
 
 DEV_PRINCIPAL = Principal(name="dev", scopes=SCOPES)
+PUBLIC = {"public": True}  # a route anyone may call: health, readiness, metrics, the evaluate page
 Owned = TypeVar("Owned")
 
 
@@ -58,11 +60,20 @@ def authenticate(connection: ASGIConnection, settings: ServiceSettings) -> Princ
     raise Unauthorized("this API key is not known")
 
 
+def _is_schema(connection: ASGIConnection) -> bool:
+    """The OpenAPI schema routes (Litestar's own handlers) are public: they describe the API, no data. So are
+    the OPTIONS answers Litestar adds to every path (an Allow header, nothing more)."""
+    config = connection.app.openapi_config
+    return config is not None and bool(config.path) and connection.scope["path"].startswith(config.path)
+
+
 def scope_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """Authenticates the caller and checks the scope the handler asks for (admin has all)."""
     scope = handler.opt.get("scope")
     if scope is None:
-        return
+        if handler.opt.get("public") or _is_schema(connection) or connection.scope["method"] == "OPTIONS":
+            return
+        raise Forbidden(f"route {connection.scope['path']} declares no scope; it is served to nobody")
     principal = authenticate(connection, connection.app.state.settings)
     accepted = (scope,) if isinstance(scope, str) else tuple(scope)
     if principal.scopes.isdisjoint(accepted) and not principal.is_admin:

@@ -4,6 +4,7 @@
     ├── Unauthorized (401)   no key, or a key we do not know
     ├── Forbidden (403)      the key lacks the route's scope
     ├── NotFound (404)       no such job or node (or not the caller's)
+    ├── MalformedForm (400)  a multipart field of the wrong kind (a file where text belongs)
     ├── Conflict (409)       the request is valid but the resource's state refuses it (an answered lease,
     │                        a report on an unfinished job)
     ├── JobTooLarge (422)    the estimated work is over the per-job budget; says the estimate
@@ -58,6 +59,10 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     status, title = 409, "Conflict"
+
+
+class MalformedForm(ApiError):
+    status, title = 400, "Malformed request body"
 
 
 class UnsupportedMedia(ApiError):

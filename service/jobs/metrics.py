@@ -1,5 +1,7 @@
 """Engine metrics (prometheus-client). Labels stay bounded: roles, heights, statuses; never job ids."""
 
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from recursum.schemas.tree import Node
@@ -42,7 +44,7 @@ class EngineMetrics:
     def observe_model(self, engine: Engine) -> None:
         info = engine.info
         self.model_load.set(engine.load_seconds)
-        self.model.info({"base": info.base, "quantization": info.quantization, "dtype": info.dtype,
+        self.model.info({"base": Path(info.base).name, "quantization": info.quantization, "dtype": info.dtype,
                          "device": info.device, "adapters": ",".join(sorted(info.adapters)) or "none"})
 
     def observe_node(self, node: Node) -> None:

@@ -13,6 +13,8 @@ from litestar import Response, Router, get
 from litestar.enums import MediaType
 from litestar.static_files import create_static_files_router
 
+from recursum.service.api.auth import PUBLIC
+
 STATIC = Path(__file__).with_name("static")
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -24,7 +26,7 @@ SECURITY_HEADERS = {
 }
 
 
-@get("/evaluate", media_type=MediaType.HTML, include_in_schema=False, sync_to_thread=False)
+@get("/evaluate", media_type=MediaType.HTML, include_in_schema=False, sync_to_thread=False, opt=PUBLIC)
 def evaluate_page() -> Response[bytes]:
     """The page for judging comparison tasks by hand."""
     return Response((STATIC / "evaluate.html").read_bytes(), media_type=MediaType.HTML,
@@ -34,4 +36,4 @@ def evaluate_page() -> Response[bytes]:
 def evaluate_static() -> Router:
     """The page's script and style under /evaluate/static/."""
     return create_static_files_router(path="/evaluate/static", directories=[STATIC], name="evaluate-static",
-                                      include_in_schema=False)
+                                      include_in_schema=False, opt=PUBLIC)

@@ -14,8 +14,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from recursum.schemas.events import JobEvent, JobFinished, JobState
 from recursum.schemas.jobs import FINISHED, JobAccepted, JobRead, NodeRead, SummaryCreate, TreeRead
-from recursum.schemas.options import SummaryOptions
-from recursum.service.api.problems import StreamsExhausted, UnsupportedMedia
+from recursum.service.api.problems import MalformedForm, StreamsExhausted, UnsupportedMedia
 from recursum.service.api.summaries.service import SummaryService
 from recursum.service.engine.pipeline.document import decode_document_bytes
 from recursum.service.jobs.broker import TooManyStreams
@@ -30,21 +29,26 @@ _POLL_SECONDS = 1.0  # how often an SSE stream checks the store between live eve
 
 
 async def _read_submission(request: Request, max_bytes: int) -> SummaryCreate:
-    """A document as JSON, as text/plain, or as a multipart upload (field `file`)."""
+    """A document as JSON, as text/plain, or as a multipart upload (field `file`); every form is validated
+    against `SummaryCreate`, so its bounds hold whichever way the document came."""
     media_type = request.content_type[0]
     if media_type == "application/json":
         return _decode_create(await request.body())
     if media_type == "text/plain":
         text = decode_document_bytes(await request.body(), max_bytes)
-        return SummaryCreate(text=text, title=request.query_params.get("title", ""))
+        return msgspec.convert({"text": text, "title": request.query_params.get("title", "")}, SummaryCreate)
     if media_type == "multipart/form-data":
         form = await request.form()
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise UnsupportedMedia("a multipart submission needs the document in a `file` field")
+        title, options = form.get("title"), form.get("options")
+        for name, value in (("title", title), ("options", options)):
+            if value is not None and not isinstance(value, str):
+                raise MalformedForm(f"the multipart `{name}` must be a text field, not a file")
         text = decode_document_bytes(await upload.read(), max_bytes)
-        options = msgspec.json.decode(form.get("options") or "{}", type=SummaryOptions)
-        return SummaryCreate(text=text, title=form.get("title") or upload.filename or "", options=options)
+        return msgspec.convert({"text": text, "title": title or upload.filename or "",
+                                "options": msgspec.json.decode(options or "{}")}, SummaryCreate)
     raise UnsupportedMedia("send application/json, text/plain or multipart/form-data")
 
 
