@@ -1,11 +1,16 @@
 """Evidence: summary sentences link to the sentences that support them, down to the source text."""
 
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import pytest
 
 from recursum.schemas.tree import SOURCE, Node, Sentence, Span
 from recursum.service.engine.pipeline.entities import known_names, sentence_entities
 from recursum.service.engine.pipeline.evidence import (
     EvidenceScorer,
+    SupportConfig,
     leaf_evidence,
     load_embedder,
     merge_evidence,
@@ -171,3 +176,29 @@ def test_a_merge_repeating_a_wrong_child_is_dropped_though_the_child_supports_it
     assert sentence.support > 0.9, "against its child alone the claim looks supported"
     kept, dropped = screen([sentence], DOCUMENT, THRESHOLD)
     assert not kept and dropped[0].reason.startswith("unsupported by the source")
+
+
+class _CountingEmbedder:
+    """Stands in for the sentence model: a fixed vector per text, fast enough to race."""
+
+    def encode(self, texts, **kwargs):
+        return np.array([[float(len(text)), 1.0] for text in texts], dtype=np.float32)
+
+
+def test_the_embedding_cache_survives_threads_filling_and_evicting_it_at_once():
+    # CPython 3.11's GIL happens to make each of these dict operations atomic; a free-threaded build does
+    # not, and there the unlocked cache raised KeyError for a text evicted between its check and its read.
+    scorer = EvidenceScorer(SupportConfig(cache_size=8), embedder=_CountingEmbedder())
+
+    def embed_many(worker: int) -> None:
+        for round_ in range(300):
+            texts = [f"sentence {worker} {round_} {i}" for i in range(6)] + ["shared"]
+            assert scorer.embed(texts).shape == (7, 2)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch between any two bytecodes: the race shows at once
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(embed_many, range(8)))
+    finally:
+        sys.setswitchinterval(interval)

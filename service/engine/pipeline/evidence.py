@@ -9,6 +9,7 @@ polarity. Scores stay in [0, 1] so one threshold means the same at every height.
 
 import os
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -77,7 +78,9 @@ class EvidenceScorer:
     """Scores how well candidate sentences support claims; loads the embedder once.
 
     Embeddings are cached by text, so a sentence embedded as a claim at one height is free as a
-    candidate at the next. Call `embed` with all texts of a height first to batch them.
+    candidate at the next. Call `embed` with all texts of a height first to batch them. The cache is
+    shared by request threads (evidence reports) and the worker, so it is read and written under a lock;
+    encoding runs outside it.
     """
 
     def __init__(
@@ -86,29 +89,32 @@ class EvidenceScorer:
         self.config = config
         self._embedder = embedder if embedder is not None else load_embedder()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
 
     def with_config(self, config: SupportConfig) -> "EvidenceScorer":
         """A scorer with other settings sharing this one's model and embedding cache."""
         twin = EvidenceScorer(config, self._embedder)
-        twin._cache = self._cache
+        twin._cache, twin._lock = self._cache, self._lock
         return twin
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm embeddings, shape (len(texts), 384); uncached ones are encoded in one batch."""
         if not texts:
             return np.zeros((0, 0), np.float32)
-        found = {t: self._cache[t] for t in texts if t in self._cache}
+        with self._lock:
+            found = {t: vector for t in texts if (vector := self._cache.get(t)) is not None}
         missing = list(dict.fromkeys(t for t in texts if t not in found))
         if missing:
             vectors = self._embedder.encode(
                 missing, batch_size=64, normalize_embeddings=True, convert_to_numpy=True
             )
             found.update(zip(missing, vectors, strict=True))
-        for text in dict.fromkeys(texts):
-            self._cache[text] = found[text]
-            self._cache.move_to_end(text)
-        while len(self._cache) > self.config.cache_size:
-            self._cache.popitem(last=False)
+        with self._lock:
+            for text in dict.fromkeys(texts):
+                self._cache[text] = found[text]
+                self._cache.move_to_end(text)
+            while len(self._cache) > self.config.cache_size:
+                self._cache.popitem(last=False)
         return np.stack([found[t] for t in texts])
 
     def support(
