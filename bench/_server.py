@@ -18,20 +18,29 @@ from loopback_server import ServerNotReady, free_port, wait_ready  # noqa: E402
 
 
 class BenchServer:
-    """A dev-mode server with its own home (sharing the installed models), optionally on one core."""
+    """A server with its own home (sharing the installed models), optionally on one core. Dev mode (no keys)
+    unless `api_keys` (`name:secret:scope+scope,...`) is given: then it checks keys as in production. Its
+    output goes to `log` when given (to find the tracebacks behind a 5xx), else nowhere."""
 
     def __init__(self, database_url: str | None, quantization: str, env: dict[str, str],
-                 cpu: int | None = None) -> None:
+                 cpu: int | None = None, api_keys: str | None = None, log: Path | None = None) -> None:
         home = Path(tempfile.mkdtemp(prefix="recursum-bench-"))
         (home / "models").symlink_to(models_dir())
         port = free_port()
         pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
         threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if cpu is not None else {}
-        self.process = subprocess.Popen(
-            [*pin, sys.executable, "-m", "recursum.service.cli.main", "serve", "--dev", "--port", str(port),
-             "--quantization", quantization, "--db", database_url or f"sqlite:///{home / 'bench.db'}"],
-            cwd=ROOT, env=os.environ | {"RECURSUM_HOME": str(home), "RECURSUM_MAX_QUEUE": "1000"} | threads
-            | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        auth = {"RECURSUM_API_KEYS": api_keys, "RECURSUM_DEV_MODE": ""} if api_keys is not None else {}
+        # Load benches send every job from the one dev caller; with keys, the production limits hold.
+        load = {"RECURSUM_MAX_QUEUE": "1000", "RECURSUM_MAX_JOBS_PER_KEY": "1000",
+                "RECURSUM_MAX_KEY_TOKENS": str(10**12), "RECURSUM_MAX_STREAMS_PER_KEY": "1000"
+                } if api_keys is None else {}
+        dev = ["--dev"] if api_keys is None else []
+        with open(log or os.devnull, "wb") as output:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [*pin, sys.executable, "-m", "recursum.service.cli.main", "serve", *dev, "--port", str(port),
+                 "--quantization", quantization, "--db", database_url or f"sqlite:///{home / 'bench.db'}"],
+                cwd=ROOT, env=os.environ | {"RECURSUM_HOME": str(home)} | load | threads | auth | env,
+                stdout=output, stderr=output)
         self.url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(self.url, timeout=300, process=self.process)
