@@ -12,7 +12,8 @@ class InvalidOptions(ValueError):
     """Raised when a flag's value is outside its limits; every CLI reports it in one line, exit code 1."""
 
 
-_CLICK_TYPES = {msgspec.inspect.IntType: int, msgspec.inspect.FloatType: float}
+_CLICK_TYPES = {msgspec.inspect.IntType: int, msgspec.inspect.FloatType: float,
+                msgspec.inspect.BoolType: bool}
 
 
 def _flags() -> list[tuple[str, click.ParamType | type, str]]:

@@ -25,8 +25,14 @@ RootWords = Annotated[int, msgspec.Meta(
                 "compressing them further (0: always merge down to one generated summary).")]
 
 
+Evaluation = Annotated[bool, msgspec.Meta(
+    description="Offer this job to evaluators: its nodes become comparison tasks and evaluate keys may ask "
+                "reports about it, which shows them its source text (off by default).")]
+
+
 class SummaryOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    """Options a submitter may set; a field left None keeps the engine's default (`TreeConfig`)."""
+    """Options a submitter may set; a field left None keeps the engine's default (`TreeConfig`).
+    `evaluation` is about the job, not the tree, so it is not among the tree's choices."""
 
     chunk_tokens: ChunkTokens | None = None
     merge_tokens: MergeTokens | None = None
@@ -36,7 +42,9 @@ class SummaryOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, o
     best_of: BestOf | None = None
     best_of_margin: BestOfMargin | None = None
     root_words: RootWords | None = None
+    evaluation: Evaluation | None = None
 
     def chosen(self) -> dict[str, object]:
-        """The fields the submitter set."""
-        return {name: value for name in self.__struct_fields__ if (value := getattr(self, name)) is not None}
+        """The tree settings the submitter set."""
+        return {name: value for name in self.__struct_fields__
+                if name != "evaluation" and (value := getattr(self, name)) is not None}

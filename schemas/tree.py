@@ -83,6 +83,7 @@ class Node(msgspec.Struct, frozen=True, kw_only=True):
     candidates: tuple[Candidate, ...] = ()
     dropped: tuple[DroppedSentence, ...] = ()  # generated sentences the evidence screen refused
     extractive: bool = False  # nothing generated survived: `summary` is sentences of the node's input
+    generations: tuple[str, ...] = ()  # content addresses of the cached generations it was made from
     composed: bool = False  # the root joins its children's summaries, a paragraph each; nothing generated
 
 

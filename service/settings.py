@@ -21,6 +21,8 @@
     RECURSUM_BATCH_MEMORY_MB memory one generation batch may take (default: a share of the free memory)
     RECURSUM_CALLBACK_HOSTS hosts (or host:port) that job-end callbacks may be sent to, comma-separated
     RECURSUM_CALLBACK_PRIVATE 1 to let callbacks reach loopback and private addresses (tests, one host)
+    RECURSUM_KEEP_COMPARISONS 0 to delete a job's comparisons (copies of what was judged) with the job
+                            (default 1: they stay, as training data)
     RECURSUM_EVALUATION_LEASE_SECONDS how long a comparison task stays leased to its evaluator (default 900)
     RECURSUM_MODEL, RECURSUM_QUANTIZATION, RECURSUM_DEVICE   the model to serve
     RECURSUM_ADAPTERS       an adapter bundle directory, or none for the bare model (unset: the bundle
@@ -71,6 +73,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     callback_hosts: frozenset[str] = frozenset()
     callback_private: bool = False
     evaluation_lease_seconds: float = 900.0
+    keep_comparisons: bool = True
     streams: StreamLimits = StreamLimits()
     limit_concurrency: int = 512
     header_seconds: float = 10.0
@@ -157,6 +160,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
             callback_hosts=frozenset(_names(env.get("RECURSUM_CALLBACK_HOSTS", ""))),
             callback_private=_flag(env.get("RECURSUM_CALLBACK_PRIVATE", "")),
             evaluation_lease_seconds=float(env.get("RECURSUM_EVALUATION_LEASE_SECONDS", 900)),
+            keep_comparisons=_flag(env.get("RECURSUM_KEEP_COMPARISONS", "1")),
             model=msgspec.convert(
                 {"base": env.get("RECURSUM_MODEL") or None,
                  "quantization": env.get("RECURSUM_QUANTIZATION", "nf4"),

@@ -91,7 +91,8 @@ def seed_job(store: Store, job_id: str = JOB_ID, created: float = 100.0,
     """A finished job whose leaf 0 kept two best-of-n candidates and whose root kept one."""
     store.jobs.put_document(DOCUMENT)
     store.jobs.create_job(JobRecord(id=job_id, owner="alice", document_id=DOCUMENT.id, title="Alice",
-                               config=TreeConfig(), status="done", created=created, root="root"))
+                               config=TreeConfig(), status="done", created=created, root="root",
+                               evaluation=True))
     for node in nodes:
         store.nodes.put_job_node(job_id, node)
 
@@ -495,3 +496,23 @@ def test_the_async_client_has_the_same_evaluation_methods():
             assert len(await client.export_comparisons()) == 2
 
     asyncio.run(run())
+
+
+# Tenancy: evaluation is opt-in per job
+
+
+def test_a_job_not_offered_to_evaluation_gives_evaluators_no_task_and_no_reports(client, store):
+    seed_job(store)
+    store.jobs.update_job(JOB_ID, evaluation=False)
+    assert _task(client) is None
+    refused = client.post(f"/v1/summaries/{JOB_ID}/nodes/leaf-0/reports", headers=EVE,
+                          json={"kind": "evidence"})
+    assert refused.status_code == 404  # as if it did not exist: its owner's text stays the owner's
+
+
+def test_comparisons_can_be_deleted_with_their_job_when_the_operator_keeps_none(store, tmp_path):
+    seed_job(store)
+    with _app(store, tmp_path, keep_comparisons=False) as client:
+        _compare(client, _task(client).id)
+        assert client.delete(f"/v1/summaries/{JOB_ID}", headers=ALICE).json()["outcome"] == "deleted"
+        assert client.get("/v1/comparisons/export", headers=ROOT).content == b""

@@ -234,7 +234,7 @@ BOB = {"Authorization": "Bearer b-secret"}
 EVE = {"Authorization": "Bearer e-secret"}
 STORY = "\n\n".join(f"Part {i}. Alice followed the Rabbit into the hall and found a golden key."
                     for i in range(6))
-OPTIONS = {"chunk_tokens": 40, "summary_tokens": 8}
+OPTIONS = {"chunk_tokens": 40, "summary_tokens": 8, "evaluation": True}
 
 
 @pytest.fixture(scope="module")

@@ -105,7 +105,7 @@ def test_readiness_follows_the_engines_health_probe(store):
 def done_job(store) -> tuple[str, str]:
     """A finished job in the store, run by the fake engine; its worker stopped afterwards."""
     with _client(FakeEngine(), store) as client:
-        job = _finished_job(client)
+        job = _finished_job(client, evaluation=True)
     return job["id"], job["root"]
 
 

@@ -28,7 +28,8 @@ from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
 from recursum.service.store.tables import Base
 
-TABLES = {"documents", "jobs", "job_nodes", "generations", "callback_attempts", "callback_deliveries",
+TABLES = {"documents", "jobs", "job_nodes", "job_generations", "generations", "callback_attempts",
+          "callback_deliveries",
           "reports", "evaluation_tasks", "evaluation_leases", "comparisons"}
 
 
@@ -394,3 +395,25 @@ def test_a_replica_that_lost_a_lease_cannot_overwrite_the_job(store: Store, stor
     with pytest.raises(LeaseLost):
         store.jobs.update_job("j1", holder="a", status="done")
     assert store.jobs.update_job("j1", holder="b", status="running").status == "running"
+
+
+def test_deleting_a_job_deletes_its_document_and_generations_that_no_other_job_uses(
+    store: Store, stored_document: None
+) -> None:
+    for job_id in ("job-1", "job-2"):
+        store.jobs.create_job(make_job(job_id, created=100.0))
+    mine, shared = (msgspec.structs.replace(make_node(node_id, 0, index), generations=(f"key-{node_id}",))
+                    for index, node_id in enumerate(("mine", "shared")))
+    for node in (mine, shared):
+        store.nodes.put(make_generation(node.generations[0]))
+    store.nodes.put_job_node("job-1", mine)
+    store.nodes.put_job_node("job-1", shared)
+    store.nodes.put_job_node("job-2", shared)
+
+    store.jobs.delete_job("job-1")
+    assert store.nodes.get("key-mine") is None  # only job-1 used it
+    assert store.nodes.get("key-shared") is not None
+    assert store.jobs.get_document(DOCUMENT.id) is not None  # job-2 still summarizes it
+    store.jobs.delete_job("job-2")
+    assert store.nodes.get("key-shared") is None
+    assert store.jobs.get_document(DOCUMENT.id) is None

@@ -122,12 +122,13 @@ class EvaluationRepository:
 
     def nodes_with_candidates(self, height: int | None = None,
                               role: str | None = None) -> Iterator[NodeWithJob]:
-        """Nodes that kept best-of-n candidates, oldest job first, then by height and reading order."""
+        """Nodes that kept best-of-n candidates, of jobs offered to evaluation, oldest job first, then by
+        height and reading order."""
         has_candidates = sa.func.json_array_length(JobNodeRow.node["candidates"]) >= 1
         query = (
             sa.select(JobRow.id, JobRow.created, JobRow.document_id, JobRow.title, JobNodeRow.node)
             .join(JobRow, JobRow.id == JobNodeRow.job_id)
-            .where(has_candidates, *_height_filter(JobNodeRow.height, height, role))
+            .where(has_candidates, JobRow.evaluation, *_height_filter(JobNodeRow.height, height, role))
             .order_by(JobRow.created, JobRow.id, JobNodeRow.height, JobNodeRow.index)
         )
         offset = 0
@@ -143,7 +144,8 @@ class EvaluationRepository:
 
     def finished_critiques(self, height: int | None = None,
                            role: str | None = None) -> list[tuple[StoredReport, float]]:
-        """Done critique reports of nodes with another one, with their job's creation time, oldest first."""
+        """Done critique reports of nodes with another one, of jobs offered to evaluation, with their job's
+        creation time, oldest first."""
         others = sa.select(ReportRow.job_id, ReportRow.node_id).where(
             ReportRow.kind == "critique", ReportRow.status == "done"
         ).group_by(ReportRow.job_id, ReportRow.node_id).having(sa.func.count() >= 2).subquery()
@@ -153,7 +155,7 @@ class EvaluationRepository:
             .join(JobRow, JobRow.id == ReportRow.job_id)
             .join(JobNodeRow, sa.and_(JobNodeRow.job_id == ReportRow.job_id,
                                       JobNodeRow.node_id == ReportRow.node_id))
-            .where(ReportRow.kind == "critique", ReportRow.status == "done",
+            .where(ReportRow.kind == "critique", ReportRow.status == "done", JobRow.evaluation,
                    *_height_filter(JobNodeRow.height, height, role))
             .order_by(JobRow.created, ReportRow.job_id, JobNodeRow.height, JobNodeRow.index,
                       ReportRow.created, ReportRow.id)

@@ -11,7 +11,15 @@ import sqlalchemy as sa
 from recursum.service.engine.pipeline.document import Document
 from recursum.service.store.database import Database
 from recursum.service.store.records import JobRecord
-from recursum.service.store.tables import CallbackDeliveryRow, DocumentRow, JobRow, row_struct
+from recursum.service.store.tables import (
+    CallbackDeliveryRow,
+    ComparisonRow,
+    DocumentRow,
+    GenerationRow,
+    JobGenerationRow,
+    JobRow,
+    row_struct,
+)
 
 UNFINISHED: tuple[str, ...] = ("queued", "running")
 _SETTABLE_JOB_FIELDS = frozenset(JobRecord.__struct_fields__) - {"id"}
@@ -166,7 +174,21 @@ class JobRepository:
                                       .values(status="cancelled", finished=now, cancel_requested=True))
             return updated.rowcount > 0
 
-    def delete_job(self, job_id: str) -> bool:
-        """Delete a job with its nodes and callbacks; the shared documents and generations stay."""
+    def delete_job(self, job_id: str, keep_comparisons: bool = True) -> bool:
+        """Delete a job with its nodes, reports and callbacks, and its document and cached generations
+        unless another job uses them; its comparisons' copies stay as training data if `keep_comparisons`."""
         with self.db.session.begin() as session:
-            return session.execute(sa.delete(JobRow).where(JobRow.id == job_id)).rowcount > 0
+            document_id = session.scalar(sa.select(JobRow.document_id).where(JobRow.id == job_id))
+            if document_id is None:
+                return False
+            owned = sa.select(JobGenerationRow.key).where(JobGenerationRow.job_id == job_id)
+            keys = list(session.scalars(owned))
+            session.execute(sa.delete(JobRow).where(JobRow.id == job_id))  # cascades to what the job owns
+            still_used = sa.select(JobGenerationRow.key).where(JobGenerationRow.key.in_(keys))
+            session.execute(sa.delete(GenerationRow).where(GenerationRow.key.in_(keys),
+                                                           GenerationRow.key.not_in(still_used)))
+            if session.scalar(sa.select(sa.func.count()).where(JobRow.document_id == document_id)) == 0:
+                session.execute(sa.delete(DocumentRow).where(DocumentRow.id == document_id))
+            if not keep_comparisons:
+                session.execute(sa.delete(ComparisonRow).where(ComparisonRow.job_id == job_id))
+            return True

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from recursum.schemas.tree import Node
 from recursum.service.engine.pipeline.results import GenerationResult
 from recursum.service.store.database import Database
-from recursum.service.store.tables import GenerationRow, JobNodeRow, row_struct
+from recursum.service.store.tables import GenerationRow, JobGenerationRow, JobNodeRow, row_struct
 
 
 class NodeRepository:
@@ -23,16 +23,14 @@ class NodeRepository:
     # Finished nodes of a job
 
     def put_job_node(self, job_id: str, node: Node) -> None:
-        self.db.insert_new(
-            JobNodeRow,
-            {
-                "job_id": job_id,
-                "node_id": node.id,
-                "height": node.height,
-                "index": node.index,
-                "node": msgspec.to_builtins(node),
-            },
-        )
+        """Store a finished node with the generations it was made from (what deleting the job may delete)."""
+        row = {"job_id": job_id, "node_id": node.id, "height": node.height, "index": node.index,
+               "node": msgspec.to_builtins(node)}
+        with self.db.session.begin() as session:
+            session.execute(self.db.insert_unless_exists(JobNodeRow, row))
+            for key in node.generations:
+                session.execute(self.db.insert_unless_exists(JobGenerationRow,
+                                                             {"job_id": job_id, "key": key}))
 
     def job_nodes(self, job_id: str) -> list[Node]:
         """The job's finished nodes by height, then reading order."""

@@ -26,5 +26,6 @@ class JobRecord(msgspec.Struct, kw_only=True):
     cancel_requested: bool = False
     attempts: int = 0  # claims by a worker; more than the service's limit marks a poison job
     work_tokens: int = 0  # the estimated prompt and generated tokens, counted against the owner's budget
+    evaluation: bool = False  # offered to evaluators: their tasks and reports read its source text
 
 

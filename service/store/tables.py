@@ -52,6 +52,7 @@ class JobRow(Base):
     cancel_requested: Mapped[bool]
     attempts: Mapped[int] = mapped_column(server_default="0")
     work_tokens: Mapped[int] = mapped_column(server_default="0")
+    evaluation: Mapped[bool] = mapped_column(server_default=sa.false())
     # Not part of JobRecord: only the claiming machinery reads them.
     lease_owner: Mapped[str | None] = mapped_column(sa.String)
     lease_expires: Mapped[float | None]
@@ -67,6 +68,16 @@ class JobNodeRow(Base):
     height: Mapped[int]
     index: Mapped[int]
     node: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class JobGenerationRow(Base):
+    """A cached generation one of a job's nodes was made from: what deleting the job may delete with it."""
+
+    __tablename__ = "job_generations"
+    __table_args__ = (sa.Index("ix_job_generations_key", "key"),)
+
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String, primary_key=True)
 
 
 class GenerationRow(Base):

@@ -40,9 +40,12 @@ class ReportService:
         self.store = store
 
     def job(self, job_id: str, principal: Principal) -> JobRecord:
-        """Evaluators (and admins) may report on any job; others only on their own (else 404)."""
-        return visible_or_404(self.store.jobs.get_job(job_id), lambda job: job.owner, principal,
-                              f"no summary job {job_id}", also_scope="evaluate")
+        """Evaluators may report on jobs offered to evaluation, admins on any, others on their own (else
+        404)."""
+        job = self.store.jobs.get_job(job_id)
+        evaluators = "evaluate" if job is not None and job.evaluation else None
+        return visible_or_404(job, lambda job: job.owner, principal, f"no summary job {job_id}",
+                              also_scope=evaluators)
 
     def node(self, job: JobRecord, node_id: str) -> Node:
         node = self.store.nodes.get_job_node(job.id, node_id)

@@ -62,7 +62,8 @@ class SummaryService:
         self.check_budget(estimate, principal)
         job = JobRecord(id=uuid.uuid4().hex, owner=principal.name, document_id=document.id,
                         title=request.title, config=config, created=time.time(),
-                        callback_url=request.callback_url, work_tokens=estimate.total_tokens)
+                        callback_url=request.callback_url, work_tokens=estimate.total_tokens,
+                        evaluation=bool(request.options.evaluation))
         self.store.jobs.put_document(document)
         self.store.jobs.create_job(job)
         return job
@@ -105,7 +106,7 @@ class SummaryService:
         """Deletes a finished job ("deleted"), cancels a queued one no worker holds ("cancelled"), and
         asks the worker running a job to stop it ("cancelling")."""
         if job.status in FINISHED:
-            self.store.jobs.delete_job(job.id)
+            self.store.jobs.delete_job(job.id, keep_comparisons=self.settings.keep_comparisons)
             return "deleted"
         if self.store.jobs.cancel_unclaimed(job.id, time.time()):
             return "cancelled"

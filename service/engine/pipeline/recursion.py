@@ -510,4 +510,5 @@ class Summarizer:
             candidates=tuple(candidates),
             dropped=dropped,
             extractive=extractive,
+            generations=tuple(sample.key for sample in plan.samples),
         )
