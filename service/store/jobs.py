@@ -116,7 +116,10 @@ class JobRepository:
     def release_jobs(self, replica: str, job_ids: Iterable[str]) -> None:
         """Give up this replica's leases without counting the attempt (a graceful stop, a database error):
         any replica may claim the jobs again at once."""
-        held = sa.and_(JobRow.id.in_(list(job_ids)), JobRow.lease_owner == replica)
+        ids = list(job_ids)
+        if not ids:
+            return
+        held = sa.and_(JobRow.id.in_(ids), JobRow.lease_owner == replica)
         with self.db.session.begin() as session:
             refunded = sa.case((JobRow.attempts > 0, JobRow.attempts - 1), else_=0)
             session.execute(sa.update(JobRow).where(held).values(lease_owner=None, lease_expires=None,

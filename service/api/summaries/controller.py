@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from recursum.schemas.events import JobEvent, JobFinished, JobState
 from recursum.schemas.jobs import FINISHED, JobAccepted, JobRead, NodeRead, SummaryCreate, TreeRead
 from recursum.service.api.problems import MalformedForm, StreamsExhausted, UnsupportedMedia
+from recursum.service.api.summaries.openapi import SubmissionOperation
 from recursum.service.api.summaries.service import SummaryService
 from recursum.service.engine.pipeline.document import decode_document_bytes
 from recursum.service.jobs.broker import TooManyStreams
@@ -61,7 +62,7 @@ class SummaryController(Controller):
     path = "/v1/summaries"
     tags = ["summaries"]
 
-    @post("/", status_code=HTTP_202_ACCEPTED, opt={"scope": "summarize"})
+    @post("/", status_code=HTTP_202_ACCEPTED, opt={"scope": "summarize"}, operation_class=SubmissionOperation)
     async def submit(self, request: Request, summaries: Summaries) -> JobAccepted:
         """Queue a document for summarization; answers 202 with the job id and URL."""
         await sync_to_thread(summaries.check_capacity, request.state.principal)
