@@ -26,7 +26,7 @@ def postgres_url(postgres_server) -> str:
 def _replica(tmp_path, tiny_model_dir, url: str, name: str) -> Server:
     return Server(tmp_path / name, tiny_model_dir, url,
                   env={"RECURSUM_REPLICA_ID": name, "RECURSUM_LEASE_SECONDS": "3",
-                       "RECURSUM_MAX_ACTIVE_JOBS": "2"})
+                       "RECURSUM_MAX_ACTIVE_JOBS": "2", "RECURSUM_MAX_JOBS_PER_KEY": "16"})
 
 
 def _lease_owners(store: Store, url: str) -> dict[str, str | None]:

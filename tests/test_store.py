@@ -417,3 +417,12 @@ def test_deleting_a_job_deletes_its_document_and_generations_that_no_other_job_u
     store.jobs.delete_job("job-2")
     assert store.nodes.get("key-shared") is None
     assert store.jobs.get_document(DOCUMENT.id) is None
+
+
+def test_leases_are_measured_by_the_database_clock_not_the_replicas(
+    store: Store, stored_document: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.jobs.create_job(make_job("job-1", created=100.0))
+    assert store.jobs.claim_jobs("replica-a", 1, lease_seconds=60)
+    monkeypatch.setattr(time, "time", lambda: 4_000_000_000.0)  # replica-b's clock runs decades ahead
+    assert store.jobs.claim_jobs("replica-b", 1, lease_seconds=60) == []

@@ -10,12 +10,15 @@ from recursum.service.store.repository import Store
 log = logging.getLogger("recursum.reports")
 
 PENDING_BATCH = 16  # pending reports the worker takes per pass (two generation batches of 8)
+# Reports have no heartbeat: the lease outlasts one pass of helper generations on CPU; a dead replica's
+# reports wait this long before another replica takes them.
+REPORT_LEASE_SECONDS = 900.0
 
 
-def finish_pending_reports(store: Store, engine: Engine, limit: int = PENDING_BATCH) -> int:
-    """Finish up to `limit` pending reports in one batched generation (the worker calls this between
-    summary rounds); returns how many it took."""
-    pending = store.reports.pending_reports(limit)
+def finish_pending_reports(store: Store, engine: Engine, replica: str, limit: int = PENDING_BATCH) -> int:
+    """Lease up to `limit` pending reports and finish them in one batched generation (the worker calls
+    this between summary rounds); returns how many it took."""
+    pending = store.reports.claim_pending_reports(replica, limit, REPORT_LEASE_SECONDS)
     tasks = []
     for report in pending:
         job = store.jobs.get_job(report.job_id)

@@ -117,7 +117,7 @@ class JobWorker:
                 self._admit(active)
                 self.metrics.queue_depth.set(self.store.jobs.count_jobs(("queued", "running")))
                 # Pending helper reports (critique, qa) are generated in batches between summary rounds.
-                reported = finish_pending_reports(self.store, self.engine)
+                reported = finish_pending_reports(self.store, self.engine, self.replica_id)
                 if active:
                     self._round(active)
                 elif not reported:

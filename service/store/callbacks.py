@@ -33,20 +33,15 @@ class CallbackRepository:
         """Lease up to `limit` pending deliveries whose job has ended and whose retry time has come."""
         if limit <= 0:
             return []
-        now = time.time()
         Delivery = CallbackDeliveryRow  # noqa: N806 (a table alias, read like the class)
-        query = (
+        candidates = (
             sa.select(Delivery.id).join(JobRow, JobRow.id == Delivery.job_id)
-            .where(Delivery.status == "pending", Delivery.next_attempt <= now, JobRow.status.in_(FINISHED))
-            .where(sa.or_(Delivery.lease_owner.is_(None), Delivery.lease_expires < now))
+            .where(Delivery.status == "pending", Delivery.next_attempt <= time.time(),
+                   JobRow.status.in_(FINISHED), self.db.lease_free(Delivery))
             .order_by(Delivery.next_attempt).limit(limit)
         )
-        if self.db.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=Delivery)
-        claim = (sa.update(Delivery).where(Delivery.id.in_(query))
-                 .values(lease_owner=replica, lease_expires=now + lease_seconds).returning(Delivery.id))
         with self.db.session.begin() as session:
-            ids = list(session.scalars(claim))
+            ids = self.db.lease_rows(session, Delivery, candidates, replica, lease_seconds)
             rows = session.scalars(sa.select(Delivery).where(Delivery.id.in_(ids))) if ids else []
             return [row_struct(row, CallbackDelivery) for row in rows]
 

@@ -90,6 +90,32 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    def clock(self) -> sa.ColumnElement[float]:
+        """Now, in epoch seconds, by the database's clock: every replica's leases are measured by this one
+        clock, so a replica whose own clock runs ahead cannot take over leases that are still live."""
+        if self.dialect == "postgresql":
+            return sa.func.extract("epoch", sa.func.clock_timestamp())
+        return (sa.func.julianday("now") - 2440587.5) * 86400.0
+
+    def lease_free(self, row_type: Any) -> sa.ColumnElement[bool]:
+        """Rows of `row_type` (with `lease_owner`, `lease_expires`) that no replica holds right now."""
+        return sa.or_(row_type.lease_owner.is_(None), row_type.lease_expires < self.clock())
+
+    def lease_rows(self, session: Session, row_type: Any, candidates: sa.Select, replica: str,
+                   lease_seconds: float, **values: Any) -> list[str]:
+        """Lease the rows whose ids `candidates` selects to `replica`, setting `values` too; their ids.
+
+        One UPDATE ... WHERE id IN (SELECT ...) RETURNING: the write lock comes first, so SQLite writers
+        queue on the busy timeout instead of failing to upgrade a read snapshot; on PostgreSQL `FOR UPDATE
+        SKIP LOCKED` lets replicas lease at once without ever taking the same row.
+        """
+        if self.dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True, of=row_type)
+        lease = (sa.update(row_type).where(row_type.id.in_(candidates))
+                 .values(lease_owner=replica, lease_expires=self.clock() + lease_seconds, **values)
+                 .returning(row_type.id))
+        return list(session.scalars(lease))
+
     def insert_unless_exists(self, row_type: type, values: dict[str, Any]) -> sa.Executable:
         """An INSERT that does nothing when the primary key exists: writers racing on one key all succeed."""
         return _DIALECT_INSERT[self.dialect](row_type).values(values).on_conflict_do_nothing()

@@ -72,31 +72,20 @@ class JobRepository:
     def claim_jobs(self, replica: str, limit: int, lease_seconds: float,
                    exclude: Iterable[str] = ()) -> list[JobRecord]:
         """Lease up to `limit` unfinished jobs, oldest first, that no live replica holds; each claim counts
-        as an attempt (a replica killed while running a job never says so).
-
-        On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets replicas claim concurrently without ever
-        taking the same job. SQLite serializes writers on one file and serves a single replica.
-        """
+        as an attempt (a replica killed while running a job never says so). SQLite serializes writers on
+        one file and serves a single replica; PostgreSQL serves many."""
         if limit <= 0:
             return []
-        now = time.time()
-        query = (
+        candidates = (
             sa.select(JobRow.id)
             .where(JobRow.status.in_(UNFINISHED), JobRow.id.not_in(list(exclude)))
-            .where(sa.or_(JobRow.lease_owner.is_(None), JobRow.lease_owner == replica,
-                          JobRow.lease_expires < now))
+            .where(sa.or_(self.db.lease_free(JobRow), JobRow.lease_owner == replica))
             .order_by(JobRow.created, JobRow.id)
             .limit(limit)
         )
-        if self.db.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        # One UPDATE ... WHERE id IN (SELECT ...) RETURNING: the write lock comes first, so SQLite
-        # writers queue on the busy timeout instead of failing to upgrade a read snapshot.
-        claim = (sa.update(JobRow).where(JobRow.id.in_(query))
-                 .values(lease_owner=replica, lease_expires=now + lease_seconds, attempts=JobRow.attempts + 1)
-                 .returning(JobRow.id))
         with self.db.session.begin() as session:
-            ids = list(session.scalars(claim))
+            ids = self.db.lease_rows(session, JobRow, candidates, replica, lease_seconds,
+                                     attempts=JobRow.attempts + 1)
             if not ids:
                 return []
             rows = session.scalars(sa.select(JobRow).where(JobRow.id.in_(ids))
@@ -110,7 +99,8 @@ class JobRepository:
             return {}
         held = sa.and_(JobRow.id.in_(ids), JobRow.lease_owner == replica)
         with self.db.session.begin() as session:
-            session.execute(sa.update(JobRow).where(held).values(lease_expires=time.time() + lease_seconds))
+            renewed = self.db.clock() + lease_seconds
+            session.execute(sa.update(JobRow).where(held).values(lease_expires=renewed))
             return dict(session.execute(sa.select(JobRow.id, JobRow.cancel_requested).where(held)).all())
 
     def release_jobs(self, replica: str, job_ids: Iterable[str]) -> None:
@@ -170,8 +160,7 @@ class JobRepository:
 
     def cancel_unclaimed(self, job_id: str, now: float) -> bool:
         """Cancel a queued job at once if no live replica holds it; False leaves it to its worker."""
-        unclaimed = sa.and_(JobRow.id == job_id, JobRow.status == "queued",
-                            sa.or_(JobRow.lease_owner.is_(None), JobRow.lease_expires < now))
+        unclaimed = sa.and_(JobRow.id == job_id, JobRow.status == "queued", self.db.lease_free(JobRow))
         with self.db.session.begin() as session:
             updated = session.execute(sa.update(JobRow).where(unclaimed)
                                       .values(status="cancelled", finished=now, cancel_requested=True))

@@ -1,7 +1,7 @@
 """Helper reports in the store.
 
 A report row is a `ReportRead` column for field. Its id is a content address, so creating one that
-exists returns the stored one; the worker finishes pending reports oldest first.
+exists returns the stored one; workers lease pending reports oldest first and finish them.
 """
 
 import time
@@ -49,17 +49,21 @@ class ReportRepository:
             rows = session.scalars(query.order_by(ReportRow.created, ReportRow.id))
             return [row_struct(row, ReportRead) for row in rows]
 
-    def pending_reports(self, limit: int) -> list[ReportRead]:
-        """Reports waiting for the model worker, oldest first."""
-        query = (sa.select(ReportRow).where(ReportRow.status == "pending")
-                 .order_by(ReportRow.created, ReportRow.id).limit(limit))
-        with self.db.session() as session:
-            return [row_struct(row, ReportRead) for row in session.scalars(query)]
+    def claim_pending_reports(self, replica: str, limit: int, lease_seconds: float) -> list[ReportRead]:
+        """Lease up to `limit` pending reports no live replica holds, oldest first, to `replica`."""
+        candidates = (sa.select(ReportRow.id)
+                      .where(ReportRow.status == "pending", self.db.lease_free(ReportRow))
+                      .order_by(ReportRow.created, ReportRow.id).limit(limit))
+        with self.db.session.begin() as session:
+            ids = self.db.lease_rows(session, ReportRow, candidates, replica, lease_seconds)
+            rows = session.scalars(sa.select(ReportRow).where(ReportRow.id.in_(ids))
+                                   .order_by(ReportRow.created, ReportRow.id)) if ids else []
+            return [row_struct(row, ReportRead) for row in rows]
 
     def finish_report(self, report_id: str, body: ReportBody | None = None, error: str | None = None) -> None:
         """Done with `body`, or failed with `error`; a report deleted meanwhile (with its job) is ignored."""
         values = {"status": "failed" if body is None else "done", "body": msgspec.to_builtins(body),
-                  "error": error, "finished": time.time()}
+                  "error": error, "finished": time.time(), "lease_owner": None, "lease_expires": None}
         with self.db.session.begin() as session:
             session.execute(sa.update(ReportRow).where(ReportRow.id == report_id).values(values))
 

@@ -139,6 +139,9 @@ class ReportRow(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     created: Mapped[float]
     finished: Mapped[float | None]
+    # Not part of ReportRead: only the replica generating a pending report holds it.
+    lease_owner: Mapped[str | None] = mapped_column(sa.String)
+    lease_expires: Mapped[float | None]
 
 
 class EvaluationTaskRow(Base):
