@@ -6,10 +6,12 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
+from recursum.schemas.events import HeightStarted
 from recursum.service.api.app import create_app
 from recursum.service.engine.facade import ModelEngine
 from recursum.service.engine.models.runtime import load_runtime
 from recursum.service.engine.models.spec import ModelSpec
+from recursum.service.jobs.views import served_event
 from recursum.service.settings import ServiceSettings, parse_api_keys
 from recursum.service.store.repository import Store
 
@@ -322,3 +324,13 @@ def test_jobs_waiting_together_share_generation_batches(engine, store):
     small = registry.get_sample_value("recursum_generation_batch_size_bucket", bucket)
     total = registry.get_sample_value("recursum_generation_batch_size_count")
     assert small < total  # some batch held more nodes than one job's leaves: the jobs shared it
+
+
+def test_a_job_never_learns_that_another_tenant_summarized_the_same_text(client, store):
+    _wait(client, _submit(client).json()["id"])
+    again = _submit(client, headers=BOB).json()["id"]  # every generation now comes from alice's cache
+    _wait(client, again, headers=BOB)
+    assert any(node.cached for node in store.nodes.job_nodes(again))  # the store knows, for operators
+    tree = client.get(f"/v1/summaries/{again}/tree", headers=BOB).json()
+    assert not any(node.get("cached") for node in tree["nodes"])
+    assert served_event(HeightStarted(height=0, nodes=3, cached=3)).cached == 0

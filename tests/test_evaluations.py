@@ -418,7 +418,8 @@ def test_export_since_takes_epoch_seconds_or_iso_times(client, store):
     assert exported("0") == [first["id"], second["id"]]
 
 
-@pytest.mark.parametrize("params", [{"since": "yesterday"}, {"format": "csv"}])
+@pytest.mark.parametrize("params", [{"since": "yesterday"}, {"since": "nan"}, {"since": "inf"},
+                                    {"format": "csv"}])
 def test_a_bad_export_query_is_a_400_problem(client, params):
     response = client.get("/v1/comparisons/export", headers=ROOT, params=params)
     assert response.status_code == 400

@@ -426,3 +426,14 @@ def test_leases_are_measured_by_the_database_clock_not_the_replicas(
     assert store.jobs.claim_jobs("replica-a", 1, lease_seconds=60)
     monkeypatch.setattr(time, "time", lambda: 4_000_000_000.0)  # replica-b's clock runs decades ahead
     assert store.jobs.claim_jobs("replica-b", 1, lease_seconds=60) == []
+
+
+def test_processes_migrating_one_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'raced.db'}"
+    code = f"from recursum.service.store.database import migrate; migrate({url!r})"
+    racers = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(6)]
+    failures = [racer.stderr.read().decode()[-300:] for racer in racers if racer.wait() != 0]
+    assert failures == []

@@ -1,11 +1,25 @@
 """How stored records read to their callers: a job's wire state, and a report's task for the engine."""
 
+import msgspec
+
+from recursum.schemas.events import HeightStarted, JobEvent
 from recursum.schemas.jobs import JobRead
 from recursum.schemas.reports import ReportRead
 from recursum.schemas.tree import Node
 from recursum.service.engine.helpers.tasks import ReportTask
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
+
+
+def served_node(node: Node) -> Node:
+    """A node as the service shows it, without its `cached` flag: the generation cache is shared by every
+    tenant, so the flag would tell a submitter that someone else had summarized the same text."""
+    return msgspec.structs.replace(node, cached=False) if node.cached else node
+
+
+def served_event(event: JobEvent) -> JobEvent:
+    """An event as the service streams it: a height's count of cached nodes withheld, as in `served_node`."""
+    return msgspec.structs.replace(event, cached=0) if isinstance(event, HeightStarted) else event
 
 
 def job_read(store: Store, job: JobRecord) -> JobRead:

@@ -24,7 +24,7 @@ from recursum.service.jobs.broker import EventBroker
 from recursum.service.jobs.callbacks import CallbackDeliverer
 from recursum.service.jobs.metrics import EngineMetrics
 from recursum.service.jobs.reports import finish_pending_reports
-from recursum.service.jobs.views import job_read
+from recursum.service.jobs.views import job_read, served_event
 from recursum.service.store.database import is_transient
 from recursum.service.store.jobs import LeaseLost
 from recursum.service.store.records import JobRecord
@@ -191,7 +191,7 @@ class JobWorker:
         except LeaseLost:  # another replica took the job over: stop generating it here
             self._lost.add(job_id)
             return
-        self.broker.publish(job_id, to_wire(event))
+        self.broker.publish(job_id, served_event(to_wire(event)))
 
     def _round(self, active: dict[str, "_ActiveJob"]) -> None:
         """One height of every active job in shared batches; then finish the jobs that ended.

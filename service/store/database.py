@@ -6,6 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from filelock import FileLock
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -59,7 +60,20 @@ def is_transient(error: BaseException) -> bool:
 
 
 def migrate(url: str) -> None:
-    """Bring the database at `url` to the newest schema (`alembic upgrade head`); safe to run every start."""
+    """Bring the database at `url` to the newest schema (`alembic upgrade head`); safe to run every start,
+    by several processes at once."""
+    database = sa.make_url(url).database
+    if sa.make_url(url).get_backend_name() == "sqlite" and database and database != ":memory:":
+        # Processes starting together on one file (a test run, `recursum serve` beside `recursum train`)
+        # would race to create the same tables; PostgreSQL takes an advisory lock below instead.
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{Path(database).expanduser()}.migrate.lock"):
+            _upgrade(url)
+    else:
+        _upgrade(url)
+
+
+def _upgrade(url: str) -> None:
     engine = create_database_engine(url)
     try:
         with engine.begin() as connection:

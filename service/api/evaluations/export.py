@@ -1,5 +1,6 @@
 """Comparisons as their evaluators read them and as training reads them (`GET /v1/comparisons/export`)."""
 
+import math
 from datetime import UTC, datetime
 
 from recursum.schemas.evaluations import ComparisonRead, ComparisonRecord, FlaggedItem
@@ -20,9 +21,13 @@ def parse_since(since: str | None) -> float | None:
     if since is None or not since.strip():
         return None
     try:
-        return float(since)
+        value = float(since)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value):  # nan compares false with every time: an export that silently is empty
+            raise InvalidQuery(f"since={since!r} is not a time")
+        return value
     try:
         moment = datetime.fromisoformat(since.strip().replace("Z", "+00:00"))
     except ValueError:

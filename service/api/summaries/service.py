@@ -11,6 +11,7 @@ from recursum.service.api.problems import JobTooLarge, NotFound, QueueFull, Quot
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.estimate import WorkEstimate, estimate_work
 from recursum.service.engine.pipeline.tree import tree_config
+from recursum.service.jobs.views import served_node
 from recursum.service.settings import ServiceSettings
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
@@ -83,7 +84,7 @@ class SummaryService:
                               f"no summary job {job_id}")
 
     def tree(self, job: JobRecord, model: ModelInfo | None) -> TreeRead:
-        nodes = self.store.nodes.job_nodes(job.id)
+        nodes = [served_node(node) for node in self.store.nodes.job_nodes(job.id)]
         heights: list[list[str]] = []
         for node in nodes:
             while len(heights) <= node.height:
@@ -100,7 +101,7 @@ class SummaryService:
         if include_source and node.height == 0:
             document = self.store.jobs.get_document(job.document_id)
             source = document.text[node.span.start : node.span.end]
-        return NodeRead(node=node, source=source)
+        return NodeRead(node=served_node(node), source=source)
 
     def delete(self, job: JobRecord) -> str:
         """Deletes a finished job ("deleted"), cancels a queued one no worker holds ("cancelled"), and

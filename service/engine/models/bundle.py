@@ -35,8 +35,17 @@ class BundleManifest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     adapters: list[AdapterEntry] = []
 
     def adapter_paths(self, directory: str | Path) -> dict[Role, str]:
-        """Role → absolute adapter directory."""
-        return {entry.role: str(Path(directory) / entry.path) for entry in self.adapters}
+        """Role → absolute adapter directory; a path leading out of the bundle (`../`, an absolute path, a
+        link elsewhere) is refused, so a manifest cannot make the service load files it was not given."""
+        root = Path(directory).resolve()
+        paths = {}
+        for entry in self.adapters:
+            path = (root / entry.path).resolve()
+            if not path.is_relative_to(root):
+                raise ModelError(f"bundle {directory}: adapter {entry.role!r} at {entry.path!r} lies outside "
+                                 "the bundle; adapter paths must stay inside it")
+            paths[entry.role] = str(path)
+        return paths
 
 
 def read_manifest(directory: str | Path) -> BundleManifest:
