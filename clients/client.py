@@ -116,9 +116,14 @@ def _read_next_task(response: httpx.Response) -> EvaluationTask | None:
 
 
 def _read_export(response: httpx.Response) -> list[ComparisonRecord]:
+    """The records, once their count matches the count the server announced (a cut stream is an error)."""
     if response.is_error:
         raise _api_error(response)
-    return [_decode_record(line) for line in response.content.splitlines() if line.strip()]
+    records = [_decode_record(line) for line in response.content.splitlines() if line.strip()]
+    announced = response.headers.get("x-recursum-export-count")
+    if announced is not None and int(announced) != len(records):
+        raise TransportError(f"the comparisons export was cut short: {len(records)} of {announced} records")
+    return records
 
 
 def _answers_ok(response: httpx.Response) -> bool:

@@ -15,7 +15,7 @@ from litestar.testing import TestClient
 from postgres_cluster import new_database
 
 from recursum.clients.client import AsyncClient, Client
-from recursum.clients.exceptions import Conflict
+from recursum.clients.exceptions import Conflict, TransportError
 from recursum.schemas.evaluations import (
     ComparisonRead,
     ComparisonRecord,
@@ -416,6 +416,36 @@ def test_export_since_takes_epoch_seconds_or_iso_times(client, store):
     iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(cut)) + f".{int(cut % 1 * 1e6):06d}Z"
     assert exported(str(cut)) == exported(iso) == [second["id"]]
     assert exported("0") == [first["id"], second["id"]]
+
+
+def test_an_export_says_how_many_records_it_holds_and_continues_after_the_last(client, store, monkeypatch):
+    seed_job(store)
+    first = _compare(client, _task(client).id).json()
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - 3600)  # a replica whose clock lags an hour
+    second = _compare(client, _task(client).id).json()
+    monkeypatch.setattr(time, "time", real_time)
+
+    everything = client.get("/v1/comparisons/export", headers=ROOT)
+    assert everything.headers["X-Recursum-Export-Count"] == "2"
+    through = int(everything.headers["X-Recursum-Export-Through"])
+    # In the order they were stored, whatever the clocks said: the lagging one is not lost before the cursor.
+    assert [msgspec.json.decode(line)["id"] for line in everything.content.splitlines()] == [first["id"],
+                                                                                             second["id"]]
+    rest = client.get("/v1/comparisons/export", headers=ROOT, params={"after": through - 1})
+    assert rest.headers["X-Recursum-Export-Count"] == "1"
+    assert [msgspec.json.decode(line)["id"] for line in rest.content.splitlines()] == [second["id"]]
+
+
+def test_the_client_refuses_an_export_cut_short():
+    def handler(request):
+        whole = _answer(request)  # two records
+        return httpx.Response(200, content=whole.content.splitlines()[0] + b"\n",
+                              headers={"X-Recursum-Export-Count": "2"})
+
+    client = Client(URL, api_key="r-secret", transport=httpx.MockTransport(handler))
+    with client, pytest.raises(TransportError, match="cut short: 1 of 2"):
+        client.export_comparisons()
 
 
 @pytest.mark.parametrize("params", [{"since": "yesterday"}, {"since": "nan"}, {"since": "inf"},

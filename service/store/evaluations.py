@@ -25,6 +25,7 @@ from recursum.service.store.tables import (
 )
 
 _PAGE = 200  # rows read per query while looking for the next eligible pair, or exporting
+_SEQ_ATTEMPTS = 3  # concurrent submissions on PostgreSQL may draw the same next number; the loser retries
 
 
 class EvaluationPair(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +72,7 @@ class StoredComparison(msgspec.Struct, kw_only=True):
     flagged: tuple[tuple[int, int], ...]  # (candidate, item)
     evaluator: str
     created: float
+    seq: int = 0  # given by the store: the order comparisons were stored in
 
 
 class StoredReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,6 +100,11 @@ class NodeWithJob(msgspec.Struct, frozen=True, kw_only=True):
 
 class LeaseConflict(Exception):
     """Raised when a comparison is submitted for a lease that is no longer the caller's to answer."""
+
+
+def _window(since: float | None, after: int, through: int) -> list[Any]:
+    conditions = [ComparisonRow.seq > after, ComparisonRow.seq <= through]
+    return conditions if since is None else [*conditions, ComparisonRow.created >= since]
 
 
 def _height_filter(column: Any, height: int | None, role: str | None) -> list[Any]:
@@ -244,14 +251,22 @@ class EvaluationRepository:
                        EvaluationTaskRow.lease_id == comparison.lease_id,
                        EvaluationTaskRow.lease_owner == comparison.evaluator,
                        EvaluationTaskRow.lease_expires >= comparison.created)
-        with self.db.session.begin() as session:
-            released = session.execute(sa.update(EvaluationTaskRow).where(held)
-                                       .values(lease_id=None, lease_owner=None, lease_expires=None))
-            if released.rowcount == 0:
-                raise LeaseConflict(comparison.lease_id)
-            session.execute(sa.update(EvaluationLeaseRow).where(EvaluationLeaseRow.id == comparison.lease_id)
-                            .values(submitted=comparison.created))
-            session.add(ComparisonRow(**msgspec.to_builtins(comparison)))
+        for attempt in range(_SEQ_ATTEMPTS):
+            try:
+                with self.db.session.begin() as session:
+                    released = session.execute(sa.update(EvaluationTaskRow).where(held)
+                                               .values(lease_id=None, lease_owner=None, lease_expires=None))
+                    if released.rowcount == 0:
+                        raise LeaseConflict(comparison.lease_id)
+                    session.execute(sa.update(EvaluationLeaseRow)
+                                    .where(EvaluationLeaseRow.id == comparison.lease_id)
+                                    .values(submitted=comparison.created))
+                    seq = session.scalar(sa.select(sa.func.coalesce(sa.func.max(ComparisonRow.seq), 0) + 1))
+                    session.add(ComparisonRow(**msgspec.to_builtins(comparison) | {"seq": seq}))
+                return
+            except sa.exc.IntegrityError:  # a concurrent submission took this number first: take the next
+                if attempt + 1 == _SEQ_ATTEMPTS:
+                    raise
 
     def get_comparison(self, comparison_id: str) -> StoredComparison | None:
         with self.db.session() as session:
@@ -263,20 +278,24 @@ class EvaluationRepository:
             row = session.scalars(sa.select(ComparisonRow).where(ComparisonRow.lease_id == lease_id)).first()
             return None if row is None else row_struct(row, StoredComparison)
 
-    def comparisons_since(self, since: float | None = None) -> Iterator[StoredComparison]:
-        """Comparisons created at or after `since`, oldest first, read a page at a time."""
-        query = sa.select(ComparisonRow).order_by(ComparisonRow.created, ComparisonRow.id).limit(_PAGE)
-        if since is not None:
-            query = query.where(ComparisonRow.created >= since)
-        after: tuple[float, str] | None = None
+    def export_window(self, since: float | None, after: int) -> tuple[int, int]:
+        """(how many comparisons an export holds, the last `seq` it reaches): the ones stored after
+        `after` and created at or after `since`, up to the newest stored now."""
+        with self.db.session() as session:
+            last = session.scalar(sa.select(sa.func.max(ComparisonRow.seq))) or 0
+            count = session.scalar(sa.select(sa.func.count()).select_from(ComparisonRow)
+                                   .where(*_window(since, after, last))) or 0
+            return count, last
+
+    def comparisons_in(self, since: float | None, after: int, through: int) -> Iterator[StoredComparison]:
+        """The comparisons of an export window, in the order they were stored, read a page at a time."""
+        query = sa.select(ComparisonRow).order_by(ComparisonRow.seq).limit(_PAGE)
         while True:
-            page = query
-            if after is not None:
-                page = page.where(sa.tuple_(ComparisonRow.created, ComparisonRow.id) > after)
+            page = query.where(*_window(since, after, through))
             with self.db.session() as session:
                 rows = [row_struct(row, StoredComparison) for row in session.scalars(page)]
             yield from rows
             if len(rows) < _PAGE:
                 return
-            after = (rows[-1].created, rows[-1].id)
+            after = rows[-1].seq
 

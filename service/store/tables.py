@@ -193,6 +193,7 @@ class ComparisonRow(Base):
     __table_args__ = (
         sa.Index("ix_comparisons_created", "created"),
         sa.Index("ix_comparisons_evaluator_task", "evaluator", "task_id"),
+        sa.Index("ux_comparisons_seq", "seq", unique=True),
     )
 
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
@@ -214,6 +215,7 @@ class ComparisonRow(Base):
     flagged: Mapped[list[Any]] = mapped_column(sa.JSON)
     evaluator: Mapped[str] = mapped_column(sa.String)
     created: Mapped[float]
+    seq: Mapped[int]  # the order comparisons were stored in: the export's cursor
 
 
 StructT = TypeVar("StructT", bound=msgspec.Struct)

@@ -32,6 +32,11 @@ SINCE = Parameter(default=None, max_length=64,
                   description="epoch seconds or ISO 8601 time: only comparisons created then or later")
 
 
+AFTER = Parameter(default=0, ge=0, description="only comparisons stored after this one "
+                                             "(the X-Recursum-Export-Through of an earlier export)")
+EXPORT_COUNT, EXPORT_THROUGH = "X-Recursum-Export-Count", "X-Recursum-Export-Through"
+
+
 def _lines(records: Iterator[ComparisonRecord]) -> Iterator[bytes]:
     for record in records:
         yield _encode(record) + b"\n"
@@ -70,10 +75,14 @@ class ComparisonController(Controller):
 
     @get("/export", opt={"scope": "admin"}, sync_to_thread=True, media_type=JSONL)
     def export(self, evaluations: Evaluations, format: Literal["jsonl"] = FORMAT,
-               since: str | None = SINCE,
+               since: str | None = SINCE, after: int = AFTER,
     ) -> Stream:
-        """Comparisons as JSON lines of the training `Comparison` schema, oldest first."""
-        return Stream(_lines(evaluations.export(since)), media_type=JSONL)
+        """Comparisons as JSON lines of the training `Comparison` schema, in the order they were stored.
+        `X-Recursum-Export-Count` says how many lines a complete answer has; `X-Recursum-Export-Through`
+        is the `after` that continues from here."""
+        window = evaluations.export(since, after)
+        return Stream(_lines(window.records), media_type=JSONL,
+                      headers={EXPORT_COUNT: str(window.count), EXPORT_THROUGH: str(window.through)})
 
     @get("/{comparison_id:str}", opt={"scope": "evaluate"}, sync_to_thread=True)
     def read(self, request: Request, comparison_id: PathId, evaluations: Evaluations) -> ComparisonRead:

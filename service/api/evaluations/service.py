@@ -7,6 +7,7 @@ is `inputs`; the export's records are `export`.
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from recursum.schemas.evaluations import (
@@ -48,6 +49,15 @@ class InvalidComparison(ApiError):
     """Raised when a comparison does not fit its task (a report of another node, an item it lacks)."""
 
     status, title = 422, "Comparison does not fit its task"
+
+
+@dataclass
+class ExportWindow:
+    """One export: its records, how many there are, and the `seq` of the last (the next export's `after`)."""
+
+    records: Iterator[ComparisonRecord]
+    count: int
+    through: int
 
 
 class EvaluationService:
@@ -215,8 +225,12 @@ class EvaluationService:
 
     # Export
 
-    def export(self, since: str | None) -> Iterator[ComparisonRecord]:
-        """Every comparison created at or after `since`, oldest first, as training records.
-        A bad `since` raises here, before anything is streamed."""
-        stored = self.store.evaluations.comparisons_since(parse_since(since))
-        return (export_record(comparison) for comparison in stored)
+    def export(self, since: str | None, after: int) -> ExportWindow:
+        """The comparisons stored after `after` (a `seq`) and created at or after `since`, in the order they
+        were stored, as training records; how many there are and the last `seq` are fixed before anything
+        is streamed (a bad `since` raises here), so a reader can tell a complete export from a cut one."""
+        moment = parse_since(since)
+        count, through = self.store.evaluations.export_window(moment, after)
+        stored = self.store.evaluations.comparisons_in(moment, after, through)
+        return ExportWindow(records=(export_record(comparison) for comparison in stored), count=count,
+                            through=through)
