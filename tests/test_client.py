@@ -375,7 +375,9 @@ def test_a_real_server_summarizes_with_height_events_and_serves_the_tree(server)
     assert job.status == "done" and job.root == tree.root == tree.heights[-1][0]
     started = [e.height for e in events if isinstance(e, HeightStarted)]
     finished = [e.height for e in events if isinstance(e, HeightDone)]
-    assert started == finished == list(range(len(tree.heights)))
+    assert finished == list(range(len(tree.heights)))
+    # On a busy machine the stream can join once height 0 has started: its state event says so.
+    assert started == finished[len(finished) - len(started):] and isinstance(events[0], JobState)
     assert isinstance(events[-1], JobFinished)
     assert leaf.source == STORY[leaf.node.span.start:leaf.node.span.end]
 

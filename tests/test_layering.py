@@ -22,6 +22,7 @@ ENGINE_SURFACE = {
     "recursum.service.engine.models.model_store",
     "recursum.service.engine.models.spec",
     "recursum.service.engine.pipeline.document",
+    "recursum.service.engine.pipeline.estimate",  # a tree's cost from its chunks (tiktoken; no model)
     "recursum.service.engine.pipeline.events",
     "recursum.service.engine.pipeline.node_cache",
     "recursum.service.engine.pipeline.prompts",

@@ -81,3 +81,11 @@ def test_a_last_sentence_the_length_limit_cut_off_is_dropped():
 def test_a_finished_last_sentence_may_end_in_a_closing_quote():
     kept, _ = screen([_sentence("Alice said, “I am late.”")], SOURCE, 0.25)
     assert len(kept) == 1
+
+
+def test_an_extract_leaves_out_a_title_page_or_contents_while_story_sentences_remain():
+    inputs = ["Alice's Adventures in Wonderland by Lewis Carroll. Contents: Chapter I. Down the Rabbit-Hole.",
+              "Alice was beginning to get very tired of sitting by her sister on the bank.",
+              "The White Rabbit ran close by her, muttering about the Duchess."]
+    extract = extractive_summary(inputs)
+    assert "Contents" not in extract and "Alice was beginning" in extract

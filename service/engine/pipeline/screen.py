@@ -51,11 +51,13 @@ def screen(sentences: Sequence[Sentence], source: str,
 
 def extractive_summary(inputs: Sequence[str], limit: int = EXTRACTIVE_SENTENCES) -> str:
     """The input sentences that name the most of the input's characters (ties: the nearer to 20 words, then
-    the earlier), in reading order: a grounded stand-in when every generated sentence was dropped."""
+    the earlier), in reading order: a grounded stand-in when every generated sentence was dropped. A
+    sentence about the text (a title page, a table of contents) is the screen's meta-commentary when
+    generated, and no better when copied, so it is used only when nothing else is left."""
+    story = [" ".join(text.split()) for text in inputs if text.strip() and not is_meta_commentary(text)]
     # A run of dialogue can split as one sentence of a hundred words: an extract of those reads as a wall.
-    usable = [" ".join(text.split()) for text in inputs if 4 <= len(words(text)) <= EXTRACT_MAX_WORDS]
-    if not usable:
-        usable = [" ".join(text.split()) for text in inputs if text.strip()]
+    usable = ([text for text in story if 4 <= len(words(text)) <= EXTRACT_MAX_WORDS] or story
+              or [" ".join(text.split()) for text in inputs if text.strip()])
     names = known_names(usable)
 
     def rank(i: int) -> tuple[int, int, int]:
