@@ -33,7 +33,8 @@ class RefuseNul(ASGIMiddleware):
             message = await receive()
             if message["type"] == "http.request":
                 chunk = tail + message.get("body", b"")
-                if b"\x00" in chunk or _JSON_NUL.search(chunk):
+                # A substring test first: the regex costs ~40 ms a megabyte, on the event loop.
+                if b"\x00" in chunk or (b"u0000" in chunk and _JSON_NUL.search(chunk)):
                     raise NulCharacter("the request body contains a NUL character (raw or as \\u0000); "
                                        "send text without it")
                 tail = chunk[-_TAIL:]
