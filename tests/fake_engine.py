@@ -16,7 +16,7 @@ from recursum.service.engine.interface import Diagnosis
 from recursum.service.engine.pipeline.document import Document
 from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent
 from recursum.service.engine.pipeline.node_cache import NodeCache
-from recursum.service.engine.pipeline.results import GenerationStats, RunStats
+from recursum.service.engine.pipeline.results import BatchRecord, GenerationStats, RunStats
 from recursum.service.engine.pipeline.tree import Chunk, Tree, TreeConfig
 
 CONTEXT_WINDOW = 512
@@ -67,7 +67,11 @@ class FakeEngine:
         self.healthy = healthy
         self.fail_reports = fail_reports
         self.poison = poison
+        self.batch_listener: Callable[[BatchRecord], None] | None = None
         self.reported: list[ReportTask] = []
+
+    def observe_batches(self, listener: Callable[[BatchRecord], None]) -> None:
+        self.batch_listener = listener
 
     def check(self, config: TreeConfig) -> None:
         if config.summary_tokens >= CONTEXT_WINDOW:
@@ -86,6 +90,11 @@ class FakeEngine:
                 failures[index] = RuntimeError(f"the fake model failed on {self.poison!r}")
             elif all(wanted(key) for key in run.pending_keys()):
                 run.generate()
+                if self.batch_listener is not None:  # one "batch" per node, as it finishes
+                    self.batch_listener(BatchRecord(sequences=1, prompt_tokens=len(run.text.split()),
+                                                    generated_tokens=len(run.node.summary.split()),
+                                                    decode_steps=1, prefill_seconds=0.01, decode_seconds=0.01,
+                                                    truncated=0))
         return failures
 
     def summarize(self, document: Document, config: TreeConfig, cache: NodeCache,

@@ -135,3 +135,14 @@ def test_running_out_of_memory_splits_the_batch_and_loses_nothing(runtime, monke
     requests = _requests([3, 9, 20, 4])
     assert [r.key for r in generate_batched(runtime, requests, SETTINGS, batch_size=4)] == ["r0", "r1", "r2",
                                                                                            "r3"]
+
+
+def test_every_batch_is_reported_as_it_finishes(runtime, monkeypatch):
+    seen = []
+    monkeypatch.setattr(runtime, "on_batch", seen.append)
+    stats = GenerationStats()
+    generate_batched(runtime, _requests([5, 5, 30]), SETTINGS, batch_size=2, stats=stats)
+    assert len(seen) == stats.batches == 2
+    assert sum(b.prompt_tokens for b in seen) == stats.prompt_tokens
+    assert sum(b.generated_tokens for b in seen) == stats.generated_tokens
+    assert all(b.decode_steps <= SETTINGS.max_new_tokens and b.prefill_seconds > 0 for b in seen)

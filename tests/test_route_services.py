@@ -165,3 +165,12 @@ def test_a_pending_report_leased_to_one_replica_is_not_generated_by_another(stor
     assert finish_pending_reports(store, engine, "replica-b") == 0
     assert engine.reported == []
     assert store.reports.get_report(leased.id).status == "pending"
+
+
+def test_tokens_and_batches_are_counted_as_each_batch_finishes(store):
+    with _client(FakeEngine(), store) as client:
+        _finished_job(client)
+        metrics = client.get("/metrics").text
+    assert "recursum_generated_tokens_total 5.0" in metrics  # the fake counts the summary's words
+    assert "recursum_generation_batch_size_count 1.0" in metrics
+    assert 'recursum_jobs_unfinished{state="queued"}' in metrics and "recursum_leased_jobs" in metrics

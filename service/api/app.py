@@ -90,8 +90,10 @@ def _model_worker(engine: Engine | None):
             log.warning("DEV MODE: serving without API keys; every caller is admin")
         settings = state.settings
         keys = {key.name: key.secret_sha256 for key in settings.api_keys}
-        callbacks = CallbackDeliverer(state.store, keys, settings.callback_targets(), settings.replica_id,
-                                      lease_seconds=settings.lease_seconds)
+        callbacks = CallbackDeliverer(
+            state.store, keys, settings.callback_targets(), settings.replica_id,
+            lease_seconds=settings.lease_seconds,
+            on_outcome=lambda outcome: state.metrics.callbacks.labels(outcome=outcome).inc())
         state.worker = JobWorker(state.store, lambda: engine or load_engine(state.settings.model),
                                  state.broker, state.metrics, callbacks,
                                  max_active=state.settings.max_active_jobs,

@@ -20,7 +20,7 @@ from recursum.service.engine.pipeline.evidence import EvidenceScorer
 from recursum.service.engine.pipeline.generate import MIN_INPUT_TOKENS
 from recursum.service.engine.pipeline.node_cache import NodeCache
 from recursum.service.engine.pipeline.recursion import Summarizer, TreeBuild, run_round
-from recursum.service.engine.pipeline.results import GenerationStats, RunStats
+from recursum.service.engine.pipeline.results import BatchRecord, GenerationStats, RunStats
 from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 
 
@@ -70,6 +70,9 @@ class ModelEngine:
         """Critique and qa prompts share one batched generation with the helper adapter (or the base model
         with the helper prompt)."""
         return build_reports(self.runtime, self.scorer, tasks, cache, stats)
+
+    def observe_batches(self, listener: Callable[[BatchRecord], None]) -> None:
+        self.runtime.on_batch = listener
 
     def health(self) -> bool:
         ids = torch.tensor([[self.runtime.tokenizer.bos_token_id or 0]], device=self.runtime.device)

@@ -16,7 +16,7 @@ from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.document import Document
 from recursum.service.engine.pipeline.events import ProgressEvent
 from recursum.service.engine.pipeline.node_cache import NodeCache
-from recursum.service.engine.pipeline.results import GenerationStats, RunStats
+from recursum.service.engine.pipeline.results import BatchRecord, GenerationStats, RunStats
 from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 
 
@@ -101,6 +101,10 @@ class Engine(Protocol):
     def report(self, tasks: Sequence[ReportTask], cache: NodeCache | None = None,
                stats: GenerationStats | None = None) -> list[ReportBody]:
         """Helper reports about nodes of finished trees, in task order."""
+        ...
+
+    def observe_batches(self, listener: Callable[[BatchRecord], None]) -> None:
+        """Have `listener` told of every generate call as it finishes (live metrics)."""
         ...
 
     def health(self) -> bool:

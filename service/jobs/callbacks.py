@@ -18,6 +18,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -73,7 +74,8 @@ class CallbackDeliverer:
 
     def __init__(self, store: Store, keys: dict[str, str], targets: CallbackTargets,
                  replica_id: str = "local", attempts: int = 5, first_delay: float = 0.5,
-                 deadline: float = 10.0, lease_seconds: float = 30.0, parallel: int = 4) -> None:
+                 deadline: float = 10.0, lease_seconds: float = 30.0, parallel: int = 4,
+                 on_outcome: Callable[[CallbackOutcome], None] | None = None) -> None:
         self.store = store
         self.keys = keys
         self.targets = targets
@@ -83,6 +85,7 @@ class CallbackDeliverer:
         self.deadline = deadline
         self.lease_seconds = max(lease_seconds, 2 * deadline)
         self.parallel = parallel
+        self.on_outcome = on_outcome  # told of every attempt's outcome (metrics)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="recursum-callbacks", daemon=True)
@@ -120,6 +123,8 @@ class CallbackDeliverer:
         retry = outcome in ("rejected", "unreachable") and number < self.attempts
         retry_at = time.time() + self.first_delay * 2 ** (number - 1) if retry else None
         attempt = CallbackAttempt(attempt=number, at=time.time(), outcome=outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
         if not self.store.callbacks.record_attempt(delivery, self.replica_id, attempt, retry_at):
             log.info("callback %s: job deleted or delivery taken over; not recorded", delivery.id)
         elif outcome != "delivered" and retry_at is None:

@@ -1,4 +1,8 @@
-"""Engine metrics (prometheus-client). Labels stay bounded: roles, heights, statuses; never job ids."""
+"""Engine metrics (prometheus-client). Labels stay bounded: roles, heights, statuses; never job ids.
+
+Tokens, batches and nodes are counted as each batch and node finishes, so a book that runs for an hour
+shows its throughput while it runs, not at its end.
+"""
 
 from pathlib import Path
 
@@ -6,9 +10,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from recursum.schemas.tree import Node
 from recursum.service.engine.interface import Engine
-from recursum.service.engine.pipeline.results import RunStats
+from recursum.service.engine.pipeline.results import BatchRecord
 
 _SECONDS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+_TOKEN_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
 class EngineMetrics:
@@ -18,6 +23,27 @@ class EngineMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.queue_depth = Gauge("recursum_queue_depth", "Jobs queued or running.", registry=r)
+        self.jobs_by_state = Gauge("recursum_jobs_unfinished", "Jobs waiting or running, all replicas.",
+                                   ["state"], registry=r)
+        self.leased_jobs = Gauge("recursum_leased_jobs", "Jobs this replica is running (for autoscaling).",
+                                 registry=r)
+        self.queue_wait = Histogram("recursum_queue_wait_seconds", "From submit to the job's start.",
+                                    buckets=_SECONDS, registry=r)
+        self.lease_takeovers = Counter("recursum_lease_takeovers_total",
+                                       "Running jobs another replica took over.", registry=r)
+        self.failures = Counter("recursum_job_failures_total", "Jobs that failed, by reason.", ["reason"],
+                                registry=r)
+        self.callbacks = Counter("recursum_callback_deliveries_total", "Callback attempts, by outcome.",
+                                 ["outcome"], registry=r)
+        self.prefill = Histogram("recursum_generation_prefill_seconds", "Prefill time of one generate call.",
+                                 buckets=_SECONDS, registry=r)
+        self.decode = Histogram("recursum_generation_decode_seconds", "Decode time of one generate call.",
+                                buckets=_SECONDS, registry=r)
+        self.token_seconds = Histogram("recursum_time_per_output_token_seconds",
+                                       "Decode time per step of one generate call.", buckets=_TOKEN_SECONDS,
+                                       registry=r)
+        self.truncated = Counter("recursum_truncated_prompts_total", "Prompts cut to fit the model's window.",
+                                 registry=r)
         self.jobs = Counter("recursum_jobs_total", "Jobs that ended, by final status.", ["status"],
                             registry=r)
         self.nodes = Counter("recursum_nodes_generated_total", "Summary nodes finished.",
@@ -48,15 +74,22 @@ class EngineMetrics:
                          "device": info.device, "adapters": ",".join(sorted(info.adapters)) or "none"})
 
     def observe_node(self, node: Node) -> None:
-        if not node.cached:
+        if node.composed:
+            return
+        if node.cached:
+            self.cache_hits.inc()
+        else:
+            self.cache_misses.inc()
             self.nodes.labels(role=node.role, height=str(node.height)).inc()
 
-    def observe_run(self, stats: RunStats) -> None:
-        generation = stats.generation
-        self.prompt_tokens.inc(generation.prompt_tokens)
-        self.generated_tokens.inc(generation.generated_tokens)
-        for size, seconds in zip(generation.batch_sizes, generation.batch_seconds, strict=True):
-            self.batch_size.observe(size)
-            self.batch_duration.observe(seconds)
-        self.cache_hits.inc(stats.cache_hits)
-        self.cache_misses.inc(stats.cache_misses)
+    def observe_batch(self, batch: BatchRecord) -> None:
+        """Called from the worker thread as each generate call finishes (summaries and reports alike)."""
+        self.prompt_tokens.inc(batch.prompt_tokens)
+        self.generated_tokens.inc(batch.generated_tokens)
+        self.batch_size.observe(batch.sequences)
+        self.batch_duration.observe(batch.prefill_seconds + batch.decode_seconds)
+        self.prefill.observe(batch.prefill_seconds)
+        self.decode.observe(batch.decode_seconds)
+        if batch.decode_steps:
+            self.token_seconds.observe(batch.decode_seconds / batch.decode_steps)
+        self.truncated.inc(batch.truncated)

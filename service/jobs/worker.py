@@ -111,11 +111,12 @@ class JobWorker:
             self.load_error = f"{type(error).__name__}: {error}"
             return
         self.metrics.observe_model(self.engine)
+        self.engine.observe_batches(self.metrics.observe_batch)
         active: dict[str, _ActiveJob] = {}
         while not self._stopping.is_set():
             try:
                 self._admit(active)
-                self.metrics.queue_depth.set(self.store.jobs.count_jobs(("queued", "running")))
+                self._observe_queue(active)
                 # Pending helper reports (critique, qa) are generated in batches between summary rounds.
                 reported = finish_pending_reports(self.store, self.engine, self.replica_id)
                 if active:
@@ -129,6 +130,13 @@ class JobWorker:
             self._running = frozenset(active)
         # A graceful stop (a rolling restart) is not an attempt: any replica may resume these at once.
         self._release(list(active))
+
+    def _observe_queue(self, active: dict[str, "_ActiveJob"]) -> None:
+        waiting, running = (self.store.jobs.count_jobs((state,)) for state in ("queued", "running"))
+        self.metrics.queue_depth.set(waiting + running)
+        self.metrics.jobs_by_state.labels(state="queued").set(waiting)
+        self.metrics.jobs_by_state.labels(state="running").set(running)
+        self.metrics.leased_jobs.set(len(active))
 
     def _release(self, job_ids: list[str]) -> None:
         try:
@@ -147,6 +155,7 @@ class JobWorker:
                 self._finish(job.id, status="cancelled")
                 continue
             if job.attempts > self.max_attempts:
+                self.metrics.failures.labels(reason="poison").inc()
                 self._finish(job.id, status="failed", error=(
                     f"gave up after {self.max_attempts} attempts: each time, the replica running this job "
                     "stopped before it finished (a crash, e.g. out of memory); resubmit it smaller"))
@@ -158,10 +167,13 @@ class JobWorker:
                 if is_transient(error):
                     self._release([job.id])
                 else:
+                    self.metrics.failures.labels(reason="refused").inc()
                     self._finish(job.id, status="failed", error=public_message(error))
 
     def _start(self, job: JobRecord) -> "_ActiveJob":
         self.engine.check(job.config)  # refused alone here rather than failing a shared batch later
+        if job.started is None:
+            self.metrics.queue_wait.observe(time.time() - job.created)
         job = self.store.jobs.update_job(job.id, holder=self.replica_id, status="running",
                                          started=job.started or time.time())
         running = _ActiveJob(job=job, started=time.time(),
@@ -220,6 +232,7 @@ class JobWorker:
             running = active[job_id]
             if job_id in self._lost:
                 log.warning("lease on job %s was taken over by another replica; dropping it", job_id)
+                self.metrics.lease_takeovers.inc()
                 self._lost.discard(job_id)
                 del active[job_id]
                 continue
@@ -247,10 +260,10 @@ class JobWorker:
             self._release([job_id])
         else:
             log.error("job %s failed", job_id, exc_info=error)
+            self.metrics.failures.labels(reason="generation").inc()
             self._end(running, status="failed", error=public_message(error))
 
     def _end(self, running: "_ActiveJob", **changes) -> None:
-        self.metrics.observe_run(running.stats)
         self.metrics.job_duration.observe(time.time() - running.started)
         self._finish(running.job.id, **changes)
 

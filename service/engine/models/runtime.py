@@ -4,7 +4,7 @@ import hashlib
 import json
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from recursum.service.engine.models.bundle import check_base, read_manifest
 from recursum.service.engine.models.model_store import convert_gguf, default_model_path, recursum_home
 from recursum.service.engine.models.reward_head import REWARD_HEAD_FILE, RewardHead
 from recursum.service.engine.models.spec import Device, DType, ModelSpec, Quantization
+from recursum.service.engine.pipeline.results import BatchRecord
 
 
 def resolve_device(device: Device) -> torch.device:
@@ -124,6 +125,7 @@ class ModelRuntime:
         self.adapters = adapters if adapters is not None else dict(spec.adapters)
         self.reward_head = reward_head
         self.verify_calibration = verify_calibration
+        self.on_batch: Callable[[BatchRecord], None] | None = None  # told of every generate call
         self.device = next(model.parameters()).device
         self.context_window = int(
             getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length

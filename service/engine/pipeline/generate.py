@@ -20,6 +20,7 @@ from recursum.service.engine.models.batch_memory import BatchMemory
 from recursum.service.engine.models.runtime import ModelRuntime
 from recursum.service.engine.pipeline.prompts import PromptInput, render_messages
 from recursum.service.engine.pipeline.results import (
+    BatchRecord,
     GenerationRequest,
     GenerationResult,
     GenerationSettings,
@@ -218,6 +219,12 @@ def _generate_one_batch(runtime, batch, settings, stats, wanted) -> list[Generat
             truncated=truncated,
         ))
     first_step = clock.first_step or finished
+    if runtime.on_batch is not None:
+        runtime.on_batch(BatchRecord(
+            sequences=len(batch), prompt_tokens=sum(len(ids) for _, ids, _ in batch),
+            generated_tokens=sum(r.generated_tokens for r in results), decode_steps=new_tokens.shape[1],
+            prefill_seconds=first_step - started, decode_seconds=finished - first_step,
+            truncated=sum(truncated for _, _, truncated in batch)))
     stats.batches += 1
     stats.sequences += len(batch)
     stats.prompt_tokens += sum(len(ids) for _, ids, _ in batch)

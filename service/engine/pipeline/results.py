@@ -48,6 +48,18 @@ class GenerationStats(msgspec.Struct, kw_only=True):
     batch_seconds: list[float] = []
 
 
+class BatchRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One generate call as it finishes: what live metrics count, whichever job or report it served."""
+
+    sequences: int
+    prompt_tokens: int
+    generated_tokens: int
+    decode_steps: int  # the longest output: how many decoding steps the batch ran
+    prefill_seconds: float
+    decode_seconds: float
+    truncated: int  # prompts cut to fit the model's window
+
+
 class RunStats(msgspec.Struct, kw_only=True):
     """Where a run's time went: generation (prefill/decode inside), evidence, everything."""
 
