@@ -57,6 +57,18 @@ def summarize(book: Path, server: str, api_key: str | None, title: str, out: Pat
 
 
 @client.command()
+@click.argument("book", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_connection
+@click.option("--title", default="", help="Document title (default: the file name).")
+@summary_option_flags()
+def estimate(book: Path, server: str, api_key: str | None, title: str, **flags) -> None:
+    """Print what summarizing BOOK would cost (JSON: chunks, nodes per height, tokens, seconds at the
+    server's recent throughput), without queueing it."""
+    with Client(server, api_key) as remote:
+        _echo_json(remote.estimate_file(book, title=title, options=summary_options(flags)))
+
+
+@client.command()
 @click.argument("job_id", metavar="ID")
 @_connection
 def get(job_id: str, server: str, api_key: str | None) -> None:

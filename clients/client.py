@@ -39,7 +39,7 @@ from recursum.schemas.evaluations import (
     Preference,
 )
 from recursum.schemas.events import JobEvent, JobFinished
-from recursum.schemas.jobs import JobAccepted, JobRead, NodeRead, SummaryCreate, TreeRead
+from recursum.schemas.jobs import EstimateRead, JobAccepted, JobRead, NodeRead, SummaryCreate, TreeRead
 from recursum.schemas.options import SummaryOptions
 from recursum.schemas.problems import Problem
 from recursum.schemas.reports import ReportCreate, ReportKind, ReportRead
@@ -99,6 +99,7 @@ def _reader(kind: type[T]) -> Callable[[httpx.Response], T]:
 
 
 _read_accepted = _reader(JobAccepted)
+_read_estimate = _reader(EstimateRead)
 _read_job = _reader(JobRead)
 _read_tree = _reader(TreeRead)
 _read_node = _reader(NodeRead)
@@ -113,6 +114,24 @@ _decode_record = msgspec.json.Decoder(ComparisonRecord).decode
 def _read_next_task(response: httpx.Response) -> EvaluationTask | None:
     """The leased task, or None for 204 (no task is waiting)."""
     return None if response.status_code == 204 else _read_task(response)
+
+
+def _text_body(text: str, title: str, options: SummaryOptions | None,
+               callback_url: str | None) -> dict[str, Any]:
+    """A submission as JSON (`POST /v1/summaries` and `/v1/estimates` take the same body)."""
+    body = SummaryCreate(text=text, title=title, options=options or SummaryOptions(),
+                         callback_url=callback_url)
+    return {"content": msgspec.json.encode(body), "headers": {"content-type": "application/json"}}
+
+
+def _file_body(path: str | Path, title: str, options: SummaryOptions | None) -> dict[str, Any]:
+    """A submission as a multipart upload, read into memory (the service caps documents anyway) so that a
+    retry can send it again."""
+    path = Path(path)
+    form = {"options": msgspec.json.encode(options or SummaryOptions()).decode()}
+    if title:
+        form["title"] = title
+    return {"data": form, "files": {"file": (path.name, path.read_bytes(), "text/plain")}}
 
 
 def _read_export(response: httpx.Response) -> list[ComparisonRecord]:
@@ -233,20 +252,18 @@ class _BaseClient:
 
     def _submit_call(self, text: str, title: str, options: SummaryOptions | None,
                      callback_url: str | None) -> _Call[JobAccepted]:
-        body = SummaryCreate(text=text, title=title, options=options or SummaryOptions(),
-                             callback_url=callback_url)
-        return _Call("POST", "/v1/summaries", _read_accepted,
-                     {"content": msgspec.json.encode(body), "headers": {"content-type": "application/json"}})
+        return _Call("POST", "/v1/summaries", _read_accepted, _text_body(text, title, options, callback_url))
 
     def _submit_file_call(self, path: str | Path, title: str,
                           options: SummaryOptions | None) -> _Call[JobAccepted]:
-        # Read into memory (the service caps documents anyway) so that a retry can send it again.
-        path = Path(path)
-        form = {"options": msgspec.json.encode(options or SummaryOptions()).decode()}
-        if title:
-            form["title"] = title
-        files = {"file": (path.name, path.read_bytes(), "text/plain")}
-        return _Call("POST", "/v1/summaries", _read_accepted, {"data": form, "files": files})
+        return _Call("POST", "/v1/summaries", _read_accepted, _file_body(path, title, options))
+
+    def _estimate_call(self, text: str, title: str, options: SummaryOptions | None) -> _Call[EstimateRead]:
+        return _Call("POST", "/v1/estimates", _read_estimate, _text_body(text, title, options, None))
+
+    def _estimate_file_call(self, path: str | Path, title: str,
+                            options: SummaryOptions | None) -> _Call[EstimateRead]:
+        return _Call("POST", "/v1/estimates", _read_estimate, _file_body(path, title, options))
 
     def _get_call(self, job_id: str) -> _Call[JobRead]:
         return _Call("GET", f"/v1/summaries/{job_id}", _read_job)
@@ -346,6 +363,15 @@ class Client(_BaseClient):
                     options: SummaryOptions | None = None) -> JobAccepted:
         """Upload a text file (multipart); the server decodes it and titles it by its name by default."""
         return self._send(self._submit_file_call(path, title, options))
+
+    def estimate(self, text: str, title: str = "", options: SummaryOptions | None = None) -> EstimateRead:
+        """What summarizing `text` would cost (chunks, nodes, tokens, seconds), without queueing it."""
+        return self._send(self._estimate_call(text, title, options))
+
+    def estimate_file(self, path: str | Path, title: str = "",
+                      options: SummaryOptions | None = None) -> EstimateRead:
+        """`estimate` for a text file, uploaded as `submit_file` would."""
+        return self._send(self._estimate_file_call(path, title, options))
 
     def get(self, job_id: str) -> JobRead:
         """The job's status, progress per height, and its root summary once done."""
@@ -478,6 +504,14 @@ class AsyncClient(_BaseClient):
     async def submit_file(self, path: str | Path, title: str = "",
                           options: SummaryOptions | None = None) -> JobAccepted:
         return await self._send(self._submit_file_call(path, title, options))
+
+    async def estimate(self, text: str, title: str = "", options: SummaryOptions | None = None,
+                       ) -> EstimateRead:
+        return await self._send(self._estimate_call(text, title, options))
+
+    async def estimate_file(self, path: str | Path, title: str = "",
+                            options: SummaryOptions | None = None) -> EstimateRead:
+        return await self._send(self._estimate_file_call(path, title, options))
 
     async def get(self, job_id: str) -> JobRead:
         return await self._send(self._get_call(job_id))

@@ -42,6 +42,21 @@ class SummaryCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     callback_url: CallbackUrl | None = None
 
 
+ThroughputBasis = Literal["measured", "probe", "none"]
+
+
+class EstimateRead(msgspec.Struct, kw_only=True):
+    """What a document would cost, answered without queueing it. Leaves are the document's real chunks;
+    above them every summary is taken at its full length, so `nodes` and the tokens are upper bounds."""
+
+    chunks: int
+    nodes: list[int]  # generated nodes per height, leaves first
+    prompt_tokens: int
+    generated_tokens: int
+    seconds: float | None  # at this replica's recent throughput; None before it has one
+    basis: ThroughputBasis  # where that throughput comes from
+
+
 class JobAccepted(msgspec.Struct, kw_only=True):
     id: str
     url: str

@@ -116,3 +116,17 @@ def test_doctor_reports_what_the_runtime_loaded(run, tiny_model_dir):
     assert report["device"] == "cpu"
     assert float(report["decode_tokens_per_second"]) > 0
     assert float(report["memory_footprint_mb"]) > 0
+
+
+def test_a_dry_run_prints_the_estimate_and_loads_no_model(run, book, monkeypatch):
+    from recursum.service.engine import interface
+
+    def never(spec):
+        raise AssertionError("a dry run loaded the model")
+
+    monkeypatch.setattr(interface, "load_engine", never)
+    result = run("summarize", str(book), "--dry-run", "--chunk-tokens", "40", "--model", "/nowhere")
+    assert result.exit_code == 0, result.output
+    estimate = msgspec.json.decode(result.stdout)
+    assert estimate["chunks"] >= 2 and estimate["nodes"][0] == estimate["chunks"]
+    assert estimate["seconds"] is None and estimate["basis"] == "none"

@@ -116,6 +116,22 @@ def test_submit_file_uploads_the_file_field_with_options_as_a_json_form_field(tm
     assert 'name="title"' not in body  # the server then titles it by its file name
 
 
+ESTIMATE = {"chunks": 3, "nodes": [3, 1], "prompt_tokens": 2400, "generated_tokens": 800, "seconds": 42.5,
+            "basis": "measured"}
+
+
+def test_estimate_posts_the_submission_body_to_the_estimates_route(tmp_path):
+    book = tmp_path / "book.txt"
+    book.write_text("Chapter one.")
+    client, requests = _client(lambda request, n: _json(ESTIMATE))
+    by_text = client.estimate("Once upon a time.", options=SummaryOptions(chunk_tokens=64))
+    by_file = client.estimate_file(book)
+    assert by_text == by_file and (by_text.chunks, by_text.nodes, by_text.seconds) == (3, [3, 1], 42.5)
+    assert [(r.method, r.url.path) for r in requests] == [("POST", "/v1/estimates")] * 2
+    assert json.loads(requests[0].content)["options"]["chunk_tokens"] == 64
+    assert requests[1].headers["content-type"].startswith("multipart/form-data")
+
+
 def test_get_tree_and_node_decode_into_the_wire_structs():
     tree = {"job_id": JOB_ID, "document_id": "d", "model": None, "heights": [["r"]], "nodes": [], "root": "r"}
     node = {"node": {"id": "r", "key": "k", "height": 0, "index": 0, "role": "chunk", "adapter": None,
@@ -395,3 +411,16 @@ def test_the_cli_summarizes_a_book_on_a_real_server(server, tmp_path):
     assert result.stdout == root["summary"] + "\n"
     # The bar starts at whatever height the job is in when the stream connects (cached nodes are fast).
     assert re.search(r"height \d", result.stderr)
+
+
+@pytest.mark.integration
+def test_the_cli_estimates_a_book_on_a_real_server_without_queueing_it(server, tmp_path):
+    book = tmp_path / "book.txt"
+    book.write_text(STORY)
+    result = CliRunner().invoke(client_cli, ["estimate", str(book), "--server", server.url,
+                                             "--chunk-tokens", "40", "--summary-tokens", "8"])
+    assert result.exit_code == 0, result.output
+    estimate = json.loads(result.stdout)
+    assert estimate["chunks"] >= 2 and estimate["nodes"][0] == estimate["chunks"]
+    assert estimate["prompt_tokens"] > 0 and estimate["basis"] in ("probe", "measured")
+

@@ -96,3 +96,27 @@ def test_a_height_that_fits_in_root_words_ends_the_estimate_with_a_composed_root
     merged = estimate_work(BOOK, TreeConfig(chunk_tokens=100, root_words=0))
     composed = estimate_work(BOOK, TreeConfig(chunk_tokens=100, root_words=1000))
     assert len(composed.nodes) < len(merged.nodes)
+
+
+def test_an_estimate_answers_without_queueing_and_counts_the_real_chunks(store):
+    with _client(store) as client:
+        response = client.post("/v1/estimates", json={"text": BOOK, "options": {"chunk_tokens": 100}},
+                               headers=ALICE)
+    assert response.status_code == 200
+    estimate = response.json()
+    assert estimate["chunks"] == len(chunk_document(make_document(BOOK).text, 100))
+    assert estimate["nodes"][0] == estimate["chunks"] and estimate["prompt_tokens"] > 0
+    assert store.counts()["jobs"] == 0 and store.counts()["documents"] == 0
+
+
+def test_an_estimate_gives_seconds_once_the_replica_has_measured_a_batch(store):
+    with _client(store) as client:
+        before = client.post("/v1/estimates", json={"text": BOOK}, headers=ALICE).json()
+        job = client.post("/v1/summaries", json={"text": "Alice ran. She fell."}, headers=ALICE).json()["id"]
+        deadline = time.time() + 10
+        while client.get(f"/v1/summaries/{job}", headers=ALICE).json()["status"] != "done":
+            assert time.time() < deadline
+            time.sleep(0.05)
+        after = client.post("/v1/estimates", json={"text": BOOK}, headers=ALICE).json()
+    assert before["basis"] == "none" and before["seconds"] is None  # the fake's probe measures nothing
+    assert after["basis"] == "measured" and after["seconds"] > 0

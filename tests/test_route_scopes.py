@@ -15,6 +15,7 @@ from recursum.service.store.repository import Store
 PUBLIC = "public"
 EXPECTED = {
     ("POST", "/v1/summaries"): "summarize",
+    ("POST", "/v1/estimates"): "summarize",
     ("GET", "/v1/summaries/{job_id:str}"): "summarize",
     ("DELETE", "/v1/summaries/{job_id:str}"): "summarize",
     ("GET", "/v1/summaries/{job_id:str}/events"): "summarize",

@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig
 
 from recursum.service.api.auth import scope_guard
+from recursum.service.api.estimates.controller import EstimateController
 from recursum.service.api.evaluations.controller import ComparisonController, EvaluationController
 from recursum.service.api.evaluations.page import evaluate_page, evaluate_static
 from recursum.service.api.evaluations.service import EvaluationService
@@ -61,8 +62,8 @@ def _configure_middleware(settings: ServiceSettings, prometheus: PrometheusConfi
 
 
 def _configure_routes() -> list:
-    return [SummaryController, ReportController, EvaluationController, ComparisonController, evaluate_page,
-            evaluate_static(), healthz, readyz, metrics]
+    return [SummaryController, EstimateController, ReportController, EvaluationController,
+            ComparisonController, evaluate_page, evaluate_static(), healthz, readyz, metrics]
 
 
 def _configure_dependencies() -> dict[str, Provide]:

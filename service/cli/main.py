@@ -168,9 +168,11 @@ def _bundle(directory: str | None) -> str | None:
 @click.option("--max-bytes", type=int, default=20 * 1024 * 1024, show_default=True,
               help="Refuse larger files.")
 @click.option("--no-cache", is_flag=True, help="Do not reuse or store generated nodes.")
+@click.option("--dry-run", is_flag=True,
+              help="Print what it would cost (JSON: chunks, nodes per height, tokens); loads no model.")
 def summarize(book: Path, out: Path | None, output_format: str, title: str, model_path: str | None,
               quantization: str, device: str, adapters: tuple[str, ...], bundle: str | None, max_bytes: int,
-              no_cache: bool, **flags) -> None:
+              no_cache: bool, dry_run: bool, **flags) -> None:
     """Summarize BOOK (a UTF-8 text file) recursively and print the root summary."""
     from recursum.clients.progress import HeightBars
     from recursum.service.engine.interface import load_engine
@@ -188,6 +190,11 @@ def summarize(book: Path, out: Path | None, output_format: str, title: str, mode
         raise RecursumError(f"{book} is {size:,} bytes; the limit is {max_bytes:,} (--max-bytes)")
     document = make_document(decode_document_bytes(book.read_bytes(), max_bytes),
                              title=title or book.stem, max_bytes=max_bytes)
+    if dry_run:
+        from recursum.service.engine.pipeline.estimate import estimate_work
+
+        click.echo(msgspec.json.format(msgspec.json.encode(estimate_work(document.text, config).read())))
+        return
     if model_path is None:
         pull_default_model()  # a no-op once installed
     engine = load_engine(spec)

@@ -19,11 +19,12 @@ from recursum.schemas.jobs import HeightProgress
 from recursum.service.engine.errors import public_message
 from recursum.service.engine.interface import Engine, TreeRun
 from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent, to_wire
-from recursum.service.engine.pipeline.results import RunStats
+from recursum.service.engine.pipeline.results import BatchRecord, RunStats
 from recursum.service.jobs.broker import EventBroker
 from recursum.service.jobs.callbacks import CallbackDeliverer
 from recursum.service.jobs.metrics import EngineMetrics
 from recursum.service.jobs.reports import finish_pending_reports
+from recursum.service.jobs.throughput import Throughput
 from recursum.service.jobs.views import job_read, served_event
 from recursum.service.store.database import is_transient
 from recursum.service.store.jobs import LeaseLost
@@ -52,6 +53,7 @@ class JobWorker:
         self._load_engine = load_engine
         self.broker = broker
         self.metrics = metrics
+        self.throughput = Throughput()  # what estimates divide by
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._cancelled: set[str] = set()
@@ -111,7 +113,11 @@ class JobWorker:
             self.load_error = f"{type(error).__name__}: {error}"
             return
         self.metrics.observe_model(self.engine)
-        self.engine.observe_batches(self.metrics.observe_batch)
+        self.engine.observe_batches(self._on_batch)
+        try:
+            self.throughput.seed(self.engine.describe(probe_tokens=16))
+        except Exception:  # estimates then wait for the first batch
+            log.exception("the throughput probe failed")
         active: dict[str, _ActiveJob] = {}
         while not self._stopping.is_set():
             try:
@@ -130,6 +136,10 @@ class JobWorker:
             self._running = frozenset(active)
         # A graceful stop (a rolling restart) is not an attempt: any replica may resume these at once.
         self._release(list(active))
+
+    def _on_batch(self, batch: BatchRecord) -> None:
+        self.metrics.observe_batch(batch)
+        self.throughput.observe(batch)
 
     def _observe_queue(self, active: dict[str, "_ActiveJob"]) -> None:
         waiting, running = (self.store.jobs.count_jobs((state,)) for state in ("queued", "running"))

@@ -29,7 +29,7 @@ PathId = FromPath[str]
 _POLL_SECONDS = 1.0  # how often an SSE stream checks the store between live events
 
 
-async def _read_submission(request: Request, max_bytes: int) -> SummaryCreate:
+async def read_submission(request: Request, max_bytes: int) -> SummaryCreate:
     """A document as JSON, as text/plain, or as a multipart upload (field `file`); every form is validated
     against `SummaryCreate`, so its bounds hold whichever way the document came."""
     media_type = request.content_type[0]
@@ -66,7 +66,7 @@ class SummaryController(Controller):
     async def submit(self, request: Request, summaries: Summaries) -> JobAccepted:
         """Queue a document for summarization; answers 202 with the job id and URL."""
         await sync_to_thread(summaries.check_capacity, request.state.principal)
-        submission = await _read_submission(request, summaries.max_bytes)
+        submission = await read_submission(request, summaries.max_bytes)
         job = await sync_to_thread(summaries.submit, submission, request.state.principal)
         worker = request.app.state.worker
         worker.notify()

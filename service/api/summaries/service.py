@@ -3,7 +3,7 @@
 import time
 import uuid
 
-from recursum.schemas.jobs import FINISHED, JobAccepted, NodeRead, SummaryCreate, TreeRead
+from recursum.schemas.jobs import FINISHED, EstimateRead, JobAccepted, NodeRead, SummaryCreate, TreeRead
 from recursum.schemas.tree import ModelInfo
 from recursum.service.api.auth import Principal, visible_or_404
 from recursum.service.api.callbacks import check_callback_url
@@ -11,6 +11,7 @@ from recursum.service.api.problems import JobTooLarge, NotFound, QueueFull, Quot
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.estimate import WorkEstimate, estimate_work
 from recursum.service.engine.pipeline.tree import tree_config
+from recursum.service.jobs.throughput import Throughput
 from recursum.service.jobs.views import served_node
 from recursum.service.settings import ServiceSettings
 from recursum.service.store.records import JobRecord
@@ -50,6 +51,12 @@ class SummaryService:
             raise QuotaReached(f"this job would cost {estimate.describe()}, and this API key's unfinished "
                                f"jobs already hold {busy:,} of its {per_key:,}; retry when one ends",
                                headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    def estimate(self, request: SummaryCreate, throughput: Throughput) -> EstimateRead:
+        """What `request` would cost if submitted: the checks a submission gets, nothing stored."""
+        document = make_document(request.text, request.title, self.max_bytes)
+        work = estimate_work(document.text, tree_config(request.options))
+        return work.read(throughput.seconds(work.prompt_tokens, work.generated_tokens), throughput.basis)
 
     def submit(self, request: SummaryCreate, principal: Principal) -> JobRecord:
         """Validate, check the bounds and budgets, then store the document and the job in that order."""

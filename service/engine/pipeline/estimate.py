@@ -10,6 +10,7 @@ import math
 
 import msgspec
 
+from recursum.schemas.jobs import EstimateRead, ThroughputBasis
 from recursum.service.engine.pipeline.chunking import chunk_document
 from recursum.service.engine.pipeline.tree import TreeConfig
 
@@ -26,6 +27,11 @@ class WorkEstimate(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.generated_tokens
+
+    def read(self, seconds: float | None = None, basis: ThroughputBasis = "none") -> EstimateRead:
+        """The estimate on the wire, with the time it would take where a throughput is known."""
+        return EstimateRead(chunks=self.chunks, nodes=self.nodes, prompt_tokens=self.prompt_tokens,
+                            generated_tokens=self.generated_tokens, seconds=seconds, basis=basis)
 
     def describe(self) -> str:
         return (f"about {self.total_tokens:,} tokens ({self.chunks} chunks, {sum(self.nodes)} generated "
