@@ -302,7 +302,7 @@ def test_pending_critiques_of_several_nodes_are_judged_in_one_batched_call(engin
     for node_id in leaves:
         report, status = service.create(job_id, node_id, CritiqueRequest(), evaluator, engine)
         assert (status, report.status) == (202, "pending")
-    assert finish_pending_reports(store, engine, "local") == 3
+    assert len(finish_pending_reports(store, engine, "local")) == 3
     nodes = {n["id"]: n for n in tree["nodes"]}
     assert verifications == [sum(len(nodes[node_id]["sentences"]) for node_id in leaves)]
     done = [store.reports.reports_of_node(job_id, node_id)[0] for node_id in leaves]
@@ -318,7 +318,7 @@ def test_a_calibrated_helper_flags_the_sentences_under_its_threshold(engine, sto
     service = ReportService(store)
     service.create(job_id, leaf, CritiqueRequest(), Principal(name="eve", scopes=frozenset({"evaluate"})),
                    engine)
-    assert finish_pending_reports(store, engine, "local") == 1
+    assert len(finish_pending_reports(store, engine, "local")) == 1
     body = store.reports.reports_of_node(job_id, leaf)[0].body
     node = next(n for n in tree["nodes"] if n["id"] == leaf)
     flagged = sorted(i.sentence for i in body.items if i.origin == "model")

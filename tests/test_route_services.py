@@ -143,7 +143,9 @@ def test_a_generated_reports_id_names_the_helper_model(store, done_job):
 def test_pending_reports_are_finished_by_the_engine(store, done_job):
     job_id, node_id = done_job
     ReportService(store).create(job_id, node_id, CritiqueRequest(), EVE, FakeEngine())
-    assert finish_pending_reports(store, FakeEngine(), "local") == 1
+    assert store.reports.count_pending() == 1
+    assert len(finish_pending_reports(store, FakeEngine(), "local")) == 1
+    assert store.reports.count_pending() == 0
     (report,) = store.reports.reports_of_node(job_id, node_id)
     assert report.status == "done"
 
@@ -151,7 +153,7 @@ def test_pending_reports_are_finished_by_the_engine(store, done_job):
 def test_a_failing_engine_fails_its_reports_with_a_public_reason(store, done_job):
     job_id, node_id = done_job
     ReportService(store).create(job_id, node_id, CritiqueRequest(), EVE, FakeEngine())
-    assert finish_pending_reports(store, FakeEngine(fail_reports=True), "local") == 1
+    assert len(finish_pending_reports(store, FakeEngine(fail_reports=True), "local")) == 1
     (report,) = store.reports.reports_of_node(job_id, node_id)
     assert report.status == "failed"
     assert report.error == "internal error (RuntimeError); the server log has the details"
@@ -162,7 +164,7 @@ def test_a_pending_report_leased_to_one_replica_is_not_generated_by_another(stor
     ReportService(store).create(job_id, node_id, CritiqueRequest(), EVE, FakeEngine())
     [leased] = store.reports.claim_pending_reports("replica-a", 16, lease_seconds=600)
     engine = FakeEngine()
-    assert finish_pending_reports(store, engine, "replica-b") == 0
+    assert finish_pending_reports(store, engine, "replica-b") == []
     assert engine.reported == []
     assert store.reports.get_report(leased.id).status == "pending"
 

@@ -42,6 +42,11 @@ class EngineMetrics:
         self.token_seconds = Histogram("recursum_time_per_output_token_seconds",
                                        "Decode time per step of one generate call.", buckets=_TOKEN_SECONDS,
                                        registry=r)
+        self.pending_reports = Gauge("recursum_pending_reports", "Helper reports waiting, all replicas.",
+                                     registry=r)
+        self.report_latency = Histogram("recursum_report_latency_seconds",
+                                        "From a generated report's request to its answer.", buckets=_SECONDS,
+                                        registry=r)
         self.truncated = Counter("recursum_truncated_prompts_total", "Prompts cut to fit the model's window.",
                                  registry=r)
         self.jobs = Counter("recursum_jobs_total", "Jobs that ended, by final status.", ["status"],

@@ -2,6 +2,7 @@
 
 import logging
 
+from recursum.schemas.reports import ReportRead
 from recursum.service.engine.errors import public_message
 from recursum.service.engine.interface import Engine
 from recursum.service.jobs.views import report_task
@@ -15,9 +16,10 @@ PENDING_BATCH = 16  # pending reports the worker takes per pass (two generation 
 REPORT_LEASE_SECONDS = 900.0
 
 
-def finish_pending_reports(store: Store, engine: Engine, replica: str, limit: int = PENDING_BATCH) -> int:
+def finish_pending_reports(store: Store, engine: Engine, replica: str,
+                           limit: int = PENDING_BATCH) -> list[ReportRead]:
     """Lease up to `limit` pending reports and finish them in one batched generation (the worker calls
-    this between summary rounds); returns how many it took."""
+    this between summary rounds); returns the ones it took."""
     pending = store.reports.claim_pending_reports(replica, limit, REPORT_LEASE_SECONDS)
     tasks = []
     for report in pending:
@@ -27,14 +29,14 @@ def finish_pending_reports(store: Store, engine: Engine, replica: str, limit: in
             continue
         tasks.append(report_task(store, job, node, report))
     if not tasks:
-        return len(pending)
+        return pending
     try:
         bodies = engine.report(tasks, cache=store.nodes)
     except Exception as error:  # a failing batch fails its reports, never the worker
         log.exception("report generation failed")
         for task in tasks:
             store.reports.finish_report(task.key, error=public_message(error))
-        return len(pending)
+        return pending
     for task, body in zip(tasks, bodies, strict=True):
         store.reports.finish_report(task.key, body)
-    return len(pending)
+    return pending

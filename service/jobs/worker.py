@@ -125,6 +125,8 @@ class JobWorker:
                 self._observe_queue(active)
                 # Pending helper reports (critique, qa) are generated in batches between summary rounds.
                 reported = finish_pending_reports(self.store, self.engine, self.replica_id)
+                for report in reported:
+                    self.metrics.report_latency.observe(time.time() - report.created)
                 if active:
                     self._round(active)
                 elif not reported:
@@ -147,6 +149,7 @@ class JobWorker:
         self.metrics.jobs_by_state.labels(state="queued").set(waiting)
         self.metrics.jobs_by_state.labels(state="running").set(running)
         self.metrics.leased_jobs.set(len(active))
+        self.metrics.pending_reports.set(self.store.reports.count_pending())
 
     def _release(self, job_ids: list[str]) -> None:
         try:

@@ -49,6 +49,11 @@ class ReportRepository:
             rows = session.scalars(query.order_by(ReportRow.created, ReportRow.id))
             return [row_struct(row, ReportRead) for row in rows]
 
+    def count_pending(self) -> int:
+        with self.db.session() as session:
+            query = sa.select(sa.func.count()).select_from(ReportRow).where(ReportRow.status == "pending")
+            return session.scalar(query) or 0
+
     def claim_pending_reports(self, replica: str, limit: int, lease_seconds: float) -> list[ReportRead]:
         """Lease up to `limit` pending reports no live replica holds, oldest first, to `replica`."""
         candidates = (sa.select(ReportRow.id)
