@@ -6,6 +6,7 @@ from fake_engine import FakeEngine
 from litestar.testing import TestClient
 
 from recursum.service.api.app import create_app
+from recursum.service.api.nul import NulScanner
 from recursum.service.settings import ServiceSettings, parse_api_keys
 from recursum.service.store.repository import Store
 
@@ -83,3 +84,19 @@ def test_a_multipart_text_field_sent_as_a_file_is_a_400(client, store, field):
     detail = _refused(client.post("/v1/summaries", files=files, headers=ALICE))["detail"]
     assert f"`{field}` must be a text field" in detail
     assert store.counts()["jobs"] == 0
+
+
+@pytest.mark.parametrize("backslashes", [1, 2, 3, 14, 21, 22])
+@pytest.mark.parametrize("cut", range(0, 30, 3))
+def test_the_nul_scan_counts_backslashes_across_any_chunk_boundary(backslashes, cut):
+    body = b'{"title":"a' + b"\\" * backslashes + b'u0000 b"}'
+    scanner = NulScanner()
+    found = scanner.feed(body[:cut]) | scanner.feed(body[cut:])
+    assert found is (backslashes % 2 == 1)
+
+
+def test_a_run_of_backslashes_across_many_chunks_keeps_its_parity():
+    scanner = NulScanner()
+    assert not any(scanner.feed(b"\\" * 65535) for _ in range(3))  # one run, 196,605 long: odd
+    assert scanner.feed(b"u0000")
+
