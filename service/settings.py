@@ -9,6 +9,7 @@
                             per key, and a stream's lifetime (256, 16, 3600)
     RECURSUM_LIMIT_CONCURRENCY connections and tasks before the server answers 503 (default 512)
     RECURSUM_HEADER_SECONDS seconds a client has to send a request's headers (default 10)
+    RECURSUM_BODY_SECONDS   seconds a client has to send a request's body once its headers are in (default 60)
     RECURSUM_MAX_QUEUE      jobs queued or running before submissions get 429 (default 16)
     RECURSUM_MAX_BODY_BYTES request body limit (default 20 MB)
     RECURSUM_MAX_JOBS_PER_KEY jobs one key may have queued or running (default 4)
@@ -77,6 +78,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     streams: StreamLimits = StreamLimits()
     limit_concurrency: int = 512
     header_seconds: float = 10.0
+    body_seconds: float = 60.0
 
     def callback_targets(self) -> CallbackTargets:
         return CallbackTargets(hosts=self.callback_hosts, allow_private=self.callback_private)
@@ -148,6 +150,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
                                  seconds=float(env.get("RECURSUM_STREAM_SECONDS", 3600))),
             limit_concurrency=int(env.get("RECURSUM_LIMIT_CONCURRENCY", 512)),
             header_seconds=float(env.get("RECURSUM_HEADER_SECONDS", 10)),
+            body_seconds=float(env.get("RECURSUM_BODY_SECONDS", 60)),
             max_queue=int(env.get("RECURSUM_MAX_QUEUE", 16)),
             max_jobs_per_key=int(env.get("RECURSUM_MAX_JOBS_PER_KEY", 4)),
             max_job_tokens=int(env.get("RECURSUM_MAX_JOB_TOKENS", 4_000_000)),

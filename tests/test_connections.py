@@ -15,7 +15,7 @@ from recursum.schemas.events import JobState
 from recursum.schemas.jobs import JobRead
 from recursum.service.api.app import create_app
 from recursum.service.api.hosts import host_name
-from recursum.service.api.server import HeaderDeadlineProtocol
+from recursum.service.api.server import RequestDeadlineProtocol
 from recursum.service.engine.errors import ConfigError
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.tree import TreeConfig
@@ -122,37 +122,60 @@ def test_a_request_naming_a_host_off_the_allowlist_is_refused(store):
     assert response.json()["title"] == "Host not allowed"
 
 
-@pytest.mark.integration  # serves uvicorn on a thread
-def test_a_client_that_trickles_its_headers_is_cut_off_and_a_prompt_one_served():
+@pytest.fixture
+def deadline_server():
+    """uvicorn on a loopback port with the request deadlines at half a second; the app answers 204 after
+    reading the body."""
     async def app(scope, receive, send):
+        while (await receive()).get("more_body"):
+            pass
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    protocol = type("Fast", (HeaderDeadlineProtocol,), {"header_seconds": 0.5})
+    protocol = type("Fast", (RequestDeadlineProtocol,), {"header_seconds": 0.5, "body_seconds": 0.5})
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, http=protocol, log_level="error",
                                            lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        with socket.create_connection(("127.0.0.1", port)) as prompt:
-            prompt.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    yield server.servers[0].sockets[0].getsockname()[1]
+    server.should_exit = True
+    thread.join(5)
+
+
+def _trickle(port: int, sent_at_once: bytes, trickled: bytes) -> float | None:
+    """Seconds until the server closed a connection that trickles `trickled` a byte per 0.1 s; None if it
+    never did."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as slow:
+        started = time.monotonic()
+        slow.sendall(sent_at_once)
+        for byte in trickled:
+            try:
+                slow.sendall(bytes([byte]))
+                time.sleep(0.1)
+            except OSError:
+                return time.monotonic() - started
+        return time.monotonic() - started if slow.recv(100) == b"" else None
+
+
+@pytest.mark.integration  # serves uvicorn on a thread
+def test_a_client_that_trickles_its_headers_is_cut_off(deadline_server):
+    seconds = _trickle(deadline_server, b"", b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40)
+    assert seconds is not None and seconds < 3
+
+
+@pytest.mark.integration  # serves uvicorn on a thread
+def test_a_client_that_trickles_its_body_is_cut_off(deadline_server):
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n"
+    seconds = _trickle(deadline_server, head, b"b" * 60)
+    assert seconds is not None and seconds < 3
+
+
+@pytest.mark.integration  # serves uvicorn on a thread
+def test_prompt_requests_are_served_one_after_another_on_a_kept_alive_connection(deadline_server):
+    with socket.create_connection(("127.0.0.1", deadline_server), timeout=5) as prompt:
+        for _ in range(2):
+            prompt.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
             assert prompt.recv(100).startswith(b"HTTP/1.1 204")
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as slow:
-            started = time.monotonic()
-            closed = False
-            for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa":
-                try:
-                    slow.sendall(bytes([byte]))
-                    time.sleep(0.1)
-                except OSError:
-                    closed = True
-                    break
-            if not closed:
-                closed = slow.recv(100) == b""
-        assert closed and time.monotonic() - started < 3
-    finally:
-        server.should_exit = True
-        thread.join(5)
+            time.sleep(0.3)  # idle between requests, within the header deadline
