@@ -437,3 +437,29 @@ def test_processes_migrating_one_sqlite_file_at_once_all_succeed(tmp_path: Path)
     racers = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(6)]
     failures = [racer.stderr.read().decode()[-300:] for racer in racers if racer.wait() != 0]
     assert failures == []
+
+
+def test_concurrent_submissions_never_exceed_a_keys_job_limit(database_url: str) -> None:
+    from recursum.service.store.jobs import OverLimit, SubmitLimits
+
+    limits = SubmitLimits(max_queue=100, max_jobs_per_key=4, max_key_tokens=10**9)
+    stores = [Store(database_url) for _ in range(4)]  # as many connections as racing replicas
+    accepted: list[str] = []
+
+    def submit(index: int) -> None:
+        job = make_job(f"job-{index}", created=100.0 + index)
+        try:
+            stores[index % len(stores)].jobs.submit(DOCUMENT, job, limits)
+            accepted.append(job.id)
+        except OverLimit:
+            pass
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(accepted) == 4
+    assert stores[0].jobs.owner_load("alice") == (4, 0)
+    for store in stores:
+        store.close()

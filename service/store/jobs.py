@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from recursum.service.engine.pipeline.document import Document
 from recursum.service.store.database import Database
@@ -23,6 +24,33 @@ from recursum.service.store.tables import (
 
 UNFINISHED: tuple[str, ...] = ("queued", "running")
 _SETTABLE_JOB_FIELDS = frozenset(JobRecord.__struct_fields__) - {"id"}
+
+
+_SUBMIT_LOCK = 7_316_912  # any constant: the same for every replica submitting to one database
+
+
+class OverLimit(Exception):
+    """Raised by `submit` when a limit is reached; `kind` says which: queue, jobs or tokens."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+class SubmitLimits(msgspec.Struct, frozen=True, kw_only=True):
+    max_queue: int
+    max_jobs_per_key: int
+    max_key_tokens: int
+
+    def check(self, unfinished: int, owner_jobs: int, owner_tokens: int, new_tokens: int) -> None:
+        if unfinished >= self.max_queue:
+            raise OverLimit("queue", f"{self.max_queue} jobs are already waiting; retry later")
+        if owner_jobs >= self.max_jobs_per_key:
+            raise OverLimit("jobs", f"this API key has {owner_jobs} jobs queued or running, its limit is "
+                                    f"{self.max_jobs_per_key}; retry when one ends")
+        if owner_tokens + new_tokens > self.max_key_tokens:
+            raise OverLimit("tokens", f"this API key's unfinished jobs already hold {owner_tokens:,} of its "
+                                      f"{self.max_key_tokens:,} tokens; retry when one ends")
 
 
 class LeaseLost(Exception):
@@ -50,12 +78,27 @@ class JobRepository:
     def create_job(self, job: JobRecord) -> None:
         """Store a job, with its callback in the outbox in the same transaction: no job ends without it."""
         with self.db.session.begin() as session:
-            session.add(JobRow(**msgspec.to_builtins(job)))
-            if job.callback_url is not None:
-                session.flush()  # the job row first: the delivery's foreign key needs it
-                session.add(CallbackDeliveryRow(id=f"msg_{uuid.uuid4().hex}", job_id=job.id,
-                                                url=job.callback_url, owner=job.owner, status="pending",
-                                                attempts=0, next_attempt=job.created))
+            _add_job(session, job)
+
+    def submit(self, document: Document, job: JobRecord, limits: SubmitLimits) -> None:
+        """Store the document and the job in one transaction, within `limits` counted inside it (else
+        `OverLimit`, and nothing is stored). Submissions are serialized while they count, by an advisory
+        lock on PostgreSQL and by the write lock the first insert takes on SQLite, so concurrent ones
+        cannot all take the last place. Tried twice: on PostgreSQL a concurrent DELETE of the last job on
+        the same document can remove the document between its insert and the job's."""
+        for attempt in range(2):
+            try:
+                with self.db.session.begin() as session:
+                    if self.db.dialect == "postgresql":
+                        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SUBMIT_LOCK})
+                    session.execute(self.db.insert_unless_exists(
+                        DocumentRow, {**msgspec.to_builtins(document), "created": time.time()}))
+                    limits.check(_unfinished(session), *_owner_load(session, job.owner), job.work_tokens)
+                    _add_job(session, job)
+                return
+            except sa.exc.IntegrityError:
+                if attempt:
+                    raise
 
     def get_job(self, job_id: str) -> JobRecord | None:
         with self.db.session() as session:
@@ -121,11 +164,8 @@ class JobRepository:
 
     def owner_load(self, owner: str) -> tuple[int, int]:
         """The owner's unfinished jobs: how many, and their estimated work in tokens."""
-        query = (sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(JobRow.work_tokens), 0))
-                 .where(JobRow.owner == owner, JobRow.status.in_(UNFINISHED)))
         with self.db.session() as session:
-            jobs, tokens = session.execute(query).one()
-            return int(jobs), int(tokens)
+            return _owner_load(session, owner)
 
     def count_jobs(self, statuses: Iterable[str]) -> int:
         query = sa.select(sa.func.count()).select_from(JobRow).where(JobRow.status.in_(list(statuses)))
@@ -174,13 +214,33 @@ class JobRepository:
             if document_id is None:
                 return False
             owned = sa.select(JobGenerationRow.key).where(JobGenerationRow.job_id == job_id)
-            keys = list(session.scalars(owned))
+            used_elsewhere = sa.select(JobGenerationRow.key).where(JobGenerationRow.job_id != job_id)
+            session.execute(sa.delete(GenerationRow).where(GenerationRow.key.in_(owned),
+                                                           GenerationRow.key.not_in(used_elsewhere)))
             session.execute(sa.delete(JobRow).where(JobRow.id == job_id))  # cascades to what the job owns
-            still_used = sa.select(JobGenerationRow.key).where(JobGenerationRow.key.in_(keys))
-            session.execute(sa.delete(GenerationRow).where(GenerationRow.key.in_(keys),
-                                                           GenerationRow.key.not_in(still_used)))
-            if session.scalar(sa.select(sa.func.count()).where(JobRow.document_id == document_id)) == 0:
-                session.execute(sa.delete(DocumentRow).where(DocumentRow.id == document_id))
+            unused = ~sa.exists().where(JobRow.document_id == document_id)
+            session.execute(sa.delete(DocumentRow).where(DocumentRow.id == document_id, unused))
             if not keep_comparisons:
                 session.execute(sa.delete(ComparisonRow).where(ComparisonRow.job_id == job_id))
             return True
+
+
+def _add_job(session: Session, job: JobRecord) -> None:
+    session.add(JobRow(**msgspec.to_builtins(job)))
+    if job.callback_url is not None:
+        session.flush()  # the job row first: the delivery's foreign key needs it
+        session.add(CallbackDeliveryRow(id=f"msg_{uuid.uuid4().hex}", job_id=job.id, url=job.callback_url,
+                                        owner=job.owner, status="pending", attempts=0,
+                                        next_attempt=job.created))
+
+
+def _unfinished(session: Session) -> int:
+    return session.scalar(sa.select(sa.func.count()).select_from(JobRow)
+                          .where(JobRow.status.in_(UNFINISHED))) or 0
+
+
+def _owner_load(session: Session, owner: str) -> tuple[int, int]:
+    query = (sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(JobRow.work_tokens), 0))
+             .where(JobRow.owner == owner, JobRow.status.in_(UNFINISHED)))
+    jobs, tokens = session.execute(query).one()
+    return int(jobs), int(tokens)

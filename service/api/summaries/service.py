@@ -14,6 +14,7 @@ from recursum.service.engine.pipeline.tree import tree_config
 from recursum.service.jobs.throughput import Throughput
 from recursum.service.jobs.views import served_node
 from recursum.service.settings import ServiceSettings
+from recursum.service.store.jobs import OverLimit, SubmitLimits
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
 
@@ -26,6 +27,8 @@ class SummaryService:
         self.settings = settings
         self.max_bytes = settings.max_body_bytes
         self.signers = frozenset(key.name for key in settings.api_keys)  # owners with a key to sign with
+        self.limits = SubmitLimits(max_queue=settings.max_queue, max_jobs_per_key=settings.max_jobs_per_key,
+                                   max_key_tokens=settings.max_key_tokens)
 
     def check_capacity(self, principal: Principal) -> None:
         """Refuse with 429 while the queue, or the caller's share of it, is full: called before a body is
@@ -40,17 +43,11 @@ class SummaryService:
             raise QuotaReached(f"this API key has {jobs} jobs queued or running, its limit is {per_key}; "
                                "retry when one ends", headers=retry)
 
-    def check_budget(self, estimate: WorkEstimate, principal: Principal) -> None:
-        """A job larger than the per-job budget is refused for good (422); one that does not fit in what
-        is left of the caller's budget may be retried later (429)."""
+    def check_budget(self, estimate: WorkEstimate) -> None:
+        """A job larger than the per-job budget is refused for good (422)."""
         if estimate.total_tokens > (per_job := self.settings.max_job_tokens):
             raise JobTooLarge(f"this job would cost {estimate.describe()}; the limit per job is "
                               f"{per_job:,} tokens. Raise chunk_tokens, lower best_of or split the document")
-        _, busy = self.store.jobs.owner_load(principal.name)
-        if busy + estimate.total_tokens > (per_key := self.settings.max_key_tokens):
-            raise QuotaReached(f"this job would cost {estimate.describe()}, and this API key's unfinished "
-                               f"jobs already hold {busy:,} of its {per_key:,}; retry when one ends",
-                               headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     def estimate(self, request: SummaryCreate, throughput: Throughput) -> EstimateRead:
         """What `request` would cost if submitted: the checks a submission gets, nothing stored."""
@@ -67,13 +64,17 @@ class SummaryService:
                                principal.name in self.signers)
         self.check_capacity(principal)
         estimate = estimate_work(document.text, config)
-        self.check_budget(estimate, principal)
+        self.check_budget(estimate)
         job = JobRecord(id=uuid.uuid4().hex, owner=principal.name, document_id=document.id,
                         title=request.title, config=config, created=time.time(),
                         callback_url=request.callback_url, work_tokens=estimate.total_tokens,
                         evaluation=bool(request.options.evaluation))
-        self.store.jobs.put_document(document)
-        self.store.jobs.create_job(job)
+        try:  # the bounds again, counted and kept inside the transaction that stores the job
+            self.store.jobs.submit(document, job, self.limits)
+        except OverLimit as over:
+            refusal = QueueFull if over.kind == "queue" else QuotaReached
+            cost = f"this job would cost {estimate.describe()}, and " if over.kind == "tokens" else ""
+            raise refusal(cost + str(over), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         return job
 
     @staticmethod
