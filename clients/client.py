@@ -55,6 +55,7 @@ _RETRIED_STATUSES = frozenset({429, 503})  # the server asks us to come back (Re
 # wait() reconnects whenever a stream that delivered events ends before `finished` (the server ends streams
 # past their lifetime, or when the reader fell behind); one that delivers nothing may be retried once.
 _STREAM_CONNECTIONS = 2
+_RECONNECT_PAUSE = 0.5  # seconds before reconnecting, so a stream that keeps ending at once is no busy loop
 
 _decode_problem = msgspec.json.Decoder(Problem).decode
 _decode_event = msgspec.json.Decoder(JobEvent).decode
@@ -399,9 +400,10 @@ class Client(_BaseClient):
             except httpx.TransportError as error:
                 if (failure := watch.dropped(error)) is not None:
                     raise failure from error
-                continue
-            if (failure := watch.ended()) is not None:
-                raise failure
+            else:
+                if (failure := watch.ended()) is not None:
+                    raise failure
+            time.sleep(_RECONNECT_PAUSE)
 
     def tree(self, job_id: str) -> TreeRead:
         """Every node finished so far, with spans, children, sentences and evidence."""
@@ -531,9 +533,10 @@ class AsyncClient(_BaseClient):
             except httpx.TransportError as error:
                 if (failure := watch.dropped(error)) is not None:
                     raise failure from error
-                continue
-            if (failure := watch.ended()) is not None:
-                raise failure
+            else:
+                if (failure := watch.ended()) is not None:
+                    raise failure
+            await asyncio.sleep(_RECONNECT_PAUSE)
 
     async def tree(self, job_id: str) -> TreeRead:
         return await self._send(self._tree_call(job_id))

@@ -22,6 +22,8 @@
     RECURSUM_BATCH_MEMORY_MB memory one generation batch may take (default: a share of the free memory)
     RECURSUM_CALLBACK_HOSTS hosts (or host:port) that job-end callbacks may be sent to, comma-separated
     RECURSUM_CALLBACK_PRIVATE 1 to let callbacks reach loopback and private addresses (tests, one host)
+    RECURSUM_CALLBACK_ATTEMPTS, RECURSUM_CALLBACK_FIRST_DELAY   attempts per callback and the first wait
+                            between them, doubling after each (default 12 and 2 s: about 2 hours in all)
     RECURSUM_KEEP_COMPARISONS 0 to delete a job's comparisons (copies of what was judged) with the job
                             (default 1: they stay, as training data)
     RECURSUM_EVALUATION_LEASE_SECONDS how long a comparison task stays leased to its evaluator (default 900)
@@ -73,6 +75,8 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     readiness_probe_seconds: float = 60.0
     callback_hosts: frozenset[str] = frozenset()
     callback_private: bool = False
+    callback_attempts: int = 12
+    callback_first_delay: float = 2.0
     evaluation_lease_seconds: float = 900.0
     keep_comparisons: bool = True
     streams: StreamLimits = StreamLimits()
@@ -81,7 +85,9 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     body_seconds: float = 60.0
 
     def callback_targets(self) -> CallbackTargets:
-        return CallbackTargets(hosts=self.callback_hosts, allow_private=self.callback_private)
+        """Where callbacks may go; host names compare lowercased, as URLs carry them."""
+        return CallbackTargets(hosts=frozenset(host.lower() for host in self.callback_hosts),
+                               allow_private=self.callback_private)
 
 
 def _flag(value: str) -> bool:
@@ -128,6 +134,9 @@ def parse_api_keys(value: str, min_secret_length: int = 0) -> tuple[ApiKey, ...]
                 f"RECURSUM_API_KEYS entry {name or entry!r} must look like name:secret:summarize+evaluate "
                 f"with scopes from {sorted(SCOPES)}"
             )
+        if any(key.name == name for key in keys):
+            raise ConfigError(f"RECURSUM_API_KEYS names {name!r} twice; a name owns jobs and signs their "
+                              "callbacks, so each must be unique (rotate by adding a key under a new name)")
         if len(secret) < min_secret_length:
             raise ConfigError(
                 f"RECURSUM_API_KEYS entry {name!r} has a secret of {len(secret)} characters; use at least "
@@ -162,6 +171,8 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
             max_body_bytes=int(env.get("RECURSUM_MAX_BODY_BYTES", DEFAULT_MAX_BYTES)),
             callback_hosts=frozenset(_names(env.get("RECURSUM_CALLBACK_HOSTS", ""))),
             callback_private=_flag(env.get("RECURSUM_CALLBACK_PRIVATE", "")),
+            callback_attempts=max(1, int(env.get("RECURSUM_CALLBACK_ATTEMPTS", 12))),
+            callback_first_delay=float(env.get("RECURSUM_CALLBACK_FIRST_DELAY", 2)),
             evaluation_lease_seconds=float(env.get("RECURSUM_EVALUATION_LEASE_SECONDS", 900)),
             keep_comparisons=_flag(env.get("RECURSUM_KEEP_COMPARISONS", "1")),
             model=msgspec.convert(

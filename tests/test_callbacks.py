@@ -43,6 +43,9 @@ def test_anything_else_is_refused_with_the_rule_it_broke(url, reason):
     ("169.254.169.254", False, False),  # cloud metadata: never
     ("fe80::1", False, False),
     ("0.0.0.0", False, False),
+    ("2002:a9fe:a9fe::1", False, False),  # 6to4 of 169.254.169.254
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False, False),  # Teredo
+    ("fec0::1", False, False),  # site-local
 ])
 def test_internal_addresses_are_refused_and_link_local_even_where_private_ones_are_allowed(
         address, public_only, private_allowed):

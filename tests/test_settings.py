@@ -24,3 +24,14 @@ def test_serve_with_a_short_secret_says_so_in_one_line_and_exits_1():
     result = CliRunner().invoke(cli, ["serve"], env={"RECURSUM_API_KEYS": "ops:short:summarize"})
     assert result.exit_code == 1
     assert "use at least 32" in result.output and "Traceback" not in result.output
+
+
+def test_an_api_key_name_given_twice_is_refused_at_start_up():
+    secret = "s" * 32
+    with pytest.raises(ConfigError, match="names 'alice' twice"):
+        settings_from_env({"RECURSUM_API_KEYS": f"alice:{secret}:summarize,alice:{secret}x:evaluate"})
+
+
+def test_callback_hosts_compare_lowercased_as_urls_carry_them():
+    settings = settings_from_env({"RECURSUM_CALLBACK_HOSTS": "Hooks.Example.org"})
+    assert settings.callback_targets().check_url("https://hooks.example.org/done").host == "hooks.example.org"

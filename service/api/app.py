@@ -56,7 +56,7 @@ def create_app(settings: ServiceSettings, engine: Engine | None = None,
     )
 
 
-def _configure_middleware(settings: ServiceSettings, prometheus: PrometheusConfig) -> list:
+def _configure_middleware(settings: ServiceSettings, prometheus: PrometheusConfig) -> list[object]:
     hosts = [AllowedHosts(settings.allowed_hosts)] if settings.allowed_hosts else []
     return [*hosts, RefuseNul(), prometheus.middleware]
 
@@ -93,6 +93,7 @@ def _model_worker(engine: Engine | None):
         keys = {key.name: key.secret_sha256 for key in settings.api_keys}
         callbacks = CallbackDeliverer(
             state.store, keys, settings.callback_targets(), settings.replica_id,
+            attempts=settings.callback_attempts, first_delay=settings.callback_first_delay,
             lease_seconds=settings.lease_seconds,
             on_outcome=lambda outcome: state.metrics.callbacks.labels(outcome=outcome).inc())
         state.worker = JobWorker(state.store, lambda: engine or load_engine(state.settings.model),

@@ -29,7 +29,7 @@ class CallbackTargets(msgspec.Struct, frozen=True, kw_only=True):
     def check_url(self, url: str) -> httpx.URL:
         """The parsed URL if its scheme, host and port are allowed."""
         try:
-            parsed = httpx.URL(url)
+            parsed = httpx.URL(url)  # hosts come back lowercased; so are the allowlist's entries
             port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
             if port is not None and not 0 < port < 65536:
                 raise ValueError(port)
@@ -46,9 +46,12 @@ class CallbackTargets(msgspec.Struct, frozen=True, kw_only=True):
                             "ask an operator to allow it")
 
     def address_allowed(self, address: str) -> bool:
+        """Whether a callback may connect to `address` (IPv4 or IPv6, a zone index ignored)."""
         ip = ipaddress.ip_address(address.split("%")[0])
         if ip.version == 6 and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
+        if ip.version == 6 and (ip.sixtofour is not None or ip.teredo is not None or ip.is_site_local):
+            return False  # tunnels embed an IPv4 address (6to4 of 169.254.169.254 counts as global)
         if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
             return False
         return ip.is_global or (self.allow_private and (ip.is_private or ip.is_loopback))

@@ -42,6 +42,8 @@ def signing_secret(key_sha256: str) -> str:
 
 
 def signed_headers(delivery_id: str, key_sha256: str, body: str) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt: the message id, now, and the signature over both and
+    the body."""
     now = datetime.now(UTC)
     return {"content-type": "application/json", "webhook-id": delivery_id,
             "webhook-timestamp": str(int(now.timestamp())),
@@ -73,7 +75,7 @@ class CallbackDeliverer:
     exponential backoff across `attempts`."""
 
     def __init__(self, store: Store, keys: dict[str, str], targets: CallbackTargets,
-                 replica_id: str = "local", attempts: int = 5, first_delay: float = 0.5,
+                 replica_id: str = "local", attempts: int = 12, first_delay: float = 2.0,
                  deadline: float = 10.0, lease_seconds: float = 30.0, parallel: int = 4,
                  on_outcome: Callable[[CallbackOutcome], None] | None = None) -> None:
         self.store = store

@@ -21,6 +21,7 @@ class Throughput:
         self.basis: ThroughputBasis = "none"  # "probe" once seeded, "measured" once a batch ran
 
     def seed(self, probe: Diagnosis) -> None:
+        """Start from the model's probe until a batch has run."""
         with self._lock:
             usable = probe.prefill_tokens_per_second > 0 and probe.decode_tokens_per_second > 0
             if self.basis == "none" and usable:
@@ -28,6 +29,7 @@ class Throughput:
                 self.basis = "probe"
 
     def observe(self, batch: BatchRecord) -> None:
+        """Move the rates towards what `batch` achieved."""
         if batch.prefill_seconds <= 0 or batch.decode_seconds <= 0 or not batch.generated_tokens:
             return
         with self._lock:

@@ -12,9 +12,10 @@ from recursum.service.store.repository import Store
 
 
 def served_node(node: Node) -> Node:
-    """A node as the service shows it, without its `cached` flag: the generation cache is shared by every
-    tenant, so the flag would tell a submitter that someone else had summarized the same text."""
-    return msgspec.structs.replace(node, cached=False) if node.cached else node
+    """A node as the service shows it, without its `cached` flag or its generations' content addresses:
+    the generation cache is shared by every tenant, so either would tell a submitter that someone else had
+    summarized the same text."""
+    return msgspec.structs.replace(node, cached=False, generations=())
 
 
 def served_event(event: JobEvent) -> JobEvent:

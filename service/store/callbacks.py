@@ -67,6 +67,7 @@ class CallbackRepository:
             return True
 
     def attempts(self, job_id: str) -> list[CallbackAttempt]:
+        """Every delivery attempt for the job's callback, in order (shown on the job)."""
         query = sa.select(CallbackAttemptRow).where(CallbackAttemptRow.job_id == job_id)
         with self.db.session() as session:
             rows = session.scalars(query.order_by(CallbackAttemptRow.attempt))

@@ -50,6 +50,7 @@ class ReportRepository:
             return [row_struct(row, ReportRead) for row in rows]
 
     def count_pending(self) -> int:
+        """Reports waiting for a worker, on every replica (a metric)."""
         with self.db.session() as session:
             query = sa.select(sa.func.count()).select_from(ReportRow).where(ReportRow.status == "pending")
             return session.scalar(query) or 0

@@ -32,7 +32,7 @@ SINCE = Parameter(default=None, max_length=64,
                   description="epoch seconds or ISO 8601 time: only comparisons created then or later")
 
 
-AFTER = Parameter(default=0, ge=0, description="only comparisons stored after this one "
+AFTER = Parameter(default=0, ge=0, le=2**62, description="only comparisons stored after this one "
                                              "(the X-Recursum-Export-Through of an earlier export)")
 EXPORT_COUNT, EXPORT_THROUGH = "X-Recursum-Export-Count", "X-Recursum-Export-Through"
 

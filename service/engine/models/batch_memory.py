@@ -23,6 +23,7 @@ class BatchMemory(msgspec.Struct, frozen=True, kw_only=True):
     score_bytes: int  # attention heads × dtype bytes: one prefill score matrix costs this × prompt²
 
     def row_bytes(self, prompt_tokens: int, new_tokens: int) -> int:
+        """The peak bytes of one row with a prompt of `prompt_tokens` generating `new_tokens`."""
         return (self.kv_bytes_per_token * (prompt_tokens + new_tokens)
                 + self.score_bytes * prompt_tokens * prompt_tokens)
 

@@ -34,6 +34,7 @@ class WorkEstimate(msgspec.Struct, frozen=True, kw_only=True):
                             generated_tokens=self.generated_tokens, seconds=seconds, basis=basis)
 
     def describe(self) -> str:
+        """The estimate in words, for the refusal of a job over budget."""
         return (f"about {self.total_tokens:,} tokens ({self.chunks} chunks, {sum(self.nodes)} generated "
                 f"nodes; {self.prompt_tokens:,} prompt and {self.generated_tokens:,} generated tokens)")
 

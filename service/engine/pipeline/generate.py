@@ -233,7 +233,6 @@ def _generate_one_batch(runtime, batch, settings, stats, wanted) -> list[Generat
     stats.prefill_seconds += first_step - started
     stats.decode_seconds += finished - first_step
     stats.batch_sizes.append(len(batch))
-    stats.batch_seconds.append(finished - started)
     return results
 
 

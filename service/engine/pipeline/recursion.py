@@ -298,20 +298,24 @@ def _generate_pass(builds: Sequence[tuple[int, TreeBuild]], wanted: Callable[[st
         requests = list(pending[(settings, batch_size)].values())
         first = members[0][1]
 
+        def fail(keys: list[str], error: Exception, members: list[tuple[int, TreeBuild]] = members) -> None:
+            for index, build in members:
+                if index not in failed and not build.pending_keys().isdisjoint(keys):
+                    failed[index] = error
+
         def deliver(result: GenerationResult, members: list[tuple[int, TreeBuild]] = members,
                     cache: NodeCache = first.summarizer.cache) -> None:
-            cache.put(result)
+            try:
+                cache.put(result)
+            except Exception as error:  # the builds that wanted this result fail (or are released), alone
+                fail([result.key], error, members)
+                return
             for index, build in members:
                 if index in failed:
                     continue
                 try:
                     build.accept(result)
                 except Exception as error:  # e.g. its node could not be stored: this build alone fails
-                    failed[index] = error
-
-        def fail(keys: list[str], error: Exception, members: list[tuple[int, TreeBuild]] = members) -> None:
-            for index, build in members:
-                if index not in failed and not build.pending_keys().isdisjoint(keys):
                     failed[index] = error
 
         generate_batched(first.summarizer.runtime, requests, settings, batch_size, first.stats.generation,

@@ -45,7 +45,6 @@ class GenerationStats(msgspec.Struct, kw_only=True):
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     batch_sizes: list[int] = []
-    batch_seconds: list[float] = []
 
 
 class BatchRecord(msgspec.Struct, frozen=True, kw_only=True):

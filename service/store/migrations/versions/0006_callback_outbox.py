@@ -34,6 +34,10 @@ def upgrade() -> None:
         sa.Column("lease_expires", sa.Double, nullable=True),
     )
     op.create_index("ix_callback_deliveries_status", "callback_deliveries", ["status", "next_attempt"])
+    # Jobs still queued or running keep their callbacks: they enter the outbox now.
+    op.execute("INSERT INTO callback_deliveries (id, job_id, url, owner, status, attempts, next_attempt) "
+               "SELECT 'msg_' || id, id, callback_url, owner, 'pending', 0, created FROM jobs "
+               "WHERE callback_url IS NOT NULL AND status IN ('queued', 'running')")
     with op.batch_alter_table("callback_attempts") as batch:
         batch.add_column(sa.Column("outcome", sa.String(16), nullable=False, server_default="rejected"))
         batch.drop_column("status_code")
