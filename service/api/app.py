@@ -1,6 +1,7 @@
 """The Litestar app: `create_app()` is short; the wiring lives in the `_configure_*` functions."""
 
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -40,6 +41,7 @@ def create_app(settings: ServiceSettings, engine: Engine | None = None,
                store: Store | None = None) -> Litestar:
     """An app serving `settings`; tests pass a ready `engine` and `store`."""
     state = State({"settings": settings, "broker": EventBroker(settings.streams), "metrics": EngineMetrics(),
+                   "estimating": Counter(),
                    "store": store or Store(settings.database_url or default_database_url())})
     prometheus = PrometheusConfig(app_name="recursum", prefix="recursum_http", group_path=True,
                                   exclude=["/metrics"])
