@@ -28,12 +28,19 @@ def _flags() -> list[tuple[str, click.ParamType | type, str]]:
     return flags
 
 
-def summary_option_flags(defaults: Mapping[str, object] | None = None) -> Callable:
+# About a service's job, not the tree: only the commands that talk to a service take them.
+SERVICE_OPTIONS = frozenset({"evaluation"})
+
+
+def summary_option_flags(defaults: Mapping[str, object] | None = None, service: bool = True) -> Callable:
     """A decorator adding `--chunk-tokens`, `--best-of`, ... (one per field); unset flags stay None.
-    `defaults` only shows in the help (the local engine's values; a server has its own)."""
+    `defaults` only shows in the help (the local engine's values; a server has its own); without `service`
+    the job options (`SERVICE_OPTIONS`) are left out."""
 
     def decorate(command: Callable) -> Callable:
         for name, click_type, help_text in reversed(_flags()):
+            if not service and name in SERVICE_OPTIONS:
+                continue
             shown = f" [default: {defaults[name]}]" if defaults and name in defaults else ""
             command = click.option(f"--{name.replace('_', '-')}", name, type=click_type, default=None,
                                    help=help_text + shown)(command)
@@ -44,7 +51,7 @@ def summary_option_flags(defaults: Mapping[str, object] | None = None) -> Callab
 
 def summary_options(flags: dict[str, object]) -> SummaryOptions:
     """Pop the option flags out of a command's keyword arguments and check them against the limits."""
-    chosen = {name: value for name, _, _ in _flags() if (value := flags.pop(name)) is not None}
+    chosen = {name: value for name, _, _ in _flags() if (value := flags.pop(name, None)) is not None}
     try:
         return msgspec.convert(chosen, SummaryOptions)
     except msgspec.ValidationError as error:

@@ -153,7 +153,7 @@ def _bundle(directory: str | None) -> str | None:
 @click.option("--format", "output_format", type=click.Choice(["text", "markdown", "json"]),
               default="text", show_default=True, help="What to print on stdout.")
 @click.option("--title", default="", help="Document title (default: the file name).")
-@summary_option_flags(defaults=msgspec.structs.asdict(TreeConfig()))
+@summary_option_flags(defaults=msgspec.structs.asdict(TreeConfig()), service=False)
 @click.option("--model", "model_path", default=None,
               help="HF checkpoint dir, .gguf file or hub id (default: embedded SmolLM2-135M).")
 @click.option("--quantization", type=click.Choice(["nf4", "int8", "none"]), default="nf4",
