@@ -134,4 +134,4 @@ def test_a_dry_run_prints_the_estimate_and_loads_no_model(run, book, monkeypatch
 
 def test_the_local_command_takes_no_service_only_option(run, book):
     result = CliRunner().invoke(cli, ["summarize", str(book), "--dry-run", "--evaluation", "true"])
-    assert result.exit_code == 2 and "No such option: --evaluation" in result.output
+    assert result.exit_code == 2 and "No such option '--evaluation'" in result.output
