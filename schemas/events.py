@@ -27,6 +27,7 @@ class NodeSummary(msgspec.Struct, kw_only=True, tag="node_done"):
     height: int
     index: int
     summary: str
+    eta_seconds: float | None = None  # the job's time left, updated as each node finishes
 
 
 class JobFinished(msgspec.Struct, kw_only=True, tag="finished"):

@@ -76,6 +76,7 @@ class JobRead(msgspec.Struct, kw_only=True):
     summary: str | None = None
     error: str | None = None
     callbacks: list[CallbackAttempt] = []
+    eta_seconds: float | None = None  # while running: the time left at the job's pace so far
 
 
 class TreeRead(msgspec.Struct, kw_only=True):

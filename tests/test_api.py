@@ -333,4 +333,5 @@ def test_a_job_never_learns_that_another_tenant_summarized_the_same_text(client,
     assert any(node.cached for node in store.nodes.job_nodes(again))  # the store knows, for operators
     tree = client.get(f"/v1/summaries/{again}/tree", headers=BOB).json()
     assert not any(node.get("cached") for node in tree["nodes"])
-    assert served_event(HeightStarted(height=0, nodes=3, cached=3)).cached == 0
+    job = store.jobs.get_job(again)
+    assert served_event(HeightStarted(height=0, nodes=3, cached=3), job, job.progress).cached == 0

@@ -1,9 +1,12 @@
 """How stored records read to their callers: a job's wire state, and a report's task for the engine."""
 
+import time
+from collections.abc import Sequence
+
 import msgspec
 
-from recursum.schemas.events import HeightStarted, JobEvent
-from recursum.schemas.jobs import JobRead
+from recursum.schemas.events import HeightStarted, JobEvent, NodeSummary
+from recursum.schemas.jobs import HeightProgress, JobRead
 from recursum.schemas.reports import ReportRead
 from recursum.schemas.tree import Node
 from recursum.service.engine.helpers.tasks import ReportTask
@@ -18,9 +21,25 @@ def served_node(node: Node) -> Node:
     return msgspec.structs.replace(node, cached=False, generations=())
 
 
-def served_event(event: JobEvent) -> JobEvent:
-    """An event as the service streams it: a height's count of cached nodes withheld, as in `served_node`."""
-    return msgspec.structs.replace(event, cached=0) if isinstance(event, HeightStarted) else event
+def served_event(event: JobEvent, job: JobRecord, progress: Sequence[HeightProgress]) -> JobEvent:
+    """An event as the service streams it: a height's count of cached nodes withheld, as in `served_node`;
+    a finished node with the job's ETA."""
+    match event:
+        case HeightStarted():
+            return msgspec.structs.replace(event, cached=0)
+        case NodeSummary():
+            return msgspec.structs.replace(event, eta_seconds=eta_seconds(job, progress, time.time()))
+    return event
+
+
+def eta_seconds(job: JobRecord, progress: Sequence[HeightProgress], now: float) -> float | None:
+    """The time a running job has left at its pace so far: seconds per finished node times the nodes the
+    estimate still counts. None before its first node or once the estimate is used up (the estimate
+    counts nodes at their worst case, so a tree often ends sooner)."""
+    done = sum(height.done for height in progress)
+    if job.status != "running" or job.started is None or done == 0 or job.estimated_nodes <= done:
+        return None
+    return (now - job.started) / done * (job.estimated_nodes - done)
 
 
 def job_read(store: Store, job: JobRecord) -> JobRead:
@@ -29,7 +48,7 @@ def job_read(store: Store, job: JobRecord) -> JobRead:
     return JobRead(id=job.id, title=job.title, status=job.status, created=job.created,
                    started=job.started, finished=job.finished, progress=job.progress,
                    root=job.root, summary=root.summary if root else None, error=job.error,
-                   callbacks=callbacks)
+                   callbacks=callbacks, eta_seconds=eta_seconds(job, job.progress, time.time()))
 
 
 def report_task(store: Store, job: JobRecord, node: Node, report: ReportRead) -> ReportTask:

@@ -210,13 +210,13 @@ class JobWorker:
                 self.metrics.observe_node(node)
             case HeightDone():
                 pass
+        progress = [running.progress[h] for h in sorted(running.progress)]
         try:
-            self.store.jobs.update_job(job_id, holder=self.replica_id,
-                                  progress=[running.progress[h] for h in sorted(running.progress)])
+            self.store.jobs.update_job(job_id, holder=self.replica_id, progress=progress)
         except LeaseLost:  # another replica took the job over: stop generating it here
             self._lost.add(job_id)
             return
-        self.broker.publish(job_id, served_event(to_wire(event)))
+        self.broker.publish(job_id, served_event(to_wire(event), running.job, progress))
 
     def _round(self, active: dict[str, "_ActiveJob"]) -> None:
         """One height of every active job in shared batches; then finish the jobs that ended.

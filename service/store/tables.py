@@ -53,6 +53,7 @@ class JobRow(Base):
     attempts: Mapped[int] = mapped_column(server_default="0")
     work_tokens: Mapped[int] = mapped_column(server_default="0")
     evaluation: Mapped[bool] = mapped_column(server_default=sa.false())
+    estimated_nodes: Mapped[int] = mapped_column(server_default="0")
     # Not part of JobRecord: only the claiming machinery reads them.
     lease_owner: Mapped[str | None] = mapped_column(sa.String)
     lease_expires: Mapped[float | None]

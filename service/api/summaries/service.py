@@ -68,6 +68,7 @@ class SummaryService:
         job = JobRecord(id=uuid.uuid4().hex, owner=principal.name, document_id=document.id,
                         title=request.title, config=config, created=time.time(),
                         callback_url=request.callback_url, work_tokens=estimate.total_tokens,
+                        estimated_nodes=sum(estimate.nodes),
                         evaluation=bool(request.options.evaluation))
         try:  # the bounds again, counted and kept inside the transaction that stores the job
             self.store.jobs.submit(document, job, self.limits)
