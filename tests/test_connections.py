@@ -10,6 +10,7 @@ import pytest
 import uvicorn
 from fake_engine import FakeEngine
 from litestar.testing import TestClient
+from service_helpers import held_job
 
 from recursum.schemas.events import JobState
 from recursum.schemas.jobs import JobRead
@@ -17,11 +18,8 @@ from recursum.service.api.app import create_app
 from recursum.service.api.hosts import host_name
 from recursum.service.api.server import RequestDeadlineProtocol
 from recursum.service.engine.errors import ConfigError
-from recursum.service.engine.pipeline.document import make_document
-from recursum.service.engine.pipeline.tree import TreeConfig
 from recursum.service.jobs.broker import QUEUE_EVENTS, EventBroker, StreamLimits, TooManyStreams
 from recursum.service.settings import ServiceSettings, check_dev_mode, parse_api_keys
-from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
 
 ALICE = {"Authorization": "Bearer a-secret"}
@@ -64,13 +62,7 @@ def store(tmp_path):
 
 
 def _held_job(store: Store) -> str:
-    """A queued job another replica holds: it stays unfinished while the test watches it."""
-    document = make_document("Alice followed the White Rabbit.")
-    store.jobs.put_document(document)
-    store.jobs.create_job(JobRecord(id="held", owner="alice", document_id=document.id, title="",
-                                    config=TreeConfig(), created=time.time()))
-    store.jobs.claim_jobs("other-replica", 1, lease_seconds=600)
-    return "held"
+    return held_job(store)
 
 
 def _client(store, **settings) -> TestClient:

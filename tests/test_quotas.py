@@ -6,6 +6,7 @@ import time
 import pytest
 from fake_engine import FakeEngine
 from litestar.testing import TestClient
+from service_helpers import held_job
 
 from recursum.service.api.app import create_app
 from recursum.service.engine.pipeline.chunking import chunk_document
@@ -13,7 +14,6 @@ from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.estimate import estimate_work
 from recursum.service.engine.pipeline.tree import TreeConfig
 from recursum.service.settings import ServiceSettings, parse_api_keys
-from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
 
 ALICE = {"Authorization": "Bearer a-secret"}
@@ -34,12 +34,7 @@ def _client(store, **settings) -> TestClient:
 
 
 def _running_job_of_alice(store: Store, work_tokens: int = 0) -> None:
-    """An unfinished job of alice's that another replica holds, so it stays unfinished here."""
-    document = make_document("Alice followed the White Rabbit.")
-    store.jobs.put_document(document)
-    store.jobs.create_job(JobRecord(id="held", owner="alice", document_id=document.id, title="",
-                                    config=TreeConfig(), created=time.time(), work_tokens=work_tokens))
-    assert store.jobs.claim_jobs("other-replica", 1, lease_seconds=600)
+    held_job(store, work_tokens=work_tokens)
 
 
 def test_a_key_at_its_job_limit_gets_429_and_another_key_still_submits(store):

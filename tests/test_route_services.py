@@ -6,6 +6,7 @@ import time
 import pytest
 from fake_engine import CONTEXT_WINDOW, FakeEngine
 from litestar.testing import TestClient
+from service_helpers import wait_finished
 
 from recursum.schemas.reports import CritiqueRequest, EvidenceRequest
 from recursum.service.api.app import create_app
@@ -57,12 +58,7 @@ def _engine_loaded(client) -> None:
 def _finished_job(client, **options) -> dict:
     job_id = client.post("/v1/summaries", json={"text": STORY, "title": "Alice", "options": options},
                          headers=ALICE).json()["id"]
-    deadline = time.time() + 30
-    while (job := client.get(f"/v1/summaries/{job_id}", headers=ALICE).json())["status"] in ("queued",
-                                                                                              "running"):
-        assert time.time() < deadline, "job did not finish"
-        time.sleep(0.05)
-    return job
+    return wait_finished(client, job_id, ALICE)
 
 
 def test_the_worker_runs_a_job_through_the_interface_to_its_root(store):

@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 from fake_engine import FakeEngine
 from litestar.testing import TestClient
+from service_helpers import wait_finished
 
 from recursum.service.api.app import create_app
 from recursum.service.engine.pipeline.document import make_document
@@ -28,12 +29,7 @@ def _client(engine, store, **settings) -> TestClient:
 
 
 def _wait(client, job_id: str) -> dict:
-    deadline = time.time() + 30
-    while (job := client.get(f"/v1/summaries/{job_id}", headers=ALICE).json())["status"] in ("queued",
-                                                                                              "running"):
-        assert time.time() < deadline, "job did not finish"
-        time.sleep(0.05)
-    return job
+    return wait_finished(client, job_id, ALICE)
 
 
 def _submit(client, text: str) -> str:
