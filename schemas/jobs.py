@@ -46,11 +46,12 @@ ThroughputBasis = Literal["measured", "probe", "none"]
 
 
 class EstimateRead(msgspec.Struct, kw_only=True):
-    """What a document would cost, answered without queueing it. Leaves are the document's real chunks;
-    above them every summary is taken at its full length, so `nodes` and the tokens are upper bounds."""
+    """What a document would cost, answered without queueing it. `chunks` and `nodes` are exact (the tree's
+    shape follows from the chunks); tokens take summaries at the mean length this replica measured (full
+    length before it has measured any) and count the root as generated."""
 
     chunks: int
-    nodes: list[int]  # generated nodes per height, leaves first
+    nodes: list[int]  # nodes per height, leaves first, the root last
     prompt_tokens: int
     generated_tokens: int
     seconds: float | None  # at this replica's recent throughput; None before it has one

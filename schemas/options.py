@@ -21,8 +21,9 @@ BestOfMargin = Annotated[float, msgspec.Meta(
     description="Reward gain (std units) a sample needs over the greedy summary to replace it.")]
 RootWords = Annotated[int, msgspec.Meta(
     ge=0, le=20000,
-    description="Once a height's summaries fit in this many words, the root composes them instead of "
-                "compressing them further (0: always merge down to one generated summary).")]
+    description="If the top height's summaries (at most max_children) fit in this many words, the root "
+                "composes them instead of compressing them further (0: always merge down to one generated "
+                "summary).")]
 
 
 Evaluation = Annotated[bool, msgspec.Meta(

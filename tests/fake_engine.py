@@ -16,23 +16,35 @@ from recursum.service.engine.interface import Diagnosis
 from recursum.service.engine.pipeline.document import Document
 from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent
 from recursum.service.engine.pipeline.node_cache import NodeCache
-from recursum.service.engine.pipeline.results import BatchRecord, GenerationStats, RunStats
+from recursum.service.engine.pipeline.prompts import PromptInput
+from recursum.service.engine.pipeline.results import (
+    BatchRecord,
+    GenerationRequest,
+    GenerationResult,
+    GenerationSettings,
+    GenerationStats,
+    RunStats,
+)
+from recursum.service.engine.pipeline.scheduler import BatchHooks, Generation, Scheduler
 from recursum.service.engine.pipeline.tree import Chunk, Tree, TreeConfig
 
 CONTEXT_WINDOW = 512
 
 
 class FakeRun:
-    """A one-node tree: the node is "generated" in `Engine.run_round`, and the height closes in `advance`."""
+    """A one-node tree: the node's one generation is ready at once, and the tree is done when it arrives."""
 
-    def __init__(self, document: Document, on_event: Callable[[ProgressEvent], None]) -> None:
+    def __init__(self, document: Document, config: TreeConfig,
+                 on_event: Callable[[ProgressEvent], None]) -> None:
         first_sentence = document.text.split(".")[0].strip() + "."
         self.node = Node(id="leaf-0", key=f"fake:{document.id}", height=0, index=0, role="chunk",
                          adapter=None, span=Span(0, len(document.text)), children=(), summary=first_sentence,
                          sentences=())
+        self.generation = Generation(
+            request=GenerationRequest(key=self.node.key, adapter=None,
+                                      prompt=PromptInput(role="chunk", passage=document.text)),
+            settings=GenerationSettings(max_new_tokens=config.summary_tokens), batch_size=config.batch_size)
         self._emit = on_event
-        self.text = document.text
-        self.generated = False
         self.done = False
         on_event(HeightStarted(height=0, nodes=1, cached=0))
 
@@ -40,18 +52,16 @@ class FakeRun:
     def root(self) -> Node:
         return self.node
 
+    def ready(self) -> list[Generation]:
+        return [] if self.done else [self.generation]
+
     def pending_keys(self) -> frozenset[str]:
-        return frozenset() if self.generated else frozenset({self.node.key})
+        return frozenset() if self.done else frozenset({self.node.key})
 
-    def generate(self) -> None:
-        self.generated = True
-        self._emit(NodeDone(node=self.node))
-
-    def advance(self) -> None:
-        if not self.generated:
-            raise RuntimeError("stopped before the node was generated")
-        self._emit(HeightDone(height=0, nodes=1))
+    def accept(self, result: GenerationResult) -> None:
         self.done = True
+        self._emit(NodeDone(node=self.node))
+        self._emit(HeightDone(height=0, nodes=1))
 
 
 class FakeEngine:
@@ -80,28 +90,38 @@ class FakeEngine:
 
     def start(self, document: Document, config: TreeConfig, cache: NodeCache,
               on_event: Callable[[ProgressEvent], None], stats: RunStats) -> FakeRun:
-        return FakeRun(document, on_event)
+        return FakeRun(document, config, on_event)
 
-    def run_round(self, runs: Sequence[FakeRun], wanted: Callable[[str], bool]) -> dict[int, Exception]:
-        """Fails the runs of documents that contain `poison` (a batch the model cannot generate)."""
-        failures: dict[int, Exception] = {}
-        for index, run in enumerate(runs):
-            if self.poison is not None and self.poison in run.text:
-                failures[index] = RuntimeError(f"the fake model failed on {self.poison!r}")
-            elif all(wanted(key) for key in run.pending_keys()):
-                run.generate()
-                if self.batch_listener is not None:  # one "batch" per node, as it finishes
-                    self.batch_listener(BatchRecord(sequences=1, prompt_tokens=len(run.text.split()),
-                                                    generated_tokens=len(run.node.summary.split()),
-                                                    decode_steps=1, prefill_seconds=0.01, decode_seconds=0.01,
-                                                    truncated=0))
-        return failures
+    def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings, batch_size: int,
+                 hooks: BatchHooks) -> None:
+        """Each request's "summary" is its first sentence; a passage containing `poison` fails its batch."""
+        while requests:
+            if self.poison is not None and any(self.poison in r.prompt.passage for r in requests):
+                hooks.on_failure([r.key for r in requests],
+                                 RuntimeError(f"the fake model failed on {self.poison!r}"))
+            else:
+                for request in requests:
+                    if hooks.wanted(request.key):
+                        hooks.on_result(self._summary(request))
+            requests = hooks.refill(batch_size)
+
+    def _summary(self, request: GenerationRequest) -> GenerationResult:
+        passage = request.prompt.passage
+        result = GenerationResult(key=request.key, text=passage.split(".")[0].strip() + ".",
+                                  prompt_tokens=len(passage.split()),
+                                  generated_tokens=len(passage.split(".")[0].split()), truncated=False)
+        if self.batch_listener is not None:  # one "batch" per node, as it finishes
+            self.batch_listener(BatchRecord(sequences=1, prompt_tokens=result.prompt_tokens,
+                                            generated_tokens=result.generated_tokens, decode_steps=1,
+                                            prefill_seconds=0.01, decode_seconds=0.01, truncated=0))
+        return result
 
     def summarize(self, document: Document, config: TreeConfig, cache: NodeCache,
                   on_event: Callable[[ProgressEvent], None] | None = None) -> Tree:
         run = self.start(document, config, cache, on_event or (lambda event: None), RunStats())
-        self.run_round([run], lambda key: True)
-        run.advance()
+        scheduler = Scheduler(self.generate)
+        scheduler.add("local", "local", run)
+        scheduler.run_batch()
         return Tree(document_id=document.id, title=document.title, text_length=len(document.text),
                     config=config, model=self.info, chunks=[Chunk(index=0, span=run.node.span, tokens=1)],
                     heights=[[run.node.id]], nodes={run.node.id: run.node}, root=run.node.id)

@@ -202,7 +202,7 @@ def test_internal_errors_reach_the_owner_without_their_details(engine, store, mo
     def explode(*args, **kwargs):
         raise RuntimeError("SELECT secret FROM internals")
 
-    monkeypatch.setattr(engine, "run_round", explode)
+    monkeypatch.setattr(engine, "generate", explode)
     with _client(engine, store) as client:
         job = _wait(client, _submit(client).json()["id"])
     assert job["status"] == "failed"

@@ -80,17 +80,19 @@ def test_the_estimate_counts_the_real_chunks_and_every_height_up_to_the_root():
     estimate = estimate_work(BOOK, config)
     assert estimate.chunks == len(chunk_document(BOOK, 100))
     assert estimate.nodes[0] == estimate.chunks and estimate.nodes[-1] == 1
-    assert all(upper <= lower for lower, upper in zip(estimate.nodes, estimate.nodes[1:], strict=False))
+    assert all(upper < lower for lower, upper in zip(estimate.nodes, estimate.nodes[1:], strict=False))
     assert estimate.generated_tokens == sum(estimate.nodes) * 50
     tripled = estimate_work(BOOK, TreeConfig(chunk_tokens=100, summary_tokens=50, merge_tokens=200,
                                              max_children=4, root_words=0, best_of=3))
     assert tripled.total_tokens == 3 * estimate.total_tokens
 
 
-def test_a_height_that_fits_in_root_words_ends_the_estimate_with_a_composed_root():
-    merged = estimate_work(BOOK, TreeConfig(chunk_tokens=100, root_words=0))
-    composed = estimate_work(BOOK, TreeConfig(chunk_tokens=100, root_words=1000))
-    assert len(composed.nodes) < len(merged.nodes)
+def test_an_estimate_with_a_measured_summary_length_counts_fewer_tokens_in_the_same_shape():
+    config = TreeConfig(chunk_tokens=100, summary_tokens=50)
+    full, measured = estimate_work(BOOK, config), estimate_work(BOOK, config, summary_length=20)
+    assert measured.nodes == full.nodes
+    assert measured.generated_tokens == sum(full.nodes) * 20 < full.generated_tokens
+    assert measured.prompt_tokens < full.prompt_tokens
 
 
 def test_an_estimate_answers_without_queueing_and_counts_the_real_chunks(store):

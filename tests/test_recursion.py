@@ -7,10 +7,12 @@ from recursum.service.engine.models.runtime import load_runtime
 from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline import generate
 from recursum.service.engine.pipeline.document import make_document
+from recursum.service.engine.pipeline.estimate import estimate_work
 from recursum.service.engine.pipeline.events import NodeDone
 from recursum.service.engine.pipeline.node_cache import MemoryNodeCache
-from recursum.service.engine.pipeline.recursion import Cancelled, Summarizer, merge_groups, run_round
+from recursum.service.engine.pipeline.recursion import Cancelled, Summarizer
 from recursum.service.engine.pipeline.results import RunStats
+from recursum.service.engine.pipeline.scheduler import Scheduler
 from recursum.service.engine.pipeline.tree import TreeConfig
 
 CONFIG = TreeConfig(chunk_tokens=60, merge_tokens=64, max_children=3, summary_tokens=12,
@@ -156,14 +158,14 @@ def test_cancelling_stops_the_run(runtime, evidence_scorer):
                                                                should_stop=lambda: True)
 
 
-def test_merge_groups_respect_fan_in_and_never_leave_a_lone_child(tree):
-    leaves = [tree.nodes[i] for i in tree.heights[0]]
-    assert len(leaves) > 3, "sizes past one group's fan-in"
-    for size in range(2, len(leaves) + 1):
-        groups = merge_groups(leaves[:size], budget=10_000, max_children=3)
-        assert [n for g in groups for n in g] == leaves[:size]
-        assert all(len(g) >= 2 for g in groups)
-        assert all(len(g) <= 4 for g in groups)
+def test_merges_take_fan_in_children_and_never_leave_a_lone_child(tree):
+    leaves = tree.heights[0]
+    assert len(leaves) > CONFIG.max_children, "sizes past the root's fan-in"
+    for level, above in zip(tree.heights, tree.heights[1:-1], strict=False):
+        children = [child for node_id in above for child in tree.nodes[node_id].children]
+        assert children == level
+        assert all(2 <= len(tree.nodes[node_id].children) <= CONFIG.max_children + 1 for node_id in above)
+    assert len(tree.heights[-2]) <= CONFIG.max_children
 
 
 def test_no_node_is_ever_empty_and_dropped_sentences_are_recorded(tree):
@@ -193,7 +195,7 @@ def _words(tree, level: list[str]) -> int:
 
 
 def test_a_height_that_fits_in_root_words_is_composed_into_the_root(runtime, evidence_scorer):
-    config = msgspec.structs.replace(CONFIG, root_words=10_000)
+    config = msgspec.structs.replace(CONFIG, root_words=10_000, max_children=16)
     tree = Summarizer(runtime, evidence_scorer, config).summarize(make_document(STORY))
     root, leaves = tree.root_node, [tree.nodes[i] for i in tree.heights[0]]
     assert len(tree.heights) == 2 and root.composed and not root.generated_tokens
@@ -221,7 +223,8 @@ def test_heights_merge_until_they_fit_in_root_words(runtime, evidence_scorer):
 
 def test_a_leaf_the_screen_empties_is_resampled_before_it_falls_back_to_an_extract(runtime, evidence_scorer):
     cache, stats = MemoryNodeCache(), RunStats()
-    leaves_only = msgspec.structs.replace(CONFIG, root_words=10_000)  # the composed root generates nothing
+    # The composed root generates nothing.
+    leaves_only = msgspec.structs.replace(CONFIG, root_words=10_000, max_children=16)
     greedy = Summarizer(runtime, evidence_scorer, msgspec.structs.replace(leaves_only, resample=0), cache)
     emptied = [n for n in greedy.summarize(make_document(STORY)).nodes.values() if n.extractive]
     assert emptied, "the tiny random model's greedy leaves should fail the screen"
@@ -249,9 +252,23 @@ def test_a_failing_batch_fails_only_the_build_that_needed_it(runtime, evidence_s
         return real(runtime, batch, *args)
 
     monkeypatch.setattr(generate, "_generate_one_batch", fails_for_doomed)
-    spared = Summarizer(runtime, evidence_scorer, msgspec.structs.replace(CONFIG, batch_size=1)).start(
+    spared = Summarizer(runtime, evidence_scorer, msgspec.structs.replace(CONFIG, batch_size=3)).start(
         make_document(STORY))
-    failures = run_round([doomed, spared])
-    assert list(failures) == [0] and "fell over" in str(failures[0])
-    assert not spared.pending_keys()
-    spared.advance()
+    scheduler = Scheduler(lambda requests, settings, batch_size, hooks: generate.generate_scheduled(
+        runtime, requests, settings, batch_size, None, hooks))
+    scheduler.add("doomed", "alice", doomed)
+    scheduler.add("spared", "bob", spared)
+    failures = {}
+    while not spared.done:
+        failed = scheduler.run_batch()
+        failures |= failed
+        for run_id in failed:
+            scheduler.remove(run_id)
+    assert list(failures) == ["doomed"] and "fell over" in str(failures["doomed"])
+    assert spared.tree().root
+
+
+def test_the_estimate_counts_the_real_trees_nodes_at_every_height(tree):
+    estimate = estimate_work(STORY, CONFIG)
+    assert estimate.chunks == len(tree.chunks)
+    assert estimate.nodes == [len(level) for level in tree.heights]

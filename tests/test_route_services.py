@@ -29,7 +29,7 @@ def _protocol_members(protocol: type) -> set[str]:
 
 
 def test_the_fake_engine_has_every_member_of_the_interface():
-    assert {"start", "run_round", "report", "health", "describe", "info"} <= _protocol_members(Engine)
+    assert {"start", "generate", "report", "health", "describe", "info"} <= _protocol_members(Engine)
     assert _protocol_members(Engine) - set(dir(FakeEngine())) == set()
 
 

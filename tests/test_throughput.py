@@ -27,3 +27,11 @@ def test_later_batches_move_the_rates_a_fifth_of_the_way():
     throughput.observe(_batch(prompt=1000, generated=100, seconds=1.0))
     throughput.observe(_batch(prompt=2000, generated=200, seconds=1.0))
     assert throughput.prefill == 1200.0 and throughput.decode == 120.0
+
+
+def test_summary_length_follows_how_full_the_outputs_ran():
+    throughput = Throughput()
+    assert throughput.summary_length(200) is None  # before any batch: the estimate takes full length
+    half_full = msgspec.structs.replace(_batch(prompt=1000, generated=200, seconds=1.0), max_new_tokens=100)
+    throughput.observe(half_full)
+    assert throughput.summary_length(300) == 150.0  # 4 rows wrote 200 of 400 tokens: half full

@@ -56,17 +56,17 @@ def test_a_job_claimed_past_the_attempt_limit_is_failed_with_the_reason(store):
 
 
 class _StoreHiccupEngine(FakeEngine):
-    """The first round meets a database error (SQLite busy, a PostgreSQL failover)."""
+    """The first batch meets a database error (SQLite busy, a PostgreSQL failover)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.rounds = 0
+        self.batches = 0
 
-    def run_round(self, runs, wanted):
-        self.rounds += 1
-        if self.rounds == 1:
+    def generate(self, requests, settings, batch_size, hooks):
+        self.batches += 1
+        if self.batches == 1:
             raise sa.exc.OperationalError("INSERT INTO job_nodes", {}, Exception("database is locked"))
-        return super().run_round(runs, wanted)
+        return super().generate(requests, settings, batch_size, hooks)
 
 
 def test_a_database_error_releases_the_job_to_be_resumed_not_failed(store):
@@ -74,7 +74,7 @@ def test_a_database_error_releases_the_job_to_be_resumed_not_failed(store):
     with _client(engine, store) as client:
         job = _wait(client, _submit(client, "Alice followed the White Rabbit. She fell."))
     assert job["status"] == "done"
-    assert engine.rounds == 2
+    assert engine.batches == 2
     assert store.jobs.get_job(job["id"]).attempts == 1  # the interrupted claim was not counted
 
 

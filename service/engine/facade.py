@@ -17,10 +17,17 @@ from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.document import Document
 from recursum.service.engine.pipeline.events import ProgressEvent
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
-from recursum.service.engine.pipeline.generate import MIN_INPUT_TOKENS
+from recursum.service.engine.pipeline.generate import MIN_INPUT_TOKENS, generate_scheduled
 from recursum.service.engine.pipeline.node_cache import NodeCache
-from recursum.service.engine.pipeline.recursion import Summarizer, TreeBuild, run_round
-from recursum.service.engine.pipeline.results import BatchRecord, GenerationStats, RunStats
+from recursum.service.engine.pipeline.recursion import Summarizer, TreeBuild
+from recursum.service.engine.pipeline.results import (
+    BatchRecord,
+    GenerationRequest,
+    GenerationSettings,
+    GenerationStats,
+    RunStats,
+)
+from recursum.service.engine.pipeline.scheduler import BatchHooks
 from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 
 
@@ -58,8 +65,9 @@ class ModelEngine:
               on_event: Callable[[ProgressEvent], None], stats: RunStats) -> TreeBuild:
         return Summarizer(self.runtime, self.scorer, config, cache).start(document, on_event, stats)
 
-    def run_round(self, runs: Sequence[TreeBuild], wanted: Callable[[str], bool]) -> dict[int, Exception]:
-        return run_round(runs, wanted)
+    def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings, batch_size: int,
+                 hooks: BatchHooks) -> None:
+        generate_scheduled(self.runtime, requests, settings, batch_size, None, hooks)
 
     def summarize(self, document: Document, config: TreeConfig, cache: NodeCache,
                   on_event: Callable[[ProgressEvent], None] | None = None) -> Tree:

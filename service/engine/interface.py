@@ -16,7 +16,15 @@ from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.document import Document
 from recursum.service.engine.pipeline.events import ProgressEvent
 from recursum.service.engine.pipeline.node_cache import NodeCache
-from recursum.service.engine.pipeline.results import BatchRecord, GenerationStats, RunStats
+from recursum.service.engine.pipeline.results import (
+    BatchRecord,
+    GenerationRequest,
+    GenerationResult,
+    GenerationSettings,
+    GenerationStats,
+    RunStats,
+)
+from recursum.service.engine.pipeline.scheduler import BatchHooks, Generation
 from recursum.service.engine.pipeline.tree import Tree, TreeConfig
 
 
@@ -43,7 +51,8 @@ class Diagnosis(msgspec.Struct, kw_only=True):
 
 
 class TreeRun(Protocol):
-    """One document's tree in progress: its heights advance in `Engine.run_round`, beside other runs."""
+    """One document's tree in progress: a dataflow of nodes whose ready generations a `Scheduler` batches
+    with those of other runs (`pipeline.scheduler.Run`), plus the root once it is done."""
 
     @property
     def done(self) -> bool: ...
@@ -51,12 +60,16 @@ class TreeRun(Protocol):
     @property
     def root(self) -> Node: ...
 
-    def pending_keys(self) -> frozenset[str]:
-        """Content addresses of the generations the current height still waits for."""
+    def ready(self) -> list[Generation]:
+        """Generations whose inputs are done and whose results have not arrived."""
         ...
 
-    def advance(self) -> None:
-        """Close the finished height and plan the next; raises if nodes are missing (cancelled)."""
+    def pending_keys(self) -> frozenset[str]:
+        """Content addresses of every generation the run still waits for."""
+        ...
+
+    def accept(self, result: GenerationResult) -> None:
+        """Take a finished generation: builds and commits the nodes it completes, plans their parents."""
         ...
 
 
@@ -85,12 +98,13 @@ class Engine(Protocol):
 
     def start(self, document: Document, config: TreeConfig, cache: NodeCache,
               on_event: Callable[[ProgressEvent], None], stats: RunStats) -> TreeRun:
-        """Begin a tree whose heights advance in `run_round`, possibly alongside other trees."""
+        """Begin a tree whose generations a `Scheduler` runs, possibly alongside other trees."""
         ...
 
-    def run_round(self, runs: Sequence[TreeRun], wanted: Callable[[str], bool]) -> dict[int, Exception]:
-        """Generate the current height of every run in shared batches; `wanted(key)` false stops a row.
-        Returns the runs a failure hit, as {index in `runs`: error}; the others went on."""
+    def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings, batch_size: int,
+                 hooks: BatchHooks) -> None:
+        """One continuous batch of requests under one adapter and `settings` (a `Scheduler`'s
+        `GenerateBatch`): results, failures and refills go through `hooks` as they happen."""
         ...
 
     def summarize(self, document: Document, config: TreeConfig, cache: NodeCache,

@@ -19,7 +19,7 @@ REPORT_LEASE_SECONDS = 900.0
 def finish_pending_reports(store: Store, engine: Engine, replica: str,
                            limit: int = PENDING_BATCH) -> list[ReportRead]:
     """Lease up to `limit` pending reports and finish them in one batched generation (the worker calls
-    this between summary rounds); returns the ones it took."""
+    this between summary batches); returns the ones it took."""
     pending = store.reports.claim_pending_reports(replica, limit, REPORT_LEASE_SECONDS)
     tasks = []
     for report in pending:

@@ -19,6 +19,7 @@ class Throughput:
         self.prefill: float | None = None  # prompt tokens a second
         self.decode: float | None = None  # generated tokens a second, all rows of a batch together
         self.basis: ThroughputBasis = "none"  # "probe" once seeded, "measured" once a batch ran
+        self.fill: float | None = None  # generated tokens over the rows' limit: how full outputs run
 
     def seed(self, probe: Diagnosis) -> None:
         """Start from the model's probe until a batch has run."""
@@ -33,9 +34,17 @@ class Throughput:
         if batch.prefill_seconds <= 0 or batch.decode_seconds <= 0 or not batch.generated_tokens:
             return
         with self._lock:
+            if batch.max_new_tokens:
+                fill = batch.generated_tokens / (batch.sequences * batch.max_new_tokens)
+                self.fill = fill if self.fill is None else (1 - WEIGHT) * self.fill + WEIGHT * fill
             self.prefill = _moved(self.prefill, batch.prompt_tokens / batch.prefill_seconds, self.basis)
             self.decode = _moved(self.decode, batch.generated_tokens / batch.decode_seconds, self.basis)
             self.basis = "measured"
+
+    def summary_length(self, limit: int) -> float | None:
+        """The tokens a summary limited to `limit` is expected to take here; None before any batch."""
+        with self._lock:
+            return None if self.fill is None else self.fill * limit
 
     def seconds(self, prompt_tokens: int, generated_tokens: int) -> float | None:
         """The time to read and write that many tokens at the current rates; None before any rate."""

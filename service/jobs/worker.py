@@ -1,8 +1,9 @@
-"""The model worker: one thread runs jobs height by height, committing every node as it finishes.
+"""The model worker: one thread runs jobs node by node, committing every node as it finishes.
 
-Jobs run together: each round generates the current height of every active job in shared
-batches (nodes of the same role and settings from different jobs share a batch), so a second
-job does not wait for the first to finish.
+Jobs run together: one `Scheduler` forms every batch from the ready nodes of all active jobs, fair across
+API keys and then across jobs, and refills a batch's free rows with whatever became ready meanwhile
+(a merge whose children just finished, or a job that just arrived). Pending helper reports are
+generated between batches, and a batch drains to let them in.
 
 The store is the queue: queued and running jobs are picked oldest first, so after a crash the
 restarted worker resumes them, and the store's generation cache hands back every completed node.
@@ -20,6 +21,7 @@ from recursum.service.engine.errors import public_message
 from recursum.service.engine.interface import Engine, TreeRun
 from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent, to_wire
 from recursum.service.engine.pipeline.results import BatchRecord, RunStats
+from recursum.service.engine.pipeline.scheduler import Scheduler
 from recursum.service.jobs.broker import EventBroker
 from recursum.service.jobs.callbacks import CallbackDeliverer
 from recursum.service.jobs.metrics import EngineMetrics
@@ -54,7 +56,9 @@ class JobWorker:
         self.broker = broker
         self.metrics = metrics
         self.throughput = Throughput()  # what estimates divide by
+        self.scheduler: Scheduler | None = None
         self._wake = threading.Event()
+        self._reports_checked = 0.0  # when the store was last asked for pending reports, mid-batch
         self._stopping = threading.Event()
         self._cancelled: set[str] = set()
         self._thread = threading.Thread(target=self._loop, name="recursum-worker", daemon=True)
@@ -118,18 +122,16 @@ class JobWorker:
             self.throughput.seed(self.engine.describe(probe_tokens=16))
         except Exception:  # estimates then wait for the first batch
             log.exception("the throughput probe failed")
+        self.scheduler = Scheduler(self.engine.generate)
         active: dict[str, _ActiveJob] = {}
         while not self._stopping.is_set():
             try:
                 self._admit(active)
                 self._observe_queue(active)
-                # Pending helper reports (critique, qa) are generated in batches between summary rounds.
-                reported = finish_pending_reports(self.store, self.engine, self.replica_id)
-                for report in reported:
-                    self.metrics.report_latency.observe(time.time() - report.created)
-                if active:
-                    self._round(active)
-                elif not reported:
+                reported = self._finish_reports()
+                failures = self._batch(active) if active else None
+                self._settle(active, failures or {})  # a job served wholly from the cache ends here
+                if failures is None and not reported:
                     self._wake.wait(timeout=1.0)
                     self._wake.clear()
             except Exception:  # e.g. the database briefly unreachable: retry rather than die
@@ -138,6 +140,13 @@ class JobWorker:
             self._running = frozenset(active)
         # A graceful stop (a rolling restart) is not an attempt: any replica may resume these at once.
         self._release(list(active))
+
+    def _finish_reports(self) -> list:
+        """Pending helper reports (critique, qa), generated in batches between summary batches."""
+        reported = finish_pending_reports(self.store, self.engine, self.replica_id)
+        for report in reported:
+            self.metrics.report_latency.observe(time.time() - report.created)
+        return reported
 
     def _on_batch(self, batch: BatchRecord) -> None:
         self.metrics.observe_batch(batch)
@@ -175,6 +184,7 @@ class JobWorker:
                 continue
             try:
                 active[job.id] = self._start(job)
+                self.scheduler.add(job.id, job.owner, active[job.id].build)
             except Exception as error:  # a bad job must not take the worker down
                 log.exception("job %s failed to start", job.id)
                 if is_transient(error):
@@ -218,52 +228,71 @@ class JobWorker:
             return
         self.broker.publish(job_id, served_event(to_wire(event), running.job, progress))
 
-    def _round(self, active: dict[str, "_ActiveJob"]) -> None:
-        """One height of every active job in shared batches; then finish the jobs that ended.
-
-        A failure fails only the jobs whose batches or nodes it hit; a database error releases them to be
-        claimed again; a graceful stop leaves every job to be resumed.
-        """
-        def wanted(key: str) -> bool:  # asked live: a node the screen emptied adds a resample mid-round
+    def _batch(self, active: dict[str, "_ActiveJob"]) -> dict[str, Exception] | None:
+        """One continuous batch over the active jobs; None if none of them has a node ready."""
+        def wanted(key: str) -> bool:  # asked live: a node the screen emptied adds a resample mid-batch
             if self._stopping.is_set():
                 return False
             stopped = (self._cancelled | self._lost) & active.keys()
             return not stopped or any(key in running.build.pending_keys()
                                       for job_id, running in active.items() if job_id not in stopped)
 
-        jobs = list(active)
+        def between_rows() -> bool:
+            """Before rows are refilled: admit jobs that just arrived, end jobs that finished, and let
+            the batch drain when the worker stops or helper reports are waiting."""
+            if self._stopping.is_set():
+                return False
+            if self._wake.is_set():
+                self._wake.clear()
+                self._admit(active)
+            self._settle(active, {})
+            self._running = frozenset(active)
+            return not self._reports_waiting()
+
         try:
-            failures = self.engine.run_round([active[job_id].build for job_id in jobs], wanted)
-        except Exception as error:  # outside any batch (e.g. the model failing): every job of the round
-            log.exception("generation round failed")
-            failures = dict.fromkeys(range(len(jobs)), error)
+            return self.scheduler.run_batch(wanted, between_rows)
+        except Exception as error:  # outside any batch (e.g. the model failing): every job of the batch
+            log.exception("generation batch failed")
+            return dict.fromkeys(active, error)
+
+    def _reports_waiting(self) -> bool:
+        """Whether helper reports wait (asked of the store at most every two seconds mid-batch)."""
+        if time.monotonic() - self._reports_checked < 2.0:
+            return False
+        self._reports_checked = time.monotonic()
+        return self.store.reports.count_pending() > 0
+
+    def _settle(self, active: dict[str, "_ActiveJob"], failures: dict[str, Exception]) -> None:
+        """Fail the jobs a batch failure hit, then drop lost jobs and end cancelled and finished ones.
+
+        A failure fails only the jobs whose batches or nodes it hit; a database error releases them to be
+        claimed again; a graceful stop leaves every job to be resumed.
+        """
         if self._stopping.is_set():
             return
-        for index, error in failures.items():
-            self._stop(active, jobs[index], error)
+        for job_id, error in failures.items():
+            if job_id in active:
+                self._stop(active, job_id, error)
         for job_id in list(active):
             running = active[job_id]
             if job_id in self._lost:
                 log.warning("lease on job %s was taken over by another replica; dropping it", job_id)
                 self.metrics.lease_takeovers.inc()
                 self._lost.discard(job_id)
-                del active[job_id]
-                continue
-            if job_id in self._cancelled:
-                self._end(active.pop(job_id), status="cancelled")
-                continue
-            try:
-                running.build.advance()
-            except Exception as error:
-                self._stop(active, job_id, error)
-                continue
-            if running.build.done:
-                self._end(active.pop(job_id), status="done", root=running.build.root.id)
+                self._drop(active, job_id)
+            elif job_id in self._cancelled:
+                self._end(self._drop(active, job_id), status="cancelled")
+            elif running.build.done:
+                self._end(self._drop(active, job_id), status="done", root=running.build.root.id)
+
+    def _drop(self, active: dict[str, "_ActiveJob"], job_id: str) -> "_ActiveJob":
+        self.scheduler.remove(job_id)
+        return active.pop(job_id)
 
     def _stop(self, active: dict[str, "_ActiveJob"], job_id: str, error: Exception) -> None:
         """A job whose work raised: dropped if another replica holds it now, cancelled if asked, released
         if the store failed for a moment, else failed with a public reason."""
-        running = active.pop(job_id)
+        running = self._drop(active, job_id)
         if job_id in self._lost:
             self._lost.discard(job_id)
         elif job_id in self._cancelled:

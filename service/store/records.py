@@ -27,6 +27,6 @@ class JobRecord(msgspec.Struct, kw_only=True):
     attempts: int = 0  # claims by a worker; more than the service's limit marks a poison job
     work_tokens: int = 0  # the estimated prompt and generated tokens, counted against the owner's budget
     evaluation: bool = False  # offered to evaluators: their tasks and reports read its source text
-    estimated_nodes: int = 0  # the tree's generated nodes by the estimate (an upper bound): the ETA's total
+    estimated_nodes: int = 0  # the tree's nodes by its shape (exact): the ETA's total
 
 

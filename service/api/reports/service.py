@@ -3,7 +3,7 @@
 A report's id is a content address: sha256 of the job, the node, the request and, for generated kinds, the
 helper model (base fingerprint and helper adapter). Asking again for the same report returns the stored one.
 `evidence` and `compare` are built at once (no generation); `critique` and `qa` are stored pending and the
-model worker generates them in batches between summary rounds.
+model worker generates them in batches between summary batches.
 """
 
 import hashlib

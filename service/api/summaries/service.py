@@ -52,7 +52,8 @@ class SummaryService:
     def estimate(self, request: SummaryCreate, throughput: Throughput) -> EstimateRead:
         """What `request` would cost if submitted: the checks a submission gets, nothing stored."""
         document = make_document(request.text, request.title, self.max_bytes)
-        work = estimate_work(document.text, tree_config(request.options))
+        config = tree_config(request.options)
+        work = estimate_work(document.text, config, throughput.summary_length(config.summary_tokens))
         return work.read(throughput.seconds(work.prompt_tokens, work.generated_tokens), throughput.basis)
 
     def submit(self, request: SummaryCreate, principal: Principal) -> JobRecord:

@@ -1,17 +1,17 @@
-"""What a tree will cost before any of it runs, from the exact chunks and a worst case above them.
+"""What a tree will cost before any of it runs: its exact shape, and its tokens.
 
-Leaves are the document's real chunks. Above them every summary is taken at its full `summary_tokens`
-(about 0.75 words a token), so merge groups and heights are as large as they can get; the root is
-composed once a height fits in `root_words`. Every node costs `best_of` generations. The service refuses
-jobs past its budgets with these figures, so a user sees what to change.
+The shape is exact: the leaves are the document's real chunks and the heights above follow from them
+(`shape.py`). Tokens take every summary at `summary_length` tokens: by default its full `summary_tokens`,
+an upper bound the service's budgets refuse jobs by; an estimate for a user takes the mean length this
+replica measured. The root is counted as generated, though it may compose its children instead. Every
+node costs `best_of` generations.
 """
-
-import math
 
 import msgspec
 
 from recursum.schemas.jobs import EstimateRead, ThroughputBasis
 from recursum.service.engine.pipeline.chunking import chunk_document
+from recursum.service.engine.pipeline.shape import tree_shape
 from recursum.service.engine.pipeline.tree import TreeConfig
 
 PROMPT_OVERHEAD_TOKENS = 80  # the chat template and instruction around a passage
@@ -20,7 +20,7 @@ WORDS_PER_TOKEN = 0.75
 
 class WorkEstimate(msgspec.Struct, frozen=True, kw_only=True):
     chunks: int
-    nodes: list[int]  # generated nodes per height, leaves first
+    nodes: list[int]  # nodes per height, leaves first, the root last
     prompt_tokens: int
     generated_tokens: int
 
@@ -35,22 +35,20 @@ class WorkEstimate(msgspec.Struct, frozen=True, kw_only=True):
 
     def describe(self) -> str:
         """The estimate in words, for the refusal of a job over budget."""
-        return (f"about {self.total_tokens:,} tokens ({self.chunks} chunks, {sum(self.nodes)} generated "
+        return (f"about {self.total_tokens:,} tokens ({self.chunks} chunks, {sum(self.nodes)} "
                 f"nodes; {self.prompt_tokens:,} prompt and {self.generated_tokens:,} generated tokens)")
 
 
-def estimate_work(text: str, config: TreeConfig) -> WorkEstimate:
-    """The cost of summarizing normalized `text` under `config`."""
+def estimate_work(text: str, config: TreeConfig, summary_length: float | None = None) -> WorkEstimate:
+    """The cost of summarizing normalized `text` under `config`, summaries `summary_length` tokens long
+    (default: full length)."""
     chunks = chunk_document(text, config.chunk_tokens)
+    summary = min(summary_length or config.summary_tokens, config.summary_tokens)
     context = config.context_tokens if config.context == "preceding-text" else 0
     prompt = sum(chunk.tokens + context + PROMPT_OVERHEAD_TOKENS for chunk in chunks)
-    nodes = [len(chunks)]
-    fan_in = max(2, min(config.max_children, config.merge_tokens // config.summary_tokens))
-    level = len(chunks)
-    while level > 1 and level * config.summary_tokens * WORDS_PER_TOKEN > config.root_words:
-        level = math.ceil(level / fan_in)
-        nodes.append(level)
-        prompt += level * (fan_in * config.summary_tokens + PROMPT_OVERHEAD_TOKENS)
+    shape = tree_shape(len(chunks), config)
+    for height, above in enumerate(shape.levels[1:]):
+        prompt += shape.levels[height] * summary + above * PROMPT_OVERHEAD_TOKENS  # every child read once
     samples = config.best_of
-    return WorkEstimate(chunks=len(chunks), nodes=nodes, prompt_tokens=prompt * samples,
-                        generated_tokens=sum(nodes) * config.summary_tokens * samples)
+    return WorkEstimate(chunks=len(chunks), nodes=list(shape.levels), prompt_tokens=prompt * samples,
+                        generated_tokens=round(sum(shape.levels) * summary) * samples)

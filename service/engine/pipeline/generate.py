@@ -26,6 +26,7 @@ from recursum.service.engine.pipeline.results import (
     GenerationSettings,
     GenerationStats,
 )
+from recursum.service.engine.pipeline.scheduler import BatchHooks
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MIN_INPUT_TOKENS = 64  # the least input a prompt must be able to hold beside the summary
@@ -147,6 +148,18 @@ def generate_batched(
     return [results[request.key] for request in requests if request.key in results]
 
 
+def generate_scheduled(runtime: ModelRuntime, first: Sequence[GenerationRequest],
+                       settings: GenerationSettings, batch_size: int, stats: GenerationStats | None,
+                       hooks: BatchHooks) -> None:
+    """A scheduler's batch: `first`, then whatever `hooks.refill` hands over as rows free up (all under one
+    adapter and `settings`), until it hands over nothing."""
+    requests = list(first)
+    while requests:
+        generate_batched(runtime, requests, settings, batch_size, stats, on_result=hooks.on_result,
+                         wanted=hooks.wanted, on_failure=hooks.on_failure)
+        requests = list(hooks.refill(batch_size))
+
+
 def _batches(items: list, batch_size: int, memory: BatchMemory, new_tokens: int,
              wanted: Callable[[str], bool]) -> Iterator[list]:
     """Wanted items in order, cut into batches of at most `batch_size` rows that fit `memory` (items are
@@ -224,7 +237,7 @@ def _generate_one_batch(runtime, batch, settings, stats, wanted) -> list[Generat
             sequences=len(batch), prompt_tokens=sum(len(ids) for _, ids, _ in batch),
             generated_tokens=sum(r.generated_tokens for r in results), decode_steps=new_tokens.shape[1],
             prefill_seconds=first_step - started, decode_seconds=finished - first_step,
-            truncated=sum(truncated for _, _, truncated in batch)))
+            truncated=sum(truncated for _, _, truncated in batch), max_new_tokens=settings.max_new_tokens))
     stats.batches += 1
     stats.sequences += len(batch)
     stats.prompt_tokens += sum(len(ids) for _, ids, _ in batch)

@@ -1,13 +1,14 @@
-"""The recursion: chunk → summarize every chunk (height 0) → merge height by height until a height's
-summaries fit in `root_words`, which the root then composes (Wu et al.'s top heights).
+"""The recursion: chunk → summarize every chunk (height 0) → merge groups of children until a height is
+small enough for the root, which composes it where its words fit in `root_words` (Wu et al.'s top
+heights) and merges it otherwise.
 
-Each height is one call to `generate_batched`: nodes of a height are independent, so they share
-batches; only heights run in sequence.
+Nodes are a dataflow over a shape fixed in advance (`shape.py`): a merge is ready when its own children
+are done, and the `Scheduler` batches whatever is ready, across heights and across documents.
 """
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import msgspec
 
@@ -19,7 +20,7 @@ from recursum.service.engine.pipeline.chunking import chunk_document
 from recursum.service.engine.pipeline.document import Document
 from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent
 from recursum.service.engine.pipeline.evidence import EvidenceScorer, leaf_evidence, merge_evidence
-from recursum.service.engine.pipeline.generate import generate_batched
+from recursum.service.engine.pipeline.generate import generate_scheduled
 from recursum.service.engine.pipeline.node_cache import MemoryNodeCache, NodeCache
 from recursum.service.engine.pipeline.prompts import PromptInput, chunk_prompt, merge_prompt
 from recursum.service.engine.pipeline.results import (
@@ -28,9 +29,11 @@ from recursum.service.engine.pipeline.results import (
     GenerationSettings,
     RunStats,
 )
+from recursum.service.engine.pipeline.scheduler import Generation, Scheduler
 from recursum.service.engine.pipeline.screen import extractive_summary, screen
 from recursum.service.engine.pipeline.sentences import sentence_spans
-from recursum.service.engine.pipeline.tokens import count_tokens_batch, encoding
+from recursum.service.engine.pipeline.shape import tree_shape
+from recursum.service.engine.pipeline.tokens import encoding
 from recursum.service.engine.pipeline.tree import Chunk, Tree, TreeConfig
 
 
@@ -104,40 +107,15 @@ def preceding_text(text: str, start: int, tokens: int) -> str:
     return encoding().decode(ids[-tokens:]).lstrip()
 
 
-def merge_groups(children: Sequence[Node], budget: int, max_children: int) -> list[list[Node]]:
-    """Pack consecutive children into groups within `budget` tokens and `max_children`.
-
-    A group always takes at least two children (or the recursion could stall on long
-    summaries; the context guard still bounds the prompt), and a lone last child joins
-    the group before it.
-    """
-    sizes = count_tokens_batch([child.summary for child in children])
-    groups: list[list[Node]] = []
-    current: list[Node] = []
-    total = 0
-    for child, size in zip(children, sizes, strict=True):
-        if len(current) >= 2 and (total + size > budget or len(current) >= max_children):
-            groups.append(current)
-            current, total = [], 0
-        current.append(child)
-        total += size
-    if len(current) == 1 and groups:
-        groups[-1].append(current[0])
-    else:
-        groups.append(current)
-    return groups
-
-
 def _node_id(plan: _Planned) -> str:
     """The content address plus the node's place: unique in a tree even where a book repeats itself."""
     return hashlib.sha256(f"{plan.key}:{plan.span.start}:{plan.span.end}".encode()).hexdigest()[:32]
 
 
 class TreeBuild:
-    """One document's recursion, advanced a height at a time so builds can share batches.
-
-    A height goes: plan its nodes, take what the cache has (`requests` lists the rest), accept
-    generated results as they arrive, then `advance` to the next height until one root remains.
+    """One document's recursion as a dataflow: a node is planned once its inputs are done (a leaf at once,
+    a merge when its own children are), its generations come from the cache or the scheduler, and it is
+    built as soon as they are all in, so builds share batches and no height waits for the one below.
     """
 
     def __init__(self, summarizer: "Summarizer", document: Document,
@@ -147,60 +125,80 @@ class TreeBuild:
         self.emit = emit
         self.stats = stats
         self.chunks = chunk_document(document.text, summarizer.config.chunk_tokens)
-        self.heights: list[list[Node]] = []
-        self._start_height(summarizer._plan_leaves(document.text, self.chunks))
+        self.shape = tree_shape(len(self.chunks), summarizer.config)
+        self.heights: list[list[Node | None]] = [[None] * size for size in self.shape.levels]
+        self._plans: dict[tuple[int, int], _Planned] = {}  # planned and not yet built, by (height, index)
+        self._waiting: dict[str, list[_Planned]] = {}  # generation key -> the plans that need it
+        self._results: dict[str, GenerationResult] = {}
+        self._from_cache: set[str] = set()
+        self._announced: set[int] = set()  # heights whose HeightStarted went out
+        self._plan_nodes(summarizer._plan_leaves(document.text, self.chunks))
 
     @property
     def done(self) -> bool:
-        return bool(self.heights) and len(self.heights[-1]) == 1 and not self._plans
+        return self.heights[-1][0] is not None
 
-    def _start_height(self, planned: list[_Planned]) -> None:
-        self._plans = planned
-        self._waiting: dict[str, list[_Planned]] = {}  # generation key -> the nodes that need it
+    @property
+    def root(self) -> Node:
+        return self.heights[-1][0]
+
+    def _plan_nodes(self, planned: list[_Planned]) -> None:
+        """Plan nodes of one height: cached generations are taken at once, compositions built at once."""
+        fresh: list[str] = []
         for plan in planned:
+            self._plans[(plan.height, plan.index)] = plan
             for sample in plan.samples:
+                if sample.key not in self._waiting:
+                    fresh.append(sample.key)
                 self._waiting.setdefault(sample.key, []).append(plan)
-        self._results: dict[str, GenerationResult] = {}
-        self._from_cache: set[str] = set()
-        self._nodes: dict[int, Node] = {}
         cache = self.summarizer.cache
-        cached = [hit for key in self._waiting if (hit := cache.get(key)) is not None]
+        cached = [hit for key in fresh if key not in self._results and (hit := cache.get(key)) is not None]
         self.stats.cache_hits += len(cached)
-        self.stats.cache_misses += len(self._waiting) - len(cached)
-        self.emit(HeightStarted(height=planned[0].height, nodes=len(planned), cached=len(cached)))
+        self.stats.cache_misses += len(fresh) - len(cached)
+        height = planned[0].height
+        if height not in self._announced:
+            self._announced.add(height)
+            self.emit(HeightStarted(height=height, nodes=self.shape.levels[height], cached=len(cached)))
         for result in cached:
             self.accept(result, from_cache=True)
         for plan in planned:
             if not plan.samples:  # a composition: nothing to generate
                 self._finish(plan, self.summarizer._compose_node(plan))
 
-    @property
-    def requests(self) -> list[tuple[GenerationSettings, GenerationRequest]]:
-        """The generations the current height still needs, with the settings each runs under."""
+    def ready(self) -> list[Generation]:
+        """Generations of planned nodes still missing, the highest nodes first (they lead to the root)."""
         adapter_for = self.summarizer.runtime.adapter_for
-        needed: dict[str, tuple[GenerationSettings, GenerationRequest]] = {}
-        for plan in self._plans:
-            if plan.index in self._nodes:
-                continue
+        batch_size = self.summarizer.config.batch_size
+        needed: dict[str, Generation] = {}
+        for (height, index) in sorted(self._plans, key=lambda place: (-place[0], place[1])):
+            plan = self._plans[(height, index)]
             for sample in plan.samples:
-                if sample.key not in self._results:
-                    needed[sample.key] = (sample.settings, GenerationRequest(
-                        key=sample.key, adapter=adapter_for(plan.role), prompt=plan.prompt))
+                if sample.key not in self._results and sample.key not in needed:
+                    needed[sample.key] = Generation(settings=sample.settings, batch_size=batch_size,
+                                                    request=GenerationRequest(key=sample.key,
+                                                                              adapter=adapter_for(plan.role),
+                                                                              prompt=plan.prompt))
         return list(needed.values())
 
     def pending_keys(self) -> frozenset[str]:
-        """Content addresses of the generations the current height still waits for."""
-        return frozenset(request.key for _, request in self.requests)
+        """Content addresses of the generations the planned nodes still wait for."""
+        return frozenset(sample.key for plan in self._plans.values() for sample in plan.samples
+                         if sample.key not in self._results)
 
     def accept(self, result: GenerationResult, from_cache: bool = False) -> None:
-        """Take a generation; a node is built once all its samples are in."""
+        """Take a generation (a fresh one goes to the cache first); a node is built once all its samples
+        are in."""
         plans = self._waiting.get(result.key, ())
         if plans:
-            self._results[result.key] = result
             if from_cache:
                 self._from_cache.add(result.key)
-        for plan in plans:
-            if plan.index in self._nodes or any(s.key not in self._results for s in plan.samples):
+            elif result.key not in self._results:
+                self.summarizer.cache.put(result)
+            self._results[result.key] = result
+        for plan in list(plans):
+            if self._plans.get((plan.height, plan.index)) is not plan:  # built, or replaced by a resample
+                continue
+            if any(s.key not in self._results for s in plan.samples):
                 continue
             results = [self._results[sample.key] for sample in plan.samples]
             cached = all(sample.key in self._from_cache for sample in plan.samples)
@@ -211,8 +209,8 @@ class TreeBuild:
             self._finish(plan, node)
 
     def _resample(self, retry: _Planned) -> None:
-        """Wait for the retry's new sample: from the cache, or generated by the next pass of `run_round`."""
-        self._plans[retry.index] = retry
+        """Wait for the retry's new sample: from the cache, or from a later batch."""
+        self._plans[(retry.height, retry.index)] = retry
         key = retry.samples[-1].key
         self._waiting.setdefault(key, []).append(retry)
         if (hit := self.summarizer.cache.get(key)) is None:
@@ -222,26 +220,21 @@ class TreeBuild:
             self.accept(hit, from_cache=True)
 
     def _finish(self, plan: _Planned, node: Node) -> None:
-        self._nodes[plan.index] = node
+        """Commit the node, close its height if it was the last, and plan its parent once it is ready."""
+        height, index = plan.height, plan.index
+        del self._plans[(height, index)]
+        level = self.heights[height]
+        level[index] = node
         self.emit(NodeDone(node=node))
-
-    def advance(self) -> None:
-        """Close the finished height and plan the next; raises `Cancelled` if nodes are missing."""
-        height = len(self.heights)
-        total = len(self._plans)
-        if len(self._nodes) < total:
-            raise Cancelled(f"stopped at height {height} with {len(self._nodes)}/{total} nodes")
-        self.emit(HeightDone(height=height, nodes=total))
-        level = [self._nodes[index] for index in range(total)]
-        self.heights.append(level)
-        if len(level) > 1:
-            self._start_height(self.summarizer._plan_above(level))
-        else:
-            self._plans = []
-
-    @property
-    def root(self) -> Node:
-        return self.heights[-1][0]
+        if all(level):
+            self.emit(HeightDone(height=height, nodes=len(level)))
+        if height + 1 == len(self.heights):
+            return
+        parent = self.shape.parent(height, index)
+        children = [level[i] for i in self.shape.groups(height)[parent]]
+        if all(children):
+            self._plan_nodes([self.summarizer._plan_parent(height + 1, parent, children,
+                                                           is_root=height + 2 == len(self.heights))])
 
     def tree(self) -> Tree:
         summarizer = self.summarizer
@@ -258,70 +251,6 @@ class TreeBuild:
         )
 
 
-def run_round(builds: Sequence[TreeBuild], wanted: Callable[[str], bool] | None = None,
-              ) -> dict[int, Exception]:
-    """Generate the current height of every build in shared batches; a node the screen left nothing of
-    asks for a resample, which a further pass generates (`TreeConfig.resample` passes at most).
-
-    Requests under the same generation settings share batches (a generation several builds
-    need runs once); `wanted` withdraws keys of cancelled builds at the next batch. A batch that fails,
-    or a result a build cannot take, fails only the builds concerned: returned as {index in `builds`:
-    error}, and left out of later passes; the others go on.
-    """
-    failed: dict[int, Exception] = {}
-    for _ in range(1 + max(build.summarizer.config.resample for build in builds)):
-        live = [(index, build) for index, build in enumerate(builds) if index not in failed]
-        if not any(build.requests for _, build in live):
-            break
-        _generate_pass(live, wanted, failed)
-    return failed
-
-
-def _generate_pass(builds: Sequence[tuple[int, TreeBuild]], wanted: Callable[[str], bool] | None,
-                   failed: dict[int, Exception]) -> None:
-    pending: dict[tuple[GenerationSettings, int], dict[str, GenerationRequest]] = {}
-    groups: dict[tuple[GenerationSettings, int], list[tuple[int, TreeBuild]]] = {}
-    for index, build in builds:
-        for settings, request in build.requests:
-            group = (settings, build.summarizer.config.batch_size)
-            pending.setdefault(group, {})[request.key] = request
-            if (index, build) not in groups.setdefault(group, []):
-                groups[group].append((index, build))
-
-    def still_wanted(key: str) -> bool:  # asked at every decoding step: cheap unless something failed
-        if wanted is not None and not wanted(key):
-            return False
-        return not failed or any(key in build.pending_keys()
-                                 for index, build in builds if index not in failed)
-
-    for (settings, batch_size), members in groups.items():
-        requests = list(pending[(settings, batch_size)].values())
-        first = members[0][1]
-
-        def fail(keys: list[str], error: Exception, members: list[tuple[int, TreeBuild]] = members) -> None:
-            for index, build in members:
-                if index not in failed and not build.pending_keys().isdisjoint(keys):
-                    failed[index] = error
-
-        def deliver(result: GenerationResult, members: list[tuple[int, TreeBuild]] = members,
-                    cache: NodeCache = first.summarizer.cache) -> None:
-            try:
-                cache.put(result)
-            except Exception as error:  # the builds that wanted this result fail (or are released), alone
-                fail([result.key], error, members)
-                return
-            for index, build in members:
-                if index in failed:
-                    continue
-                try:
-                    build.accept(result)
-                except Exception as error:  # e.g. its node could not be stored: this build alone fails
-                    failed[index] = error
-
-        generate_batched(first.summarizer.runtime, requests, settings, batch_size, first.stats.generation,
-                         on_result=deliver, wanted=still_wanted, on_failure=fail)
-
-
 class Summarizer:
     """Runs the recursion with a loaded runtime and evidence scorer under one configuration."""
 
@@ -336,7 +265,7 @@ class Summarizer:
 
     def start(self, document: Document, on_event: Callable[[ProgressEvent], None] | None = None,
               stats: RunStats | None = None) -> TreeBuild:
-        """Chunk the document and take cached leaves; generation happens in `run_round`."""
+        """Chunk the document and take cached leaves; the rest comes from a `Scheduler`."""
         return TreeBuild(self, document, on_event or (lambda event: None),
                          stats if stats is not None else RunStats())
 
@@ -347,14 +276,19 @@ class Summarizer:
         should_stop: Callable[[], bool] | None = None,
         stats: RunStats | None = None,
     ) -> Tree:
-        """Build the whole tree; raises `Cancelled` if `should_stop` fires first."""
+        """Build the whole tree through the scheduler alone; raises `Cancelled` if `should_stop` fires."""
         started = time.perf_counter()
         build = self.start(document, on_event, stats)
-        wanted = None if should_stop is None else (lambda key: not should_stop())
+        scheduler = Scheduler(lambda requests, settings, batch_size, hooks: generate_scheduled(
+            self.runtime, requests, settings, batch_size, build.stats.generation, hooks))
+        scheduler.add("local", "local", build)
+        stop = should_stop or (lambda: False)
         while not build.done:
-            if failures := run_round([build], wanted):
-                raise failures[0]
-            build.advance()
+            if stop():
+                raise Cancelled(f"stopped with {sum(map(bool, sum(build.heights, [])))} nodes done")
+            failures = scheduler.run_batch(lambda key: not stop())
+            if failures:
+                raise failures["local"]
         build.stats.total_seconds += time.perf_counter() - started
         return build.tree()
 
@@ -386,25 +320,16 @@ class Summarizer:
             for chunk in chunks
         ]
 
-    def _plan_above(self, level: list[Node]) -> list[_Planned]:
-        """The next height: the composed root once the level fits in `root_words`, else merges."""
-        words = sum(len(node.summary.split()) for node in level)
-        if words > self.config.root_words:
-            return self._plan_merges(level)
-        material = ["composed", [node.key for node in level]]
-        return [_Planned(height=level[0].height + 1, index=0, role="merge",
-                         span=Span(level[0].span.start, level[-1].span.end), children=tuple(level),
-                         prompt=merge_prompt([node.summary for node in level]),
-                         key=hashlib.sha256(msgspec.json.encode(material)).hexdigest(), samples=())]
-
-    def _plan_merges(self, level: list[Node]) -> list[_Planned]:
-        height = level[0].height + 1
-        groups = merge_groups(level, self.config.merge_tokens, self.config.max_children)
-        return [
-            self._plan(height, index, "merge", Span(group[0].span.start, group[-1].span.end),
-                       tuple(group), merge_prompt([child.summary for child in group]))
-            for index, group in enumerate(groups)
-        ]
+    def _plan_parent(self, height: int, index: int, children: list[Node], is_root: bool) -> _Planned:
+        """A merge of `children`; the root composes them instead once their words fit in `root_words`."""
+        span = Span(children[0].span.start, children[-1].span.end)
+        prompt = merge_prompt([child.summary for child in children])
+        if not is_root or sum(len(child.summary.split()) for child in children) > self.config.root_words:
+            return self._plan(height, index, "merge", span, tuple(children), prompt)
+        material = ["composed", [child.key for child in children]]
+        return _Planned(height=height, index=index, role="merge", span=span, children=tuple(children),
+                        prompt=prompt, key=hashlib.sha256(msgspec.json.encode(material)).hexdigest(),
+                        samples=())
 
     def _evidence(self, text: str, plan: _Planned, summary: str) -> tuple[tuple[Sentence, ...], list[Span]]:
         """The summary's sentences with evidence, and (for a leaf) the source sentence spans."""

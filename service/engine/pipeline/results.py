@@ -57,6 +57,7 @@ class BatchRecord(msgspec.Struct, frozen=True, kw_only=True):
     prefill_seconds: float
     decode_seconds: float
     truncated: int  # prompts cut to fit the model's window
+    max_new_tokens: int = 0  # the rows' generation limit: how full summaries run (estimates)
 
 
 class RunStats(msgspec.Struct, kw_only=True):

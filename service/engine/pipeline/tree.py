@@ -30,7 +30,8 @@ class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Everything that shapes a tree; saved in it so a tree says how it was made."""
 
     chunk_tokens: ChunkTokens = 600
-    merge_tokens: MergeTokens = 900
+    # With full-length summaries (200 tokens) a merge reads 6 children: `shape.fan_in`.
+    merge_tokens: MergeTokens = 1200
     max_children: Annotated[int, msgspec.Meta(ge=2, le=64)] = 6
     summary_tokens: SummaryTokens = 200
     batch_size: BatchSize = 8
