@@ -1,3 +1,5 @@
+import dataclasses
+
 import msgspec
 import pytest
 
@@ -272,3 +274,24 @@ def test_the_estimate_counts_the_real_trees_nodes_at_every_height(tree):
     estimate = estimate_work(STORY, CONFIG)
     assert estimate.chunks == len(tree.chunks)
     assert estimate.nodes == [len(level) for level in tree.heights]
+
+
+def test_a_merge_starts_before_its_height_is_complete(runtime, evidence_scorer):
+    roles: list[str] = []
+
+    def logged(requests, settings, batch_size, hooks):
+        def refill(free):
+            more = hooks.refill(free)
+            roles.extend(request.prompt.role for request in more)
+            return more
+        roles.extend(request.prompt.role for request in requests)
+        generate.generate_scheduled(runtime, requests, settings, batch_size, None,
+                                    dataclasses.replace(hooks, refill=refill))
+
+    greedy_only = msgspec.structs.replace(CONFIG, resample=0)  # a resample would wait for a sampled batch
+    build = Summarizer(runtime, evidence_scorer, greedy_only).start(make_document(STORY))
+    scheduler = Scheduler(logged)
+    scheduler.add("story", "alice", build)
+    while not build.done:
+        assert not scheduler.run_batch()
+    assert roles.index("merge") < len(roles) - 1 - roles[::-1].index("chunk")

@@ -65,6 +65,7 @@ GenerateBatch = Callable[[Sequence[GenerationRequest], GenerationSettings, int, 
 class _Entry:
     owner: str
     run: Run
+    arrival: int  # ties go to the newest: a job that just arrived takes the next free row
     served: int = 0  # rows given to this run
 
 
@@ -74,18 +75,23 @@ class Scheduler:
     _entries: dict[str, _Entry] = field(default_factory=dict)
     _served: dict[str, int] = field(default_factory=dict)  # rows given to each owner with runs here
     _in_flight: set[str] = field(default_factory=set)
+    _arrivals: int = 0
+    _owner_arrival: dict[str, int] = field(default_factory=dict)  # an owner's newest run
 
     def add(self, run_id: str, owner: str, run: Run) -> None:
         """A newcomer starts level with the least-served, so it is neither starved nor owed a backlog."""
         if owner not in self._served:
             self._served[owner] = min(self._served.values(), default=0)
         peers = [entry.served for entry in self._entries.values() if entry.owner == owner]
-        self._entries[run_id] = _Entry(owner=owner, run=run, served=min(peers, default=0))
+        self._arrivals += 1
+        self._owner_arrival[owner] = self._arrivals
+        self._entries[run_id] = _Entry(owner=owner, run=run, arrival=self._arrivals,
+                                       served=min(peers, default=0))
 
     def remove(self, run_id: str) -> None:
         entry = self._entries.pop(run_id, None)
         if entry is not None and not any(e.owner == entry.owner for e in self._entries.values()):
-            del self._served[entry.owner]
+            del self._served[entry.owner], self._owner_arrival[entry.owner]
 
     def run_batch(self, wanted: Callable[[str], bool] = lambda key: True,
                   admit: Callable[[], bool] = lambda: True) -> dict[str, Exception] | None:
@@ -135,7 +141,8 @@ class Scheduler:
 
     def _pick(self, group: tuple | None, failed: dict[str, Exception]) -> Generation | None:
         """The next row: the least-served owner's least-served run's first ready generation (in `group`)."""
-        order = sorted(self._live(failed), key=lambda item: (self._served[item[1].owner], item[1].served))
+        order = sorted(self._live(failed), key=lambda item: (
+            self._served[item[1].owner], -self._owner_arrival[item[1].owner], item[1].served, -item[1].arrival))
         for _, entry in order:
             for generation in entry.run.ready():
                 key = generation.request.key
