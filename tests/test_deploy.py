@@ -422,7 +422,7 @@ def test_hpa_scales_the_deployment_on_a_metric_the_service_exports() -> None:
     (metric,) = hpa["spec"]["metrics"]
     assert metric["type"] == "Pods"
     exported = {family.name for family in EngineMetrics().registry.collect()}
-    assert metric["pods"]["metric"]["name"] == "recursum_queue_depth" in exported
+    assert metric["pods"]["metric"]["name"] == "recursum_leased_jobs" in exported
 
 
 def test_deployment_leaves_the_replica_count_to_the_hpa() -> None:

@@ -23,6 +23,7 @@ from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.results import GenerationResult
 from recursum.service.engine.pipeline.tree import TreeConfig
 from recursum.service.store.database import create_database_engine, default_database_url, migrate
+from recursum.service.store.evaluations import EvaluationLease, EvaluationPair
 from recursum.service.store.jobs import LeaseLost
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
@@ -463,3 +464,18 @@ def test_concurrent_submissions_never_exceed_a_keys_job_limit(database_url: str)
     assert stores[0].jobs.owner_load("alice") == (4, 0)
     for store in stores:
         store.close()
+
+
+def test_the_evaluation_backlog_counts_unanswered_tasks_no_one_holds_and_expired_leases(
+    store: Store, stored_document: None
+) -> None:
+    store.jobs.create_job(make_job("job-1", created=100.0))
+    pairs = [EvaluationPair(id=f"pair-{i}", job_id="job-1", node_id="n", kind="summary", height=0,
+                            first="summary", second="candidate:0", created=100.0) for i in range(2)]
+    assert store.evaluations.backlog(now=200.0) == (0, 0)
+    store.evaluations.lease_pair(pairs[0], EvaluationLease(id="held", task_id="pair-0", evaluator="eve",
+                                                           leased=200.0, expires=300.0))
+    store.evaluations.lease_pair(pairs[1], EvaluationLease(id="lapsed", task_id="pair-1", evaluator="eve",
+                                                           leased=100.0, expires=150.0))
+    assert store.evaluations.backlog(now=200.0) == (1, 1)  # pair-1's lease ran out unanswered
+    assert store.evaluations.backlog(now=400.0) == (2, 2)

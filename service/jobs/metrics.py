@@ -42,6 +42,12 @@ class EngineMetrics:
         self.token_seconds = Histogram("recursum_time_per_output_token_seconds",
                                        "Decode time per step of one generate call.", buckets=_TOKEN_SECONDS,
                                        registry=r)
+        self.evaluation_tasks_waiting = Gauge(
+            "recursum_evaluation_tasks_waiting", "Comparison tasks offered, unanswered and held by no one.",
+            registry=r)
+        self.evaluation_leases_expired = Gauge(
+            "recursum_evaluation_leases_expired", "Evaluators' leases that ran out unanswered, all time.",
+            registry=r)
         self.pending_reports = Gauge("recursum_pending_reports", "Helper reports waiting, all replicas.",
                                      registry=r)
         self.report_latency = Histogram("recursum_report_latency_seconds",

@@ -159,6 +159,9 @@ class JobWorker:
         self.metrics.jobs_by_state.labels(state="running").set(running)
         self.metrics.leased_jobs.set(len(active))
         self.metrics.pending_reports.set(self.store.reports.count_pending())
+        tasks_waiting, leases_expired = self.store.evaluations.backlog(time.time())
+        self.metrics.evaluation_tasks_waiting.set(tasks_waiting)
+        self.metrics.evaluation_leases_expired.set(leases_expired)
 
     def _release(self, job_ids: list[str]) -> None:
         try:

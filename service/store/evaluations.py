@@ -203,6 +203,18 @@ class EvaluationRepository:
             pair = session.get_one(EvaluationTaskRow, lease.task_id)
             return row_struct(lease, EvaluationLease), row_struct(pair, EvaluationPair)
 
+    def backlog(self, now: float) -> tuple[int, int]:
+        """(tasks offered and never answered that no one holds now, leases that expired unanswered): the
+        evaluators' queue for metrics, on every replica."""
+        answered = sa.select(ComparisonRow.task_id)
+        waiting = sa.select(sa.func.count()).select_from(EvaluationTaskRow).where(
+            EvaluationTaskRow.id.not_in(answered),
+            sa.or_(EvaluationTaskRow.lease_owner.is_(None), EvaluationTaskRow.lease_expires < now))
+        expired = sa.select(sa.func.count()).select_from(EvaluationLeaseRow).where(
+            EvaluationLeaseRow.submitted.is_(None), EvaluationLeaseRow.expires < now)
+        with self.db.session() as session:
+            return session.scalar(waiting) or 0, session.scalar(expired) or 0
+
     def pairs_compared_by(self, evaluator: str) -> set[str]:
         query = sa.select(ComparisonRow.task_id).where(ComparisonRow.evaluator == evaluator)
         with self.db.session() as session:

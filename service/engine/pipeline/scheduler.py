@@ -141,9 +141,11 @@ class Scheduler:
 
     def _pick(self, group: tuple | None, failed: dict[str, Exception]) -> Generation | None:
         """The next row: the least-served owner's least-served run's first ready generation (in `group`)."""
-        order = sorted(self._live(failed), key=lambda item: (
-            self._served[item[1].owner], -self._owner_arrival[item[1].owner], item[1].served, -item[1].arrival))
-        for _, entry in order:
+        def turn(entry: _Entry) -> tuple[int, int, int, int]:
+            owner = entry.owner
+            return self._served[owner], -self._owner_arrival[owner], entry.served, -entry.arrival
+
+        for entry in sorted((entry for _, entry in self._live(failed)), key=turn):
             for generation in entry.run.ready():
                 key = generation.request.key
                 if key not in self._in_flight and (group is None or generation.group == group):
