@@ -7,7 +7,7 @@ from recursum.schemas.events import HeightDone, HeightStarted
 from recursum.schemas.tree import SOURCE, Node, Span
 from recursum.service.engine.models.runtime import load_runtime
 from recursum.service.engine.models.spec import ModelSpec
-from recursum.service.engine.pipeline import generate
+from recursum.service.engine.pipeline import refill
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.estimate import estimate_work
 from recursum.service.engine.pipeline.events import NodeDone
@@ -244,19 +244,19 @@ def test_a_leaf_the_screen_empties_is_resampled_before_it_falls_back_to_an_extra
 
 
 def test_a_failing_batch_fails_only_the_build_that_needed_it(runtime, evidence_scorer, monkeypatch):
-    real = generate._generate_one_batch
+    real = refill._RunningBatch.admit
     doomed = Summarizer(runtime, evidence_scorer, CONFIG).start(make_document("The Hatter poured tea. " * 3))
     doomed_keys = doomed.pending_keys()
 
-    def fails_for_doomed(runtime, batch, *args):
-        if any(request.key in doomed_keys for request, _, _ in batch):
+    def fails_for_doomed(batch, fitted):
+        if any(request.key in doomed_keys for request, _, _ in fitted):
             raise RuntimeError("the device fell over")
-        return real(runtime, batch, *args)
+        return real(batch, fitted)
 
-    monkeypatch.setattr(generate, "_generate_one_batch", fails_for_doomed)
+    monkeypatch.setattr(refill._RunningBatch, "admit", fails_for_doomed)
     spared = Summarizer(runtime, evidence_scorer, msgspec.structs.replace(CONFIG, batch_size=3)).start(
         make_document(STORY))
-    scheduler = Scheduler(lambda requests, settings, batch_size, hooks: generate.generate_scheduled(
+    scheduler = Scheduler(lambda requests, settings, batch_size, hooks: refill.generate_scheduled(
         runtime, requests, settings, batch_size, None, hooks))
     scheduler.add("doomed", "alice", doomed)
     scheduler.add("spared", "bob", spared)
@@ -280,13 +280,13 @@ def test_a_merge_starts_before_its_height_is_complete(runtime, evidence_scorer):
     roles: list[str] = []
 
     def logged(requests, settings, batch_size, hooks):
-        def refill(free):
+        def refilled(free):
             more = hooks.refill(free)
             roles.extend(request.prompt.role for request in more)
             return more
         roles.extend(request.prompt.role for request in requests)
-        generate.generate_scheduled(runtime, requests, settings, batch_size, None,
-                                    dataclasses.replace(hooks, refill=refill))
+        refill.generate_scheduled(runtime, requests, settings, batch_size, None,
+                                    dataclasses.replace(hooks, refill=refilled))
 
     greedy_only = msgspec.structs.replace(CONFIG, resample=0)  # a resample would wait for a sampled batch
     build = Summarizer(runtime, evidence_scorer, greedy_only).start(make_document(STORY))

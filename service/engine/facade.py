@@ -17,9 +17,10 @@ from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.document import Document
 from recursum.service.engine.pipeline.events import ProgressEvent
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
-from recursum.service.engine.pipeline.generate import MIN_INPUT_TOKENS, generate_scheduled
+from recursum.service.engine.pipeline.generate import MIN_INPUT_TOKENS
 from recursum.service.engine.pipeline.node_cache import NodeCache
 from recursum.service.engine.pipeline.recursion import Summarizer, TreeBuild
+from recursum.service.engine.pipeline.refill import generate_scheduled
 from recursum.service.engine.pipeline.results import (
     BatchRecord,
     GenerationRequest,

@@ -26,7 +26,6 @@ from recursum.service.engine.pipeline.results import (
     GenerationSettings,
     GenerationStats,
 )
-from recursum.service.engine.pipeline.scheduler import BatchHooks
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MIN_INPUT_TOKENS = 64  # the least input a prompt must be able to hold beside the summary
@@ -146,18 +145,6 @@ def generate_batched(
                     if on_result is not None:
                         on_result(result)
     return [results[request.key] for request in requests if request.key in results]
-
-
-def generate_scheduled(runtime: ModelRuntime, first: Sequence[GenerationRequest],
-                       settings: GenerationSettings, batch_size: int, stats: GenerationStats | None,
-                       hooks: BatchHooks) -> None:
-    """A scheduler's batch: `first`, then whatever `hooks.refill` hands over as rows free up (all under one
-    adapter and `settings`), until it hands over nothing."""
-    requests = list(first)
-    while requests:
-        generate_batched(runtime, requests, settings, batch_size, stats, on_result=hooks.on_result,
-                         wanted=hooks.wanted, on_failure=hooks.on_failure)
-        requests = list(hooks.refill(batch_size))
 
 
 def _batches(items: list, batch_size: int, memory: BatchMemory, new_tokens: int,

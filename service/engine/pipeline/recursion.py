@@ -20,9 +20,9 @@ from recursum.service.engine.pipeline.chunking import chunk_document
 from recursum.service.engine.pipeline.document import Document
 from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent
 from recursum.service.engine.pipeline.evidence import EvidenceScorer, leaf_evidence, merge_evidence
-from recursum.service.engine.pipeline.generate import generate_scheduled
 from recursum.service.engine.pipeline.node_cache import MemoryNodeCache, NodeCache
 from recursum.service.engine.pipeline.prompts import PromptInput, chunk_prompt, merge_prompt
+from recursum.service.engine.pipeline.refill import generate_scheduled
 from recursum.service.engine.pipeline.results import (
     GenerationRequest,
     GenerationResult,

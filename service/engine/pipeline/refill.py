@@ -33,6 +33,7 @@ from recursum.service.engine.pipeline.results import (
     GenerationSettings,
     GenerationStats,
 )
+from recursum.service.engine.pipeline.scheduler import BatchHooks
 
 _Fitted = tuple[GenerationRequest, list[int], bool]  # request, prompt ids fitted to the window, truncated
 
@@ -111,8 +112,8 @@ class _RunningBatch:
 
     def drop(self, leaving: Iterable[_Row]) -> None:
         """Cut rows out of the batch and its cache, then the columns that are padding for every row left."""
-        leaving = {id(row) for row in leaving}
-        keep = [i for i, row in enumerate(self.rows) if id(row) not in leaving]
+        gone = {id(row) for row in leaving}
+        keep = [i for i, row in enumerate(self.rows) if id(row) not in gone]
         if len(keep) == len(self.rows):
             return
         self.rows = [self.rows[i] for i in keep]
@@ -218,7 +219,7 @@ def generate_refilling(
                 if newcomers:
                     opened, ended = batch.admit(newcomers)
                     newcomers = []
-                    _close(segment, runtime, stats)
+                    _close(segment, runtime, settings, stats)
                     segment = opened
                     batch.drop(ended)
                 if batch.rows:
@@ -245,7 +246,16 @@ def generate_refilling(
                     segment.generated_tokens += result.generated_tokens
                     if on_result is not None:
                         on_result(result)
-    _close(segment, runtime, stats)
+    _close(segment, runtime, settings, stats)
+
+
+def generate_scheduled(runtime: ModelRuntime, first: Sequence[GenerationRequest],
+                       settings: GenerationSettings, batch_size: int, stats: GenerationStats | None,
+                       hooks: BatchHooks) -> None:
+    """A `Scheduler`'s batch: one continuous batch under the adapter of `first`, refilled by the scheduler."""
+    with runtime.using(first[0].adapter):
+        generate_refilling(runtime, first, settings, batch_size, stats, on_result=hooks.on_result,
+                           wanted=hooks.wanted, on_failure=hooks.on_failure, refill=hooks.refill)
 
 
 def _fit(runtime: ModelRuntime, requests: Iterable[GenerationRequest],
@@ -265,7 +275,7 @@ def _admissible(waiting: deque[_Fitted], rows: list[_Row], limit: int, runtime: 
             waiting.popleft()
             continue
         longest = max(longest, len(ids))
-        if len(rows) + len(admitted) + 1 > runtime.batch_memory.rows_that_fit(longest, settings.max_new_tokens):
+        if len(rows) + len(admitted) >= runtime.batch_memory.rows_that_fit(longest, settings.max_new_tokens):
             break
         admitted.append(waiting.popleft())
     return admitted
@@ -296,7 +306,8 @@ def _result(runtime: ModelRuntime, row: _Row) -> GenerationResult:
                             truncated=row.truncated)
 
 
-def _close(segment: _Segment | None, runtime: ModelRuntime, stats: GenerationStats) -> None:
+def _close(segment: _Segment | None, runtime: ModelRuntime, settings: GenerationSettings,
+           stats: GenerationStats) -> None:
     """Count a finished segment into `stats` and tell the runtime's listener."""
     if segment is None:
         return
@@ -313,4 +324,4 @@ def _close(segment: _Segment | None, runtime: ModelRuntime, stats: GenerationSta
             sequences=segment.sequences, prompt_tokens=segment.prompt_tokens,
             generated_tokens=segment.generated_tokens, decode_steps=segment.decode_steps,
             prefill_seconds=segment.prefill_seconds, decode_seconds=segment.decode_seconds,
-            truncated=segment.truncated))
+            truncated=segment.truncated, max_new_tokens=settings.max_new_tokens))
