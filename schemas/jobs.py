@@ -48,7 +48,7 @@ ThroughputBasis = Literal["measured", "probe", "none"]
 class EstimateRead(msgspec.Struct, kw_only=True):
     """What a document would cost, answered without queueing it. `chunks` and `nodes` are exact (the tree's
     shape follows from the chunks); tokens take summaries at the mean length this replica measured (full
-    length before it has measured any) and count the root as generated."""
+    length before it has measured any)."""
 
     chunks: int
     nodes: list[int]  # nodes per height, leaves first, the root last

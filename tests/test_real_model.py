@@ -8,6 +8,7 @@ from recursum.service.engine.models.runtime import load_runtime
 from recursum.service.engine.models.spec import ModelSpec
 from recursum.service.engine.pipeline.commentary import is_meta_commentary
 from recursum.service.engine.pipeline.document import make_document
+from recursum.service.engine.pipeline.estimate import estimate_work
 from recursum.service.engine.pipeline.recursion import Summarizer
 from recursum.service.engine.pipeline.roster import roster, summary_names
 from recursum.service.engine.pipeline.tree import TreeConfig
@@ -56,3 +57,21 @@ def test_every_node_spans_exactly_its_children(tree):
         assert node.span.start == children[0].span.start
         assert node.span.end == children[-1].span.end
         assert all(a.span.end == b.span.start for a, b in zip(children, children[1:], strict=False))
+
+
+def test_the_estimate_counts_the_next_excerpts_tree_exactly_and_its_tokens_within_ten_percent(
+        tree, evidence_scorer):
+    """As the service estimates: the summary length measured on earlier work (the tree above), the shape
+    and tokens of a document not yet summarized."""
+    generated = [node for node in tree.nodes.values() if not node.composed]
+    fill = sum(node.generated_tokens for node in generated) / (len(generated) * tree.config.summary_tokens)
+    text = shared_data("books/alice_in_wonderland.txt").read_text()[7000:14000]
+    estimate = estimate_work(text, tree.config, fill * tree.config.summary_tokens)
+    runtime = load_runtime(ModelSpec(quantization="nf4"))
+    real = Summarizer(runtime, evidence_scorer, tree.config).summarize(make_document(text, "Alice"))
+    assert estimate.chunks == len(real.chunks)
+    assert estimate.nodes == [len(level) for level in real.heights]
+    made = [node for node in real.nodes.values() if not node.composed]
+    prompt, written = sum(n.prompt_tokens for n in made), sum(n.generated_tokens for n in made)
+    assert estimate.prompt_tokens == pytest.approx(prompt, rel=0.1)
+    assert estimate.generated_tokens == pytest.approx(written, rel=0.1)

@@ -3,8 +3,8 @@
 The shape is exact: the leaves are the document's real chunks and the heights above follow from them
 (`shape.py`). Tokens take every summary at `summary_length` tokens: by default its full `summary_tokens`,
 an upper bound the service's budgets refuse jobs by; an estimate for a user takes the mean length this
-replica measured. The root is counted as generated, though it may compose its children instead. Every
-node costs `best_of` generations.
+replica measured. The root composes the top height (nothing generated) when its summaries at that length
+fit in `root_words`. Every node costs `best_of` generations.
 """
 
 import msgspec
@@ -47,8 +47,12 @@ def estimate_work(text: str, config: TreeConfig, summary_length: float | None = 
     context = config.context_tokens if config.context == "preceding-text" else 0
     prompt = sum(chunk.tokens + context + PROMPT_OVERHEAD_TOKENS for chunk in chunks)
     shape = tree_shape(len(chunks), config)
-    for height, above in enumerate(shape.levels[1:]):
-        prompt += shape.levels[height] * summary + above * PROMPT_OVERHEAD_TOKENS  # every child read once
+    levels = list(shape.levels)
+    composed = len(levels) > 1 and levels[-2] * summary * WORDS_PER_TOKEN <= config.root_words
+    merged = levels[1:-1] if composed else levels[1:]  # heights whose nodes are generated merges
+    prompt += sum(below * summary + above * PROMPT_OVERHEAD_TOKENS  # every child read once
+                  for below, above in zip(levels, merged, strict=False))
+    generated = sum(levels) - composed
     samples = config.best_of
-    return WorkEstimate(chunks=len(chunks), nodes=list(shape.levels), prompt_tokens=prompt * samples,
-                        generated_tokens=round(sum(shape.levels) * summary) * samples)
+    return WorkEstimate(chunks=len(chunks), nodes=levels, prompt_tokens=prompt * samples,
+                        generated_tokens=round(generated * summary) * samples)
