@@ -5,8 +5,8 @@ In one run:
   node and to completion (goal: under load at most 2x alone);
 - fairness: alice submits four jobs, bob two, at once; each key's share of the nodes finished while both
   still had work (goal 40-60%);
-- throughput: that mixed workload's tokens/s, against the code before the node scheduler
-  (`--baseline-src`, a checkout of it; its height rounds) served the same way;
+- throughput: that mixed workload's tokens/s (and the small job under load), against the code before the
+  node scheduler (`--baseline-src`, a checkout of it; its height rounds) served the same way;
 - whole book: a book through the server, its wall time and tokens/s against `recursum doctor`'s probe,
   and its ETA at 25, 50 and 75% of its nodes against the time that really remained.
 
@@ -200,6 +200,9 @@ def main() -> None:
     if args.baseline_src is not None:
         old = serve(args, args.baseline_src)
         try:
+            print(f"baseline ({args.baseline_src}):")
+            with httpx.Client(base_url=old.url, timeout=60) as http:
+                small_under_load(http, options, small, large)
             old_rate = mixed_workload(old, options, mixed, f"baseline ({args.baseline_src})")
         finally:
             old.stop()
