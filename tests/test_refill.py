@@ -170,3 +170,27 @@ def test_batch_records_add_up_to_the_stats(runtime, monkeypatch):
     assert sum(r.decode_seconds for r in records) == pytest.approx(stats.decode_seconds)
     assert sum(r.truncated for r in records) == 0
     assert all(r.decode_steps <= SETTINGS.max_new_tokens for r in records)
+
+
+def test_rows_with_different_adapters_share_one_batch_and_each_runs_its_own(tiny_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    adapter = tmp_path / "chunk"
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), lora).save_pretrained(adapter)
+    runtime = load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none", dtype="float32",
+                                     adapters={"chunk": str(adapter)}))
+    requests = [msgspec.structs.replace(request, adapter="chunk" if i % 2 else None)
+                for i, request in enumerate(REQUESTS[:4])]
+    alone = {}
+    for name in ("chunk", None):
+        with runtime.using(name):
+            mine = [request for request in requests if request.adapter == name]
+            alone |= {r.key: r.text for r in generate_batched(runtime, mine, SETTINGS, batch_size=1)}
+    shared = {}
+    generate_refilling(runtime, requests, SETTINGS, len(requests),
+                       on_result=lambda result: shared.__setitem__(result.key, result.text))
+    assert shared == alone
+    assert alone["r1"] != generate_batched(runtime, [msgspec.structs.replace(requests[1], adapter=None)],
+                                           SETTINGS, batch_size=1)[0].text, "the adapter changes the output"

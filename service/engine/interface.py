@@ -103,7 +103,7 @@ class Engine(Protocol):
 
     def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings, batch_size: int,
                  hooks: BatchHooks) -> None:
-        """One continuous batch of requests under one adapter and `settings` (a `Scheduler`'s
+        """One continuous batch of requests under `settings`, each with its own adapter (a `Scheduler`'s
         `GenerateBatch`): results, failures and refills go through `hooks` as they happen."""
         ...
 

@@ -6,6 +6,10 @@ step feeds only rows still generating, and free rows are filled from a queue the
 batching (`generate_batch`) drops the repetition penalty and breaks on no-repeat n-grams, which small models
 need (results.py), so the loop keeps its own key/value cache: newcomers are prefilled left-padded and
 spliced into the running cache, ended rows are cut out of it.
+
+Rows may carry different LoRA adapters (a leaf's `chunk` adapter beside a merge on the base model): peft
+applies each row's own adapter in one forward pass (`adapter_names`), so a merge never waits for a batch
+of another role to drain.
 """
 
 import time
@@ -78,6 +82,12 @@ class _RunningBatch:
     cache: DynamicCache | None = None
     mask: torch.Tensor | None = None  # (rows, cached columns): 0 where a row is left-padded
 
+    def _adapters(self, rows: list[GenerationRequest]) -> dict[str, list[str]]:
+        """peft's per-row adapters (`__base__`: none), where the runtime carries any."""
+        if not self.runtime.adapters:
+            return {}
+        return {"adapter_names": [request.adapter or "__base__" for request in rows]}
+
     def admit(self, fitted: list[_Fitted]) -> tuple[_Segment, list[_Row]]:
         """Prefill `fitted` as one left-padded batch, pick each one's first token and splice it in.
 
@@ -89,7 +99,8 @@ class _RunningBatch:
         mask = padded["attention_mask"].to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # each row counts from its own first token
         output = runtime.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                               use_cache=True, logits_to_keep=1)
+                               use_cache=True, logits_to_keep=1,
+                               **self._adapters([request for request, _, _ in fitted]))
         newcomers = [_Row(request, len(ids), truncated,
                           torch.tensor([ids + [0] * self.settings.max_new_tokens], device=device), len(ids))
                      for request, ids, truncated in fitted]
@@ -107,7 +118,8 @@ class _RunningBatch:
         positions = torch.tensor([[row.length - 1] for row in self.rows], device=device)
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)
         output = self.runtime.model(input_ids=input_ids, attention_mask=self.mask, position_ids=positions,
-                                    cache=self.cache, use_cache=True, logits_to_keep=1)
+                                    cache=self.cache, use_cache=True, logits_to_keep=1,
+                                    **self._adapters([row.request for row in self.rows]))
         return self._choose(self.rows, output.logits[:, -1, :])
 
     def drop(self, leaving: Iterable[_Row]) -> None:
@@ -192,7 +204,7 @@ def generate_refilling(
 ) -> None:
     """Generate `first` and whatever `refill(n)` hands over while rows are free, in one continuous batch.
 
-    All requests share the adapter the caller made active (`runtime.using`). At most `batch_size` rows run,
+    Each request runs with its own adapter. At most `batch_size` rows run,
     fewer where the runtime's memory budget says so. Each result goes to `on_result` as its row ends; a row
     whose key `wanted` rejects is dropped at the next step without a result. A step that raises fails the
     rows in flight (`on_failure`, else the error propagates) and the loop goes on with the rest; running out
@@ -252,10 +264,9 @@ def generate_refilling(
 def generate_scheduled(runtime: ModelRuntime, first: Sequence[GenerationRequest],
                        settings: GenerationSettings, batch_size: int, stats: GenerationStats | None,
                        hooks: BatchHooks) -> None:
-    """A `Scheduler`'s batch: one continuous batch under the adapter of `first`, refilled by the scheduler."""
-    with runtime.using(first[0].adapter):
-        generate_refilling(runtime, first, settings, batch_size, stats, on_result=hooks.on_result,
-                           wanted=hooks.wanted, on_failure=hooks.on_failure, refill=hooks.refill)
+    """A `Scheduler`'s batch: one continuous batch, refilled by the scheduler."""
+    generate_refilling(runtime, first, settings, batch_size, stats, on_result=hooks.on_result,
+                       wanted=hooks.wanted, on_failure=hooks.on_failure, refill=hooks.refill)
 
 
 def _fit(runtime: ModelRuntime, requests: Iterable[GenerationRequest],

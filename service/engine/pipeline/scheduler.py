@@ -1,9 +1,10 @@
 """One scheduler for the ready generations of every run: each batch is formed afresh, fair across owners.
 
 A run (a tree in progress) lists the generations it is ready for: a leaf at once, a merge as soon as its
-own children are done. A batch takes generations that can share it (same settings, adapter and batch
-size); its rows go to the owner (API key) served least so far, then to that owner's least-served run,
-and a row that finishes is refilled the same way, so a job that arrives mid-book gets the next free row.
+own children are done. A batch takes generations that can share it (same settings and batch size; each
+row keeps its own adapter); its rows go to the owner (API key) served least so far, then to that owner's
+least-served run, and a row that finishes is refilled the same way, so a job that arrives mid-book gets
+the next free row.
 A generation several runs need runs once. Torch-free: the job worker drives it through `Engine.generate`.
 """
 
@@ -24,8 +25,9 @@ class Generation(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: int
 
     @property
-    def group(self) -> tuple[GenerationSettings, str | None, int]:
-        return self.settings, self.request.adapter, self.batch_size
+    def group(self) -> tuple[GenerationSettings, int]:
+        """Generations that may share a batch; adapters may differ (each row runs its own)."""
+        return self.settings, self.batch_size
 
 
 class Run(Protocol):
