@@ -78,6 +78,7 @@ class JobRead(msgspec.Struct, kw_only=True):
     error: str | None = None
     callbacks: list[CallbackAttempt] = []
     eta_seconds: float | None = None  # while running: the time left at the job's pace so far
+    bundle: str | None = None  # the adapter bundle version it runs on, from its start (/v1/admin/adapters)
 
 
 class TreeRead(msgspec.Struct, kw_only=True):

@@ -69,7 +69,7 @@ class Node(msgspec.Struct, frozen=True, kw_only=True):
     height: int
     index: int
     role: Role
-    adapter: str | None
+    adapter: str | None  # the role whose adapter wrote it, None for the base model
     span: Span
     children: tuple[str, ...]
     summary: str
@@ -85,6 +85,7 @@ class Node(msgspec.Struct, frozen=True, kw_only=True):
     extractive: bool = False  # nothing generated survived: `summary` is sentences of the node's input
     generations: tuple[str, ...] = ()  # content addresses of the cached generations it was made from
     composed: bool = False  # the root joins its children's summaries, a paragraph each; nothing generated
+    adapter_version: str | None = None  # the fingerprint of the adapter that wrote it
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,4 +96,5 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     quantization: str
     dtype: str
     device: str
-    adapters: dict[str, str] = {}
+    adapters: dict[str, str] = {}  # role -> the adapter's fingerprint
+    bundle: str = "none"  # the version of the adapter set served (a digest of `adapters`; "none": bare)

@@ -6,13 +6,16 @@ engine's interface (no torch, no tokenizer, no runtime).
 
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import msgspec
 
 from recursum.schemas.events import HeightDone, HeightStarted
 from recursum.schemas.reports import CritiqueReport, EvidenceReport, QaAnswer, ReportBody
 from recursum.schemas.tree import ModelInfo, Node, Span
-from recursum.service.engine.errors import ConfigError
+from recursum.service.engine.errors import ConfigError, ModelError
 from recursum.service.engine.helpers.tasks import ReportTask
-from recursum.service.engine.interface import Diagnosis
+from recursum.service.engine.interface import Diagnosis, ServedBundle
 from recursum.service.engine.pipeline.document import Document
 from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent
 from recursum.service.engine.pipeline.node_cache import NodeCache
@@ -35,11 +38,11 @@ class FakeRun:
     """A one-node tree: the node's one generation is ready at once, and the tree is done when it arrives."""
 
     def __init__(self, document: Document, config: TreeConfig,
-                 on_event: Callable[[ProgressEvent], None]) -> None:
+                 on_event: Callable[[ProgressEvent], None], bundle: str = "none") -> None:
         first_sentence = document.text.split(".")[0].strip() + "."
-        self.node = Node(id="leaf-0", key=f"fake:{document.id}", height=0, index=0, role="chunk",
+        self.node = Node(id="leaf-0", key=f"fake:{bundle}:{document.id}", height=0, index=0, role="chunk",
                          adapter=None, span=Span(0, len(document.text)), children=(), summary=first_sentence,
-                         sentences=())
+                         sentences=(), adapter_version=None if bundle == "none" else bundle)
         self.generation = Generation(
             request=GenerationRequest(key=self.node.key, adapter=None,
                                       prompt=PromptInput(role="chunk", passage=document.text)),
@@ -69,6 +72,8 @@ class FakeEngine:
 
     def __init__(self, scores_rewards: bool = False, healthy: bool = True,
                  fail_reports: bool = False, poison: str | None = None) -> None:
+        self.bundles: dict[str, str | None] = {"none": None}  # loaded adapter sets: version -> directory
+        self.served = "none"
         self.info = ModelInfo(base="fake", fingerprint="fake-fingerprint", quantization="none",
                               dtype="float32", device="cpu", adapters={})
         self.load_seconds = 0.0
@@ -83,14 +88,43 @@ class FakeEngine:
     def observe_batches(self, listener: Callable[[BatchRecord], None]) -> None:
         self.batch_listener = listener
 
+    @property
+    def bundle(self) -> ServedBundle:
+        return ServedBundle(version=self.served, directory=self.bundles[self.served])
+
+    def loaded_bundles(self) -> list[str]:
+        return list(self.bundles)
+
+    def load_bundle(self, directory: str | None) -> str:
+        """A directory's version is its name; one named `broken*` is refused, as a bad bundle is."""
+        if directory is None:
+            return "none"
+        name = Path(directory).name
+        if name.startswith("broken"):
+            raise ModelError(f"{directory} is not an adapter bundle: it has no manifest.json")
+        self.bundles[name] = directory
+        return name
+
+    def serve(self, version: str) -> None:
+        if version not in self.bundles:
+            raise ModelError(f"adapter set {version} is not loaded")
+        self.served = version
+        self.info = msgspec.structs.replace(self.info, bundle=version)
+
+    def release(self, keep: set[str]) -> None:
+        self.bundles = {v: d for v, d in self.bundles.items() if v in keep | {self.served, "none"}}
+
     def check(self, config: TreeConfig) -> None:
         if config.summary_tokens >= CONTEXT_WINDOW:
             raise ConfigError(f"summary_tokens {config.summary_tokens} leaves no room for input in the "
                               f"fake model's {CONTEXT_WINDOW}-token context window")
 
     def start(self, document: Document, config: TreeConfig, cache: NodeCache,
-              on_event: Callable[[ProgressEvent], None], stats: RunStats) -> FakeRun:
-        return FakeRun(document, config, on_event)
+              on_event: Callable[[ProgressEvent], None], stats: RunStats,
+              bundle: str | None = None) -> FakeRun:
+        if bundle is not None and bundle not in self.bundles:
+            raise ModelError(f"adapter set {bundle} is not loaded")
+        return FakeRun(document, config, on_event, bundle or self.served)
 
     def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings, batch_size: int,
                  hooks: BatchHooks) -> None:

@@ -15,16 +15,16 @@ ALICE = {"Authorization": "Bearer a-secret"}
 
 
 class HeldEngine(FakeEngine):
-    """Counts each batch as the fake does, then holds its result back until `release` is set."""
+    """Counts each batch as the fake does, then holds its result back until `let_go` is set."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.counted, self.release = threading.Event(), threading.Event()
+        self.counted, self.let_go = threading.Event(), threading.Event()
 
     def generate(self, requests, settings, batch_size, hooks) -> None:
         def held(result) -> None:
             self.counted.set()
-            self.release.wait(30)
+            self.let_go.wait(30)
             hooks.on_result(result)
 
         super().generate(requests, settings, batch_size, dataclasses.replace(hooks, on_result=held))
@@ -48,5 +48,5 @@ def test_tokens_and_batches_show_while_the_job_still_runs(tmp_path):
         assert _metric(metrics, "recursum_prompt_tokens_total") > 0
         assert _metric(metrics, "recursum_generation_batch_size_count") == 1
         assert _metric(metrics, "recursum_leased_jobs") == 1
-        engine.release.set()
+        engine.let_go.set()
         assert wait_finished(client, job_id, ALICE)["status"] == "done"

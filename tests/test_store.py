@@ -31,7 +31,7 @@ from recursum.service.store.tables import Base
 
 TABLES = {"documents", "jobs", "job_nodes", "job_generations", "generations", "callback_attempts",
           "callback_deliveries",
-          "reports", "evaluation_tasks", "evaluation_leases", "comparisons"}
+          "reports", "evaluation_tasks", "evaluation_leases", "comparisons", "adapter_activations"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

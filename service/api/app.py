@@ -1,6 +1,9 @@
 """The Litestar app: `create_app()` is short; the wiring lives in the `_configure_*` functions."""
 
+import asyncio
 import logging
+import os
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +15,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig
 
+from recursum.service.api.adapters.controller import AdapterController
 from recursum.service.api.auth import scope_guard
 from recursum.service.api.estimates.controller import EstimateController
 from recursum.service.api.evaluations.controller import ComparisonController, EvaluationController
@@ -65,7 +69,8 @@ def _configure_middleware(settings: ServiceSettings, prometheus: PrometheusConfi
 
 def _configure_routes() -> list:
     return [SummaryController, EstimateController, ReportController, EvaluationController,
-            ComparisonController, evaluate_page, evaluate_static(), healthz, readyz, metrics]
+            ComparisonController, AdapterController, evaluate_page, evaluate_static(), healthz, readyz,
+            metrics]
 
 
 def _configure_dependencies() -> dict[str, Provide]:
@@ -106,6 +111,7 @@ def _model_worker(engine: Engine | None):
                                  max_attempts=state.settings.max_attempts)
         callbacks.start()
         state.worker.start()
+        _switch_on_hangup(state)
         try:
             yield
         finally:
@@ -113,3 +119,17 @@ def _model_worker(engine: Engine | None):
             await sync_to_thread(callbacks.stop)
 
     return lifespan
+
+
+def _switch_on_hangup(state: State) -> None:
+    """SIGHUP serves the bundle at the configured path (RECURSUM_ADAPTERS or --adapters), read again with
+    its links resolved: repoint a `current` link at a new bundle and signal any replica to switch them all
+    (a running process's environment cannot be changed from outside; a link can)."""
+    def hangup() -> None:
+        directory = state.settings.model.bundle_directory()
+        state.worker.activate(os.path.realpath(directory) if directory else None, "SIGHUP")
+
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangup)
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError):  # not the main thread, or Windows
+        log.info("SIGHUP is not handled here: switch adapter bundles with POST /v1/admin/adapters")

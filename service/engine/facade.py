@@ -7,10 +7,10 @@ import torch
 
 from recursum.schemas.reports import ReportBody
 from recursum.schemas.tree import ModelInfo
-from recursum.service.engine.errors import ConfigError
+from recursum.service.engine.errors import ConfigError, ModelError
 from recursum.service.engine.helpers.reports import build_reports
 from recursum.service.engine.helpers.tasks import ReportTask
-from recursum.service.engine.interface import Diagnosis
+from recursum.service.engine.interface import Diagnosis, ServedBundle
 from recursum.service.engine.models.diagnostics import diagnose
 from recursum.service.engine.models.runtime import ModelRuntime, load_runtime
 from recursum.service.engine.models.spec import ModelSpec
@@ -56,6 +56,29 @@ class ModelEngine:
     def scores_rewards(self) -> bool:
         return self.runtime.reward_head is not None
 
+    @property
+    def bundle(self) -> ServedBundle:
+        adapters = self.runtime.adapter_set
+        return ServedBundle(version=adapters.version, directory=adapters.directory)
+
+    def loaded_bundles(self) -> list[str]:
+        return list(self.runtime.loaded.sets)
+
+    def load_bundle(self, directory: str | None) -> str:
+        return self.runtime.with_bundle(directory).adapter_set.version
+
+    def serve(self, version: str) -> None:
+        self.runtime = self._view(version)
+
+    def release(self, keep: set[str]) -> None:
+        self.runtime.release(keep)
+
+    def _view(self, version: str) -> ModelRuntime:
+        view = self.runtime.serving(version)
+        if view is None:
+            raise ModelError(f"adapter set {version} is not loaded")
+        return view
+
     def check(self, config: TreeConfig) -> None:
         window = self.runtime.context_window
         if config.summary_tokens + MIN_INPUT_TOKENS > window:
@@ -63,8 +86,10 @@ class ModelEngine:
                               f"the model's {window}-token context window")
 
     def start(self, document: Document, config: TreeConfig, cache: NodeCache,
-              on_event: Callable[[ProgressEvent], None], stats: RunStats) -> TreeBuild:
-        return Summarizer(self.runtime, self.scorer, config, cache).start(document, on_event, stats)
+              on_event: Callable[[ProgressEvent], None], stats: RunStats,
+              bundle: str | None = None) -> TreeBuild:
+        runtime = self.runtime if bundle is None else self._view(bundle)
+        return Summarizer(runtime, self.scorer, config, cache).start(document, on_event, stats)
 
     def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings, batch_size: int,
                  hooks: BatchHooks) -> None:

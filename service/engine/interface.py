@@ -50,6 +50,19 @@ class Diagnosis(msgspec.Struct, kw_only=True):
     decode_tokens_per_second: float
 
 
+class ServedBundle(msgspec.Struct, frozen=True, kw_only=True):
+    """The adapter set new work uses: its version, and the bundle directory it came from (None: the bare
+    model, or adapters named one by one)."""
+
+    version: str
+    directory: str | None
+
+    @property
+    def reloadable(self) -> bool:
+        """Whether another replica can load it from the record: a bundle directory, or the bare model."""
+        return self.directory is not None or self.version == "none"
+
+
 class TreeRun(Protocol):
     """One document's tree in progress: a dataflow of nodes whose ready generations a `Scheduler` batches
     with those of other runs (`pipeline.scheduler.Run`), plus the root once it is done."""
@@ -92,13 +105,37 @@ class Engine(Protocol):
         """Whether a reward adapter is loaded, so best-of-n keeps the best candidate, not the greedy one."""
         ...
 
+    @property
+    def bundle(self) -> ServedBundle:
+        """The adapter set new work uses."""
+        ...
+
+    def loaded_bundles(self) -> list[str]:
+        """Versions of the adapter sets in memory: the served one and those running jobs still use."""
+        ...
+
+    def load_bundle(self, directory: str | None) -> str:
+        """Validate and load the bundle at `directory` (None: the bare model) beside the sets in memory,
+        switching nothing; returns its version. A bundle that fails (`ModelError`) leaves no trace."""
+        ...
+
+    def serve(self, version: str) -> None:
+        """New work uses the loaded set `version`; runs already started keep theirs."""
+        ...
+
+    def release(self, keep: set[str]) -> None:
+        """Unload the sets not in `keep` and not served (no running job uses them)."""
+        ...
+
     def check(self, config: TreeConfig) -> None:
         """Raise `ConfigError` for settings this model cannot serve (a summary that fills its window)."""
         ...
 
     def start(self, document: Document, config: TreeConfig, cache: NodeCache,
-              on_event: Callable[[ProgressEvent], None], stats: RunStats) -> TreeRun:
-        """Begin a tree whose generations a `Scheduler` runs, possibly alongside other trees."""
+              on_event: Callable[[ProgressEvent], None], stats: RunStats,
+              bundle: str | None = None) -> TreeRun:
+        """Begin a tree whose generations a `Scheduler` runs, possibly alongside other trees, on the loaded
+        adapter set `bundle` (None: the served one)."""
         ...
 
     def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings, batch_size: int,

@@ -76,13 +76,19 @@ class EngineMetrics:
         self.cache_misses = Counter("recursum_node_cache_misses_total", "Nodes that had to be generated.",
                                     registry=r)
         self.model_load = Gauge("recursum_model_load_seconds", "Time to load the model.", registry=r)
-        self.model = Info("recursum_model", "The loaded model.", registry=r)
+        self.model = Info("recursum_model", "The loaded model and the adapter bundle new work uses.",
+                          registry=r)
+        self.adapter_switches = Counter(
+            "recursum_adapter_switches_total",
+            "Adapter bundle switches on this replica: activated here, followed from the store, refused "
+            "(invalid), failed (activated elsewhere, not loadable here).", ["outcome"], registry=r)
 
     def observe_model(self, engine: Engine) -> None:
         info = engine.info
         self.model_load.set(engine.load_seconds)
         self.model.info({"base": Path(info.base).name, "quantization": info.quantization, "dtype": info.dtype,
-                         "device": info.device, "adapters": ",".join(sorted(info.adapters)) or "none"})
+                         "device": info.device, "adapters": ",".join(sorted(info.adapters)) or "none",
+                         "bundle": info.bundle})
 
     def observe_node(self, node: Node) -> None:
         if node.composed:

@@ -48,7 +48,8 @@ def job_read(store: Store, job: JobRecord) -> JobRead:
     return JobRead(id=job.id, title=job.title, status=job.status, created=job.created,
                    started=job.started, finished=job.finished, progress=job.progress,
                    root=job.root, summary=root.summary if root else None, error=job.error,
-                   callbacks=callbacks, eta_seconds=eta_seconds(job, job.progress, time.time()))
+                   callbacks=callbacks, eta_seconds=eta_seconds(job, job.progress, time.time()),
+                   bundle=job.bundle)
 
 
 def report_task(store: Store, job: JobRecord, node: Node, report: ReportRead) -> ReportTask:

@@ -3,7 +3,7 @@
 Jobs run together: one `Scheduler` forms every batch from the ready nodes of all active jobs, fair across
 API keys and then across jobs, and refills a batch's free rows with whatever became ready meanwhile
 (a merge whose children just finished, or a job that just arrived). Pending helper reports are
-generated between batches, and a batch drains to let them in.
+generated between batches, and a batch drains to let them in, as it does for an adapter bundle switch.
 
 The store is the queue: queued and running jobs are picked oldest first, so after a crash the
 restarted worker resumes them, and the store's generation cache hands back every completed node.
@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from recursum.schemas.events import HeightDone, HeightStarted, JobFinished
@@ -23,6 +24,7 @@ from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent, to_
 from recursum.service.engine.pipeline.results import BatchRecord, RunStats
 from recursum.service.engine.pipeline.scheduler import Scheduler
 from recursum.service.jobs.broker import EventBroker
+from recursum.service.jobs.bundles import BundleSwitch
 from recursum.service.jobs.callbacks import CallbackDeliverer
 from recursum.service.jobs.metrics import EngineMetrics
 from recursum.service.jobs.reports import finish_pending_reports
@@ -57,6 +59,7 @@ class JobWorker:
         self.metrics = metrics
         self.throughput = Throughput()  # what estimates divide by
         self.scheduler: Scheduler | None = None
+        self.bundles = BundleSwitch(store, self._on_switch)
         self._wake = threading.Event()
         self._reports_checked = 0.0  # when the store was last asked for pending reports, mid-batch
         self._stopping = threading.Event()
@@ -102,6 +105,17 @@ class JobWorker:
         """A job was queued."""
         self._wake.set()
 
+    def activate(self, directory: str | None, by: str) -> Future:
+        """Serve the adapter bundle at `directory` once the running batch drains (see `BundleSwitch`)."""
+        answer = self.bundles.request(directory, by)
+        self._wake.set()
+        return answer
+
+    def _on_switch(self, outcome: str) -> None:
+        self.metrics.adapter_switches.labels(outcome=outcome).inc()
+        if outcome in ("activated", "followed"):
+            self.metrics.observe_model(self.engine)
+
     def cancel(self, job_id: str) -> None:
         """Generation of `job_id` stops at the next decoding step if this replica runs it; the store's
         cancel flag reaches any other replica at its next lease renewal."""
@@ -126,6 +140,7 @@ class JobWorker:
         active: dict[str, _ActiveJob] = {}
         while not self._stopping.is_set():
             try:
+                self.bundles.apply(self.engine, {running.bundle for running in active.values()})
                 self._admit(active)
                 self._observe_queue(active)
                 reported = self._finish_reports()
@@ -200,13 +215,15 @@ class JobWorker:
         self.engine.check(job.config)  # refused alone here rather than failing a shared batch later
         if job.started is None:
             self.metrics.queue_wait.observe(time.time() - job.created)
+        # A job keeps the adapter set it first started on, across a swap and a restart.
+        bundle = self.bundles.resume(self.engine, job.bundle) if job.bundle else self.engine.bundle.version
         job = self.store.jobs.update_job(job.id, holder=self.replica_id, status="running",
-                                         started=job.started or time.time())
-        running = _ActiveJob(job=job, started=time.time(),
+                                         started=job.started or time.time(), bundle=bundle)
+        running = _ActiveJob(job=job, bundle=bundle, started=time.time(),
                              progress={p.height: p for p in job.progress})
         running.build = self.engine.start(self.store.jobs.get_document(job.document_id), job.config,
                                           self.store.nodes, lambda event: self._on_event(running, event),
-                                          running.stats)
+                                          running.stats, bundle=bundle)
         return running
 
     def _on_event(self, running: "_ActiveJob", event: ProgressEvent) -> None:
@@ -250,7 +267,7 @@ class JobWorker:
                 self._admit(active)
             self._settle(active, {})
             self._running = frozenset(active)
-            return not self._reports_waiting()
+            return not self._reports_waiting() and not self.bundles.waiting(self.engine)
 
         try:
             return self.scheduler.run_batch(wanted, between_rows)
@@ -336,6 +353,7 @@ class _ActiveJob:
     """A job the worker is running: its tree build and the progress it reports."""
 
     job: JobRecord
+    bundle: str  # the adapter set it runs on
     started: float
     progress: dict[int, HeightProgress]
     build: TreeRun | None = None

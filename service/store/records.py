@@ -28,5 +28,6 @@ class JobRecord(msgspec.Struct, kw_only=True):
     work_tokens: int = 0  # the estimated prompt and generated tokens, counted against the owner's budget
     evaluation: bool = False  # offered to evaluators: their tasks and reports read its source text
     estimated_nodes: int = 0  # the tree's nodes by its shape (exact): the ETA's total
+    bundle: str | None = None  # the adapter set it runs on, from its first start (the version)
 
 

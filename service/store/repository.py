@@ -3,11 +3,12 @@
 Structs in, structs out, one short transaction a call. `jobs` holds documents, jobs and leases;
 `callbacks` the callback outbox and its attempts; `nodes` a job's finished nodes and the shared generation
 cache (the engine's `NodeCache`); `reports` helper reports; `evaluations` comparison tasks, leases and
-comparisons.
+comparisons; `adapters` the log of activated adapter bundles.
 """
 
 import sqlalchemy as sa
 
+from recursum.service.store.adapters import AdapterRepository
 from recursum.service.store.callbacks import CallbackRepository
 from recursum.service.store.database import Database
 from recursum.service.store.evaluations import EvaluationRepository
@@ -27,6 +28,7 @@ class Store:
         self.nodes = NodeRepository(self.db)
         self.reports = ReportRepository(self.db)
         self.evaluations = EvaluationRepository(self.db)
+        self.adapters = AdapterRepository(self.db)
 
     def close(self) -> None:
         """Release pooled connections (at shutdown)."""

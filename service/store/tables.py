@@ -54,6 +54,7 @@ class JobRow(Base):
     work_tokens: Mapped[int] = mapped_column(server_default="0")
     evaluation: Mapped[bool] = mapped_column(server_default=sa.false())
     estimated_nodes: Mapped[int] = mapped_column(server_default="0")
+    bundle: Mapped[str | None] = mapped_column(sa.String(16))
     # Not part of JobRecord: only the claiming machinery reads them.
     lease_owner: Mapped[str | None] = mapped_column(sa.String)
     lease_expires: Mapped[float | None]
@@ -217,6 +218,18 @@ class ComparisonRow(Base):
     evaluator: Mapped[str] = mapped_column(sa.String)
     created: Mapped[float]
     seq: Mapped[int]  # the order comparisons were stored in: the export's cursor
+
+
+class AdapterActivationRow(Base):
+    """An adapter bundle made active: the latest row is what every replica serves."""
+
+    __tablename__ = "adapter_activations"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    directory: Mapped[str | None] = mapped_column(sa.Text)
+    version: Mapped[str] = mapped_column(sa.String(16))
+    activated: Mapped[float]
+    activated_by: Mapped[str] = mapped_column(sa.String)
 
 
 StructT = TypeVar("StructT", bound=msgspec.Struct)

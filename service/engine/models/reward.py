@@ -47,7 +47,7 @@ def score_pairs(runtime, prompts: Sequence[PromptInput], summaries: Sequence[str
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     scores = [0.0] * len(ids)
     weight = head.weight.to(runtime.device)
-    with runtime.using("reward"), torch.inference_mode():
+    with runtime.using(runtime.adapter_set.names["reward"]), torch.inference_mode():
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             padded = tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")

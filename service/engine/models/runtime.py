@@ -1,22 +1,29 @@
 """One base model in memory (optionally bitsandbytes-quantized) carrying LoRA adapters by role."""
 
 import hashlib
-import json
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import msgspec
 import torch
 
 from recursum.schemas.tree import ModelInfo, Role
 from recursum.service.engine.errors import ConfigError, ModelError
-from recursum.service.engine.helpers.verify_calibration import VERIFY_CALIBRATION_FILE, VerifyCalibration
+from recursum.service.engine.models.adapter_sets import (
+    BARE,
+    BARE_VERSION,
+    AdapterSet,
+    attach_set,
+    bundle_paths,
+    detach_set,
+    is_peft,
+    read_set,
+)
 from recursum.service.engine.models.batch_memory import batch_memory
-from recursum.service.engine.models.bundle import check_base, read_manifest
 from recursum.service.engine.models.model_store import convert_gguf, default_model_path, recursum_home
-from recursum.service.engine.models.reward_head import REWARD_HEAD_FILE, RewardHead
 from recursum.service.engine.models.spec import Device, DType, ModelSpec, Quantization
 from recursum.service.engine.pipeline.results import BatchRecord
 
@@ -111,36 +118,81 @@ def fingerprint(directory: str) -> str:
     return digest.hexdigest()
 
 
-class ModelRuntime:
-    """The loaded model and tokenizer, and the adapter switch used per generation batch."""
+class LoadedModel:
+    """What every `ModelRuntime` view of one process shares: the model, its tokenizer and adapter sets."""
 
-    def __init__(self, model, tokenizer, spec: ModelSpec, info: ModelInfo, load_seconds: float,
-                 adapters: dict[Role, str] | None = None, reward_head: RewardHead | None = None,
-                 verify_calibration: VerifyCalibration | None = None):
+    def __init__(self, model, tokenizer, spec: ModelSpec, info: ModelInfo, load_seconds: float) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.spec = spec
-        self.info = info
+        self.info = info  # the base model's; a view adds its adapters
         self.load_seconds = load_seconds
-        self.adapters = adapters if adapters is not None else dict(spec.adapters)
-        self.reward_head = reward_head
-        self.verify_calibration = verify_calibration
+        self.sets: dict[str, AdapterSet] = {BARE_VERSION: BARE}  # loaded adapter sets by version
         self.on_batch: Callable[[BatchRecord], None] | None = None  # told of every generate call
         self.device = next(model.parameters()).device
         self.context_window = int(
             getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
         )
-        compute_dtype = getattr(torch, info.dtype)
-        self.batch_memory = batch_memory(model.config, compute_dtype, self.device, spec.batch_memory_mb)
+        self.batch_memory = batch_memory(model.config, getattr(torch, info.dtype), self.device,
+                                         spec.batch_memory_mb)
+
+    def attach(self, paths: dict[Role, str], directory: str | None) -> AdapterSet:
+        """The set of `paths`, loaded unless a set of the same weights already is."""
+        adapters = read_set(paths, directory)
+        if adapters.version not in self.sets:
+            self.model = attach_set(self.model, adapters)
+            self.sets[adapters.version] = adapters
+        return self.sets[adapters.version]
+
+
+class ModelRuntime:
+    """The loaded model seen through one adapter set: which adapter serves each role, the reward head and
+    the helper's calibration. Jobs keep the view they started with while the served one is swapped."""
+
+    def __init__(self, loaded: LoadedModel, adapters: AdapterSet) -> None:
+        self.loaded = loaded
+        self.adapter_set = adapters
+
+    model = property(lambda self: self.loaded.model)
+    tokenizer = property(lambda self: self.loaded.tokenizer)
+    spec = property(lambda self: self.loaded.spec)
+    load_seconds = property(lambda self: self.loaded.load_seconds)
+    device = property(lambda self: self.loaded.device)
+    context_window = property(lambda self: self.loaded.context_window)
+    batch_memory = property(lambda self: self.loaded.batch_memory)
+    reward_head = property(lambda self: self.adapter_set.reward_head)
+    verify_calibration = property(lambda self: self.adapter_set.verify_calibration)
+
+    @property
+    def on_batch(self) -> Callable[[BatchRecord], None] | None:
+        return self.loaded.on_batch
+
+    @on_batch.setter
+    def on_batch(self, listener: Callable[[BatchRecord], None] | None) -> None:
+        self.loaded.on_batch = listener
+
+    @property
+    def info(self) -> ModelInfo:
+        return msgspec.structs.replace(self.loaded.info, adapters=dict(self.adapter_set.fingerprints),
+                                       bundle=self.adapter_set.version)
+
+    @property
+    def mixes_adapters(self) -> bool:
+        """Whether batch rows must name their adapter (`__base__` for none): any adapter is loaded."""
+        return is_peft(self.model)
 
     def adapter_for(self, role: str) -> str | None:
         """The adapter serving `role`, or None: the base model with the role's prompt."""
-        return role if role in self.adapters and role != "reward" else None
+        return self.adapter_set.names.get(role) if role != "reward" else None
+
+    def adapter_version(self, role: str) -> str | None:
+        """The fingerprint of the adapter serving `role` (None: the base model)."""
+        return self.adapter_set.fingerprints.get(role) if role != "reward" else None
 
     @contextmanager
     def using(self, adapter: str | None) -> Iterator[None]:
         """Run the block with `adapter` active, or with every adapter disabled for None."""
-        if not self.adapters:
+        if not self.mixes_adapters:
             yield
         elif adapter is None:
             with self.model.disable_adapter():
@@ -148,6 +200,28 @@ class ModelRuntime:
         else:
             self.model.set_adapter(adapter)
             yield
+
+    def with_bundle(self, directory: str | None) -> "ModelRuntime":
+        """A view serving the bundle at `directory` (None: the bare model), validated and loaded (or
+        reused) beside the sets already loaded; this view and jobs using it are unchanged."""
+        if directory is None:
+            return ModelRuntime(self.loaded, BARE)
+        paths = bundle_paths(directory, self.loaded.info.fingerprint)
+        return ModelRuntime(self.loaded, self.loaded.attach(paths, directory))
+
+    def serving(self, version: str) -> "ModelRuntime | None":
+        """A view of the loaded set `version`, or None if it is not loaded."""
+        adapters = self.loaded.sets.get(version)
+        return ModelRuntime(self.loaded, adapters) if adapters is not None else None
+
+    def release(self, keep: set[str]) -> list[str]:
+        """Unload every adapter set whose version is not in `keep` (this view's always stays); returns the
+        versions unloaded."""
+        keep = keep | {self.adapter_set.version, BARE_VERSION}
+        gone = [version for version in self.loaded.sets if version not in keep]
+        for version in gone:
+            detach_set(self.model, self.loaded.sets.pop(version))
+        return gone
 
 
 def load_runtime(spec: ModelSpec) -> ModelRuntime:
@@ -173,50 +247,13 @@ def load_runtime(spec: ModelSpec) -> ModelRuntime:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # decoder-only batches must end where generation begins
-    base_fingerprint = fingerprint(directory)
+    info = ModelInfo(base=directory, fingerprint=fingerprint(directory), quantization=spec.quantization,
+                     dtype=str(dtype).removeprefix("torch."), device=device.type)
     adapter_paths = dict(spec.adapters)
     if (bundle := spec.bundle_directory()) is not None:
-        manifest = read_manifest(bundle)
-        check_base(manifest, bundle, base_fingerprint)
-        adapter_paths = manifest.adapter_paths(bundle) | adapter_paths
-    model = _attach_adapters(model, adapter_paths)
-    model.eval()
-    reward_head = RewardHead.load(adapter_paths["reward"]) if "reward" in adapter_paths else None
-    helper = adapter_paths.get("helper")
-    verify_calibration = VerifyCalibration.load(helper) if helper is not None else None
-    info = ModelInfo(
-        base=directory,
-        fingerprint=base_fingerprint,
-        quantization=spec.quantization,
-        dtype=str(dtype).removeprefix("torch."),
-        device=device.type,
-        adapters={role: _fingerprint_adapter(path) for role, path in adapter_paths.items()},
-    )
-    return ModelRuntime(model, tokenizer, spec, info, time.perf_counter() - started, adapter_paths,
-                        reward_head, verify_calibration)
-
-
-def _attach_adapters(model, adapters: dict[Role, str]):
-    if not adapters:
-        return model
-    from peft import PeftModel
-
-    peft_model = None
-    for role, path in adapters.items():
-        if not (Path(path) / "adapter_config.json").is_file():
-            raise ModelError(f"adapter for role {role!r} at {path} has no adapter_config.json")
-        if peft_model is None:
-            peft_model = PeftModel.from_pretrained(model, path, adapter_name=role)
-        else:
-            peft_model.load_adapter(path, adapter_name=role)
-    return peft_model
-
-
-def _fingerprint_adapter(path: str) -> str:
-    directory = Path(path)
-    digest = hashlib.sha256(json.dumps(json.loads((directory / "adapter_config.json").read_text()),
-                                       sort_keys=True).encode())
-    for weights in sorted(directory.glob("adapter_model.*")) + sorted(directory.glob(REWARD_HEAD_FILE)) \
-            + sorted(directory.glob(VERIFY_CALIBRATION_FILE)):
-        digest.update(weights.read_bytes())
-    return digest.hexdigest()[:16]
+        adapter_paths = bundle_paths(bundle, info.fingerprint) | adapter_paths
+    loaded = LoadedModel(model, tokenizer, spec, info, 0.0)
+    adapters = loaded.attach(adapter_paths, bundle if not spec.adapters else None) if adapter_paths else BARE
+    loaded.model.eval()
+    loaded.load_seconds = time.perf_counter() - started
+    return ModelRuntime(loaded, adapters)

@@ -85,15 +85,17 @@ def generation_settings(config: TreeConfig) -> GenerationSettings:
     )
 
 
-def node_key(runtime: ModelRuntime, adapter: str | None, prompt: PromptInput,
-             settings: GenerationSettings, sample: int = 0) -> str:
-    """Content address: same model, adapter, prompt inputs and settings give the same node.
+def node_key(runtime: ModelRuntime, role: Role, prompt: PromptInput, settings: GenerationSettings,
+             sample: int = 0) -> str:
+    """Content address: same model, adapter (by role and fingerprint, whatever name the set loaded it
+    under), prompt inputs and settings give the same node.
 
     `sample` tells apart best-of-n's samples, which share settings so that they share batches.
     """
-    adapter_version = runtime.info.adapters.get(adapter) if adapter else None
-    parts = [runtime.info.fingerprint, runtime.info.quantization, runtime.info.dtype, adapter,
-             adapter_version, prompt, settings]
+    adapter = runtime.adapter_for(role)
+    info = runtime.info
+    parts = [info.fingerprint, info.quantization, info.dtype, role if adapter else None,
+             runtime.adapter_version(role) if adapter else None, prompt, settings]
     return hashlib.sha256(msgspec.json.encode(parts + [sample] if sample else parts)).hexdigest()
 
 
@@ -294,10 +296,9 @@ class Summarizer:
 
     def _plan(self, height: int, index: int, role: Role, span: Span,
               children: tuple[Node, ...], prompt: PromptInput) -> _Planned:
-        adapter = self.runtime.adapter_for(role)
-        samples = (_Sample(key=node_key(self.runtime, adapter, prompt, self.settings), settings=self.settings,
+        samples = (_Sample(key=node_key(self.runtime, role, prompt, self.settings), settings=self.settings,
                            source="greedy"),) + tuple(
-            _Sample(key=node_key(self.runtime, adapter, prompt, self.sample_settings, sample=i),
+            _Sample(key=node_key(self.runtime, role, prompt, self.sample_settings, sample=i),
                     settings=self.sample_settings, source=f"sample:{i}")
             for i in range(1, self.config.best_of)
         )
@@ -370,8 +371,7 @@ class Summarizer:
         tries = sum(sample.source.startswith("resample") for sample in plan.samples)
         if not self.config.screen or tries >= self.config.resample:
             return None
-        key = node_key(self.runtime, self.runtime.adapter_for(plan.role), plan.prompt, self.sample_settings,
-                       sample=len(plan.samples))
+        key = node_key(self.runtime, plan.role, plan.prompt, self.sample_settings, sample=len(plan.samples))
         retry = _Sample(key=key, settings=self.sample_settings, source=f"resample:{tries + 1}")
         return msgspec.structs.replace(plan, samples=plan.samples + (retry,))
 
@@ -425,7 +425,8 @@ class Summarizer:
             height=plan.height,
             index=plan.index,
             role=plan.role,
-            adapter=self.runtime.adapter_for(plan.role),
+            adapter=plan.role if self.runtime.adapter_for(plan.role) else None,
+            adapter_version=self.runtime.adapter_version(plan.role),
             span=plan.span,
             children=tuple(child.id for child in plan.children),
             summary=summary,

@@ -84,7 +84,7 @@ class _RunningBatch:
 
     def _adapters(self, rows: list[GenerationRequest]) -> dict[str, list[str]]:
         """peft's per-row adapters (`__base__`: none), where the runtime carries any."""
-        if not self.runtime.adapters:
+        if not self.runtime.mixes_adapters:
             return {}
         return {"adapter_names": [request.adapter or "__base__" for request in rows]}
 
