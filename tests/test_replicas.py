@@ -1,10 +1,13 @@
-"""Two `recursum serve` replicas on one PostgreSQL database: shared jobs, and take-over after kill -9."""
+"""Two `recursum serve` replicas on one PostgreSQL database: shared jobs, take-over after kill -9, and one
+served adapter bundle."""
 
+import signal
 import time
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from bundles import make_bundle
 from postgres_cluster import new_database
 from test_server_process import Server, _metric
 
@@ -88,3 +91,48 @@ def test_two_replicas_share_the_queue_and_take_over_a_killed_replicas_jobs(tmp_p
         second.stop()
         first.stop()
         store.close()
+
+
+def _serving(server: Server) -> str:
+    return httpx.get(f"{server.url}/v1/admin/adapters").json()["serving_here"]
+
+
+def _wait_serving(servers: list[Server], version: str, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while {_serving(server) for server in servers} != {version}:
+        assert time.time() < deadline, f"replicas serve {[_serving(s) for s in servers]}, not {version}"
+        time.sleep(0.2)
+
+
+def test_replicas_converge_on_the_bundle_a_sighup_or_a_rollback_activates(tmp_path, tiny_model_dir,
+                                                                           postgres_url):
+    one = make_bundle(tiny_model_dir, tmp_path / "bundles" / "one", {"chunk": 1})
+    two = make_bundle(tiny_model_dir, tmp_path / "bundles" / "two", {"chunk": 2})
+    current = tmp_path / "bundles" / "current"
+    current.symlink_to(one)
+    env = {"RECURSUM_ADAPTERS": str(current)}
+    first = Server(tmp_path / "a", tiny_model_dir, postgres_url, env=env | {"RECURSUM_REPLICA_ID": "a"})
+    second = Server(tmp_path / "b", tiny_model_dir, postgres_url, env=env | {"RECURSUM_REPLICA_ID": "b"})
+    try:
+        served_one = _serving(first)
+        assert _serving(second) == served_one != "none"
+        current.unlink()
+        current.symlink_to(two)
+        first.process.send_signal(signal.SIGHUP)  # one replica is told; the other follows the store
+        deadline = time.time() + 30
+        while (adapters := httpx.get(f"{first.url}/v1/admin/adapters").json())["served"] is None or \
+                adapters["served"]["activated_by"] != "SIGHUP":
+            assert time.time() < deadline, "SIGHUP activated nothing"
+            time.sleep(0.2)
+        assert adapters["served"]["directory"] == str(two), "the link is resolved when it is read"
+        served_two = adapters["served"]["version"]
+        _wait_serving([first, second], served_two)
+        job = httpx.post(f"{second.url}/v1/summaries", json={"text": STORY, "options": OPTIONS}).json()["id"]
+        _wait_all_done(second, [job])
+        assert httpx.get(f"{second.url}/v1/summaries/{job}").json()["bundle"] == served_two
+        rolled = httpx.post(f"{second.url}/v1/admin/adapters/rollback").json()
+        assert rolled["served"]["version"] == served_one and rolled["previous"]["version"] == served_two
+        _wait_serving([first, second], served_one)
+    finally:
+        second.stop()
+        first.stop()

@@ -8,6 +8,7 @@ validated whole (manifest, base fingerprint, every adapter loadable) before anyt
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,14 +51,15 @@ def set_version(fingerprints: dict[Role, str]) -> str:
 
 
 def read_set(paths: dict[Role, str], directory: str | None) -> AdapterSet:
-    """The set `paths` make, read and checked from disk before the model is touched."""
+    """The set `paths` make, read and checked from disk before the model is touched. The bundle directory
+    is kept with its links resolved: a `current` link repointed later must not change what it names."""
     for role, path in paths.items():
         if not (Path(path) / "adapter_config.json").is_file():
             raise ModelError(f"adapter for role {role!r} at {path} has no adapter_config.json")
     fingerprints = {role: fingerprint_adapter(path) for role, path in paths.items()}
     version = set_version(fingerprints)
     return AdapterSet(
-        version=version, directory=directory, paths=dict(paths),
+        version=version, directory=os.path.realpath(directory) if directory else None, paths=dict(paths),
         names={role: f"{role}-{version[:12]}" for role in paths}, fingerprints=fingerprints,
         reward_head=RewardHead.load(paths["reward"]) if "reward" in paths else None,
         verify_calibration=VerifyCalibration.load(paths["helper"]) if "helper" in paths else None,
