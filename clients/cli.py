@@ -93,3 +93,22 @@ def cancel(job_id: str, server: str, api_key: str | None) -> None:
     """Cancel or delete a job; prints `cancelled`, `cancelling` or `deleted`."""
     with Client(server, api_key) as remote:
         click.echo(remote.cancel(job_id))
+
+
+@client.command()
+@_connection
+@click.option("--activate", "directory", default=None, metavar="DIR",
+              help="Serve this bundle (a directory on the server; none: the bare model) on every replica.")
+@click.option("--rollback", is_flag=True, help="Serve the bundle served before the current one again.")
+def adapters(server: str, api_key: str | None, directory: str | None, rollback: bool) -> None:
+    """Print the served adapter bundle and the one before it (JSON); switch with --activate or --rollback
+    (an admin key)."""
+    if directory is not None and rollback:
+        raise click.UsageError("--activate and --rollback exclude each other")
+    with Client(server, api_key) as remote:
+        if rollback:
+            _echo_json(remote.rollback_adapters())
+        elif directory is not None:
+            _echo_json(remote.activate_adapters(None if directory == "none" else directory))
+        else:
+            _echo_json(remote.adapters())

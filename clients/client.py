@@ -29,6 +29,7 @@ from recursum.clients.exceptions import (
     Unauthorized,
     WaitTimeout,
 )
+from recursum.schemas.adapters import AdapterActivate, AdaptersRead
 from recursum.schemas.evaluations import (
     ComparisonCreate,
     ComparisonRead,
@@ -56,6 +57,7 @@ _RETRIED_STATUSES = frozenset({429, 503})  # the server asks us to come back (Re
 # past their lifetime, or when the reader fell behind); one that delivers nothing may be retried once.
 _STREAM_CONNECTIONS = 2
 _RECONNECT_PAUSE = 0.5  # seconds before reconnecting, so a stream that keeps ending at once is no busy loop
+_SWITCH_TIMEOUT = 960.0  # an adapter switch waits for the server's running batch (it gives up at 900 s)
 
 _decode_problem = msgspec.json.Decoder(Problem).decode
 _decode_event = msgspec.json.Decoder(JobEvent).decode
@@ -325,6 +327,20 @@ class _BaseClient:
         params = {"format": "jsonl"} | ({} if since is None else {"since": str(since)})
         return _Call("GET", "/v1/comparisons/export", _read_export, {"params": params})
 
+    def _adapters_call(self) -> _Call[AdaptersRead]:
+        return _Call("GET", "/v1/admin/adapters", _reader(AdaptersRead))
+
+    def _activate_call(self, directory: str | None) -> _Call[AdaptersRead]:
+        """The server answers once its running batch drains and it serves the bundle: minutes on a CPU."""
+        body = AdapterActivate(directory=directory or "none")
+        return _Call("POST", "/v1/admin/adapters", _reader(AdaptersRead),
+                     {"content": msgspec.json.encode(body), "headers": {"content-type": "application/json"},
+                      "timeout": _SWITCH_TIMEOUT})
+
+    def _rollback_call(self) -> _Call[AdaptersRead]:
+        return _Call("POST", "/v1/admin/adapters/rollback", _reader(AdaptersRead),
+                     {"timeout": _SWITCH_TIMEOUT})
+
     def _probe_call(self, path: str) -> _Call[bool]:
         return _Call("GET", path, _answers_ok, retried=False, unreachable=False)
 
@@ -459,6 +475,19 @@ class Client(_BaseClient):
         """Comparisons created at or after `since` (epoch seconds or ISO 8601) as training records (admin)."""
         return self._send(self._export_call(since))
 
+    def adapters(self) -> AdaptersRead:
+        """The adapter bundle served, the one before it, and what this replica serves (admin)."""
+        return self._send(self._adapters_call())
+
+    def activate_adapters(self, directory: str | None) -> AdaptersRead:
+        """Serve the bundle at `directory` (absolute, on the server; None: the bare model) on every replica
+        (admin). `BadRequest` (422) with the reason when the bundle is refused; nothing changes then."""
+        return self._send(self._activate_call(directory))
+
+    def rollback_adapters(self) -> AdaptersRead:
+        """Serve the bundle served before the current one again (admin)."""
+        return self._send(self._rollback_call())
+
     def health(self) -> bool:
         """True when the process answers /healthz; False when it errs or cannot be reached."""
         return self._send(self._probe_call("/healthz"))
@@ -578,6 +607,15 @@ class AsyncClient(_BaseClient):
 
     async def export_comparisons(self, since: str | float | None = None) -> list[ComparisonRecord]:
         return await self._send(self._export_call(since))
+
+    async def adapters(self) -> AdaptersRead:
+        return await self._send(self._adapters_call())
+
+    async def activate_adapters(self, directory: str | None) -> AdaptersRead:
+        return await self._send(self._activate_call(directory))
+
+    async def rollback_adapters(self) -> AdaptersRead:
+        return await self._send(self._rollback_call())
 
     async def health(self) -> bool:
         return await self._send(self._probe_call("/healthz"))

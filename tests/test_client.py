@@ -132,6 +132,44 @@ def test_estimate_posts_the_submission_body_to_the_estimates_route(tmp_path):
     assert requests[1].headers["content-type"].startswith("multipart/form-data")
 
 
+ADAPTERS = {"served": {"id": 2, "directory": "/bundles/two", "version": "v2", "activated": 5.0,
+                       "activated_by": "root"},
+            "previous": {"id": 1, "directory": "/bundles/one", "version": "v1", "activated": 4.0,
+                         "activated_by": "configuration"},
+            "replica": "a", "serving_here": "v2", "loaded_here": ["none", "v2"]}
+
+
+def test_adapter_calls_read_activate_and_roll_back_with_a_long_timeout():
+    client, requests = _client(lambda request, n: _json(ADAPTERS))
+    assert client.adapters().served.version == "v2"
+    assert client.activate_adapters("/bundles/two").previous.activated_by == "configuration"
+    client.activate_adapters(None)
+    client.rollback_adapters()
+    assert [(r.method, r.url.path) for r in requests] == [
+        ("GET", "/v1/admin/adapters"), ("POST", "/v1/admin/adapters"), ("POST", "/v1/admin/adapters"),
+        ("POST", "/v1/admin/adapters/rollback")]
+    assert [json.loads(r.content) for r in requests[1:3]] == [{"directory": "/bundles/two"},
+                                                             {"directory": "none"}]
+    assert requests[1].extensions["timeout"]["read"] > 900, "a switch waits for the server's batch"
+
+
+def test_the_cli_prints_and_switches_the_served_bundle(monkeypatch):
+    transport, requests = recording_transport(lambda request, n: _json(ADAPTERS))
+    monkeypatch.setattr(client_module.httpx, "Client", _with_transport(transport))
+    runner = CliRunner()
+    shown = runner.invoke(client_cli, ["adapters", "--server", URL])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["served"]["version"] == "v2"
+    assert runner.invoke(client_cli, ["adapters", "--server", URL, "--rollback"]).exit_code == 0
+    both = runner.invoke(client_cli, ["adapters", "--server", URL, "--rollback", "--activate", "/b"])
+    assert both.exit_code == 2 and "exclude each other" in both.stderr
+    assert [r.url.path for r in requests] == ["/v1/admin/adapters", "/v1/admin/adapters/rollback"]
+
+
+def _with_transport(transport):
+    real = httpx.Client
+    return lambda **options: real(**(options | {"transport": transport}))
+
+
 def test_get_tree_and_node_decode_into_the_wire_structs():
     tree = {"job_id": JOB_ID, "document_id": "d", "model": None, "heights": [["r"]], "nodes": [], "root": "r"}
     node = {"node": {"id": "r", "key": "k", "height": 0, "index": 0, "role": "chunk", "adapter": None,
