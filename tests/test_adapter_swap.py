@@ -150,6 +150,8 @@ def test_on_the_model_each_node_carries_the_adapter_of_the_bundle_its_job_starte
         engine.let_go.set()
         switching.join(60)
         assert client.get("/v1/admin/adapters", headers=ROOT).json()["serving_here"] == engine.bundle.version
+        unreadable = client.post("/v1/admin/adapters", json={"directory": "/" + "x" * 300}, headers=ROOT)
+        assert unreadable.status_code == 422 and "cannot read" in unreadable.json()["detail"]
         after = client.post("/v1/summaries", json=story, headers=ALICE).json()["id"]
         for job in (before, after):
             assert wait_finished(client, job, ALICE, timeout=120)["status"] == "done"

@@ -48,6 +48,12 @@ class BundleSwitch:
         self._requests.put(_Activation(directory, by, answer))
         return answer
 
+    def abandon(self) -> None:
+        """Refuse the requests still queued (the worker is stopping), so no caller waits for nothing."""
+        while not self._requests.empty():
+            self._requests.get().answer.set_exception(
+                ModelError("this replica is stopping; activate the bundle on another one"))
+
     def waiting(self, engine: Engine) -> bool:
         """Whether a switch waits for the batch to drain: a request, or a new activation in the store."""
         if not self._requests.empty():
@@ -74,10 +80,16 @@ class BundleSwitch:
     def _activate(self, engine: Engine, activation: _Activation) -> None:
         try:
             version = engine.load_bundle(activation.directory)
-        except ModelError as error:
+        except (ModelError, OSError, ValueError) as error:  # OSError: a path the system refuses to read
+            refusal = error if isinstance(error, ModelError) else ModelError(
+                f"cannot read {activation.directory}: {error}")
             log.warning("adapter bundle %s refused (asked by %s): %s", activation.directory, activation.by,
-                        error)
+                        refusal)
             self.on_switch("refused")
+            activation.answer.set_exception(refusal)
+            return
+        except Exception as error:  # the caller is waiting: it gets the error, the worker carries on
+            log.exception("loading adapter bundle %s failed", activation.directory)
             activation.answer.set_exception(error)
             return
         try:

@@ -155,6 +155,7 @@ class JobWorker:
             self._running = frozenset(active)
         # A graceful stop (a rolling restart) is not an attempt: any replica may resume these at once.
         self._release(list(active))
+        self.bundles.abandon()
 
     def _finish_reports(self) -> list:
         """Pending helper reports (critique, qa), generated in batches between summary batches."""
