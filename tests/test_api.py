@@ -259,7 +259,7 @@ class _Receiver:
 def test_a_callback_is_signed_as_a_standard_webhook_retried_and_every_attempt_recorded(engine, store):
     from standardwebhooks import Webhook
 
-    from recursum.service.jobs.callbacks import signing_secret
+    from recursum.service.jobs.signing import signing_secret
     from recursum.service.settings import hash_secret
 
     receiver = _Receiver()

@@ -2,11 +2,15 @@
 the first unfinished stage, and the bundle it writes loads in the service runtime (and only on the
 base it was trained for)."""
 
+import base64
 import json
 from pathlib import Path
 
 import msgspec
 import pytest
+from hook_receiver import receiver
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from recursum.service.engine.errors import ModelError
 from recursum.service.engine.helpers.verify_calibration import VerifyCalibration
@@ -36,6 +40,7 @@ from recursum.training.levels import (
 from recursum.training.modeling import LoraSettings
 from recursum.training.reward import RewardTraining
 from recursum.training.sft import SftTraining
+from recursum.training.stage_hook import StageHook
 
 BOOK = (
     "Alice sat by the river with her sister. The White Rabbit ran past, looking at his watch. "
@@ -76,15 +81,26 @@ def test_levels_run_every_stage_in_order_and_write_a_loadable_bundle(tiny_model_
 
 
 @pytest.mark.integration
-def test_an_interrupted_run_resumes_at_the_first_unfinished_stage(tiny_model_dir, book, tmp_path):
+def test_an_interrupted_run_resumes_at_the_first_unfinished_stage_and_signs_each_stage_hook(
+        tiny_model_dir, book, tmp_path):
     out = tmp_path / "bundle"
     config = tiny_config(tiny_model_dir, book, max_height=0)
-    run_levels(config, out, stop_after="reward:0")
-    assert [e.role for e in read_manifest(out).adapters] == ["reward"]
-    synth_written = level_data(out, 0).stat().st_mtime_ns
-    manifest = run_levels(config, out)
+    secret = "whsec_" + base64.b64encode(b"stage-hook-secret-of-32-bytes!!!").decode()
+    with receiver() as (url, received):
+        run_levels(config, out, stop_after="reward:0", on_stage=StageHook(url, secret))
+        assert [e.role for e in read_manifest(out).adapters] == ["reward"]
+        synth_written = level_data(out, 0).stat().st_mtime_ns
+        manifest = run_levels(config, out, on_stage=StageHook(url, secret))
     assert level_data(out, 0).stat().st_mtime_ns == synth_written  # synth:0 was not redone
     assert {e.role for e in manifest.adapters} == {"reward", "chunk"}
+    stages_told = [Webhook(secret).verify(body, headers) for body, headers in received]
+    assert [told["stage"] for told in stages_told] == ["synth:0", "reward:0", "policy:0"]
+    assert stages_told[0]["comparisons"] > 0 and stages_told[0]["adapter"] is None
+    assert "held_out_accuracy" in stages_told[1]["adapter"]["metrics"]
+    assert stages_told[2]["remaining"] == [] and stages_told[2]["adapter"]["role"] == "chunk"
+    forged = dict(received[0][1]) | {"webhook-signature": "v1,AAAA"}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(received[0][0], forged)
 
 
 @pytest.mark.integration

@@ -107,22 +107,35 @@ def _lora_options(command):
                      help="Learning rate [default: the method's]."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None,
                      help="Examples (pairs) per step [default: the method's]."),
+        click.option("--early-stop", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Stop after N held-out evaluations without improvement; keep the best adapter."),
+        click.option("--eval-steps", type=click.IntRange(min=1), default=10, show_default=True,
+                     help="Steps between held-out evaluations (with --early-stop)."),
+        click.option("--report-to", type=click.Choice(["tensorboard"]), multiple=True,
+                     help="Also log to this tracker, beside the adapter (needs its package)."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-                     help="Adapter directory to write."),
+                     help="Adapter directory to write; its training-log.jsonl gets every step's metrics."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _method_config(config_type, base, quantization, rank, init_adapter, epochs, max_steps, lr, batch_size):
+def _method_config(config_type, base, quantization, rank, init_adapter, epochs, max_steps, lr, batch_size,
+                   early_stop, eval_steps, report_to):
     from recursum.training.modeling import LoraSettings
 
     lora = LoraSettings(base=base, quantization=quantization, rank=rank, alpha=2 * rank,
                         init_adapter=init_adapter)
     chosen = {"learning_rate": lr, "batch_size": batch_size}
-    return config_type(lora=lora, epochs=epochs, max_steps=max_steps,
+    return config_type(lora=lora, epochs=epochs, max_steps=max_steps, early_stop=early_stop,
+                       eval_steps=eval_steps, report_to=tuple(report_to),
                        **{name: value for name, value in chosen.items() if value is not None})
+
+
+_HELD_OUT = click.option("--held-out", type=click.FloatRange(0, 1, max_open=True), default=0.2,
+                         show_default=True, help="Share of groups (stories, books) held out for the "
+                         "held-out metrics and --early-stop.")
 
 
 def _comparisons(path: Path, tasks: tuple[str, ...]):
@@ -142,8 +155,7 @@ def _comparisons(path: Path, tasks: tuple[str, ...]):
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="Comparisons JSONL.")
 @click.option("--task", "tasks", multiple=True, help="Only these tasks (repeatable) [default: all].")
-@click.option("--held-out", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
-              help="Share of groups (stories, books) held out for accuracy.")
+@_HELD_OUT
 @click.option("--max-tokens", type=click.IntRange(min=64), default=1024, show_default=True,
               help="Budget of one (prompt, summary) sequence; the prompt's passage is trimmed to fit.")
 @_lora_options
@@ -164,13 +176,24 @@ def reward_command(data: Path, tasks: tuple[str, ...], held_out: float, max_toke
               help="Comparisons JSONL.")
 @click.option("--task", "tasks", multiple=True, help="Only these tasks (repeatable) [default: all].")
 @click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
+@_HELD_OUT
 @_lora_options
-def dpo_command(data: Path, tasks: tuple[str, ...], beta: float, out: Path, **lora) -> None:
+def dpo_command(data: Path, tasks: tuple[str, ...], beta: float, held_out: float, out: Path, **lora) -> None:
     """Train a policy adapter with DPO (reference: the adapter-disabled base)."""
     from recursum.training.dpo import DpoTraining, train_dpo
 
     config = msgspec.structs.replace(_method_config(DpoTraining, **lora), beta=beta)
-    click.echo(msgspec.json.encode(train_dpo(_comparisons(data, tasks), out, config)).decode())
+    train_part, held_part = _early_stop_split(_comparisons(data, tasks), held_out, config)
+    click.echo(msgspec.json.encode(train_dpo(train_part, out, config, held_part)).decode())
+
+
+def _early_stop_split(records, held_out: float, config):
+    """(to train on, held out): whole groups held out only where early stopping watches them."""
+    from recursum.training.datasets import split_by_group
+
+    if not config.early_stop:
+        return records, []
+    return split_by_group(records, held_out, seed=config.seed)
 
 
 @train.command("sft")
@@ -179,8 +202,9 @@ def dpo_command(data: Path, tasks: tuple[str, ...], beta: float, out: Path, **lo
 @click.option("--role", type=click.Choice(["chunk", "merge", "helper"]), default=None,
               help="Write --out as an adapter bundle the service loads (--adapters DIR), with the adapter as "
                    "this role's; other roles already in the bundle stay.")
+@_HELD_OUT
 @_lora_options
-def sft_command(data: Path, role: str | None, out: Path, **lora) -> None:
+def sft_command(data: Path, role: str | None, held_out: float, out: Path, **lora) -> None:
     """Behavioural cloning: fine-tune a LoRA on demonstrations."""
     from recursum.service.engine.models.bundle import AdapterEntry
     from recursum.training.bundling import add_to_bundle, file_sha256, numeric_metrics
@@ -189,7 +213,8 @@ def sft_command(data: Path, role: str | None, out: Path, **lora) -> None:
 
     demonstrations = list(read_jsonl(data, Demonstration))  # a bad line is a ValueError: one line, exit 1
     config = _method_config(SftTraining, **lora)
-    metrics = train_sft(demonstrations, out / role if role else out, config)
+    train_part, held_part = _early_stop_split(demonstrations, held_out, config)
+    metrics = train_sft(train_part, out / role if role else out, config, held_part)
     if role:
         heights = sorted({d.height for d in demonstrations if d.height is not None})
         entry = AdapterEntry(role=role, path=role, heights=heights, method="sft",
@@ -235,15 +260,20 @@ def synth_command(book: Path, task: str, n: int, out: Path, best_of: int, max_ch
               help="levels.toml (see examples/levels.toml).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Bundle directory; an interrupted run resumes from it.")
-def levels_command(config_path: Path, out: Path) -> None:
+@click.option("--hook", "hook_url", default=None, metavar="URL",
+              help="POST each finished stage's metrics here, signed with RECURSUM_TRAIN_HOOK_SECRET "
+                   "(Standard Webhooks, like job callbacks).")
+def levels_command(config_path: Path, out: Path, hook_url: str | None) -> None:
     """Train chunk, merge and helper adapters level by level into an adapter bundle."""
     from recursum.training.helper_training import train_helper_stage
     from recursum.training.levels import load_config, run_levels
+    from recursum.training.stage_hook import StageHook
 
     try:
         config = load_config(config_path)
     except ValueError as error:
         raise TrainingError(str(error)) from None
-    manifest = run_levels(config, out, helper_stage=train_helper_stage)
+    hook = StageHook.from_environment(hook_url) if hook_url else None
+    manifest = run_levels(config, out, helper_stage=train_helper_stage, on_stage=hook)
     for entry in manifest.adapters:
         click.echo(f"{entry.role}\theights {entry.heights}\t{entry.method}\t{entry.metrics}")

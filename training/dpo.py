@@ -46,8 +46,10 @@ class DpoMetrics(msgspec.Struct, kw_only=True):
     seconds: float
 
 
-def train_dpo(comparisons: Sequence[Comparison], out: Path, config: DpoTraining) -> DpoMetrics:
-    """Train a LoRA policy on the preferences and save it to `out`."""
+def train_dpo(comparisons: Sequence[Comparison], out: Path, config: DpoTraining,
+              held_out: Sequence[Comparison] = ()) -> DpoMetrics:
+    """Train a LoRA policy on the preferences and save it to `out`; with `config.early_stop`, its loss on
+    `held_out` decides when to stop."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -56,16 +58,20 @@ def train_dpo(comparisons: Sequence[Comparison], out: Path, config: DpoTraining)
         raise ValueError("no comparison with a preference (every one is a tie): nothing to train on")
     started = time.perf_counter()
     tokenizer, model, limit = load_trainable(config, head="causal")
-    dataset = Dataset.from_list([
-        {"prompt": prompt_messages(tokenizer, limit, c.task, c.input, max(chosen, rejected, key=len)),
-         "chosen": assistant(chosen), "rejected": assistant(rejected)}
-        for c, chosen, rejected in pairs
-    ])
+
+    def rows(examples: list[tuple[Comparison, str, str]]) -> Dataset:
+        return Dataset.from_list([
+            {"prompt": prompt_messages(tokenizer, limit, c.task, c.input, max(chosen, rejected, key=len)),
+             "chosen": assistant(chosen), "rejected": assistant(rejected)}
+            for c, chosen, rejected in examples
+        ])
+
+    held = preference_pairs(held_out)[0] if config.early_stop else []
     trainer, _ = run_trainer(
-        DPOTrainer, DPOConfig, config, model, dataset, tokenizer,
+        DPOTrainer, DPOConfig, config, model, rows(pairs), tokenizer, out,
+        eval_dataset=rows(held) if held else None,
         beta=config.beta, loss_type=["sigmoid", "sft"] if config.sft_weight else ["sigmoid"],
-        loss_weights=[1.0, config.sft_weight] if config.sft_weight else None,
-        max_length=limit, logging_steps=1,
+        loss_weights=[1.0, config.sft_weight] if config.sft_weight else None, max_length=limit,
     )
     logged = [entry for entry in trainer.state.log_history if "rewards/accuracies" in entry]
     recent = logged[-max(1, len(logged) // 4):]

@@ -28,6 +28,7 @@ from recursum.training.labeler import LabelerConfig, SimulatedLabeler
 from recursum.training.modeling import LoraSettings
 from recursum.training.reward import RewardTraining, train_reward
 from recursum.training.sft import SftTraining
+from recursum.training.stage_hook import StageDone
 from recursum.training.synth import SynthConfig, synthesize
 
 log = logging.getLogger("recursum.train.levels")
@@ -84,10 +85,12 @@ def stages(config: LevelsConfig) -> list[str]:
 
 def run_levels(config: LevelsConfig, out: Path,
                helper_stage: Callable[[LevelsConfig, Path], AdapterEntry] | None = None,
-               stop_after: str | None = None) -> BundleManifest:
+               stop_after: str | None = None,
+               on_stage: Callable[[StageDone], None] | None = None) -> BundleManifest:
     """Run (or resume) the curriculum into bundle directory `out`; returns the final manifest.
 
-    `stop_after` ends the run after that stage (tests interrupt it that way).
+    `on_stage` is told of each stage once it is recorded (`--hook`); `stop_after` ends the run after that
+    stage (tests interrupt it that way).
     """
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
@@ -99,20 +102,27 @@ def run_levels(config: LevelsConfig, out: Path,
             continue
         log.info("stage %s", stage)
         step, _, height = stage.partition(":")
+        entry, written = None, None
         match step:
             case "synth":
-                _synth(config, out, int(height), manifest)
+                written = _synth(config, out, int(height), manifest)
             case "reward":
-                manifest = with_entry(manifest, _reward(config, out, int(height)))
+                entry = _reward(config, out, int(height))
             case "policy":
-                manifest = with_entry(manifest, _policy(config, out, int(height)))
+                entry = _policy(config, out, int(height))
             case "helper":
                 if helper_stage is None:
                     raise ValueError("the helper stage needs a helper trainer")
-                manifest = with_entry(manifest, helper_stage(config, out))
+                entry = helper_stage(config, out)
+        if entry is not None:
+            manifest = with_entry(manifest, entry)
         write_manifest(out, manifest)
         state.finished.append(stage)
         state_path.write_bytes(msgspec.json.encode(state))
+        if on_stage is not None:
+            on_stage(StageDone(stage=stage, bundle=str(out.resolve()), adapter=entry, comparisons=written,
+                               finished=list(state.finished),
+                               remaining=[s for s in stages(config) if s not in state.finished]))
         if stage == stop_after:
             break
     return manifest
@@ -126,7 +136,7 @@ def level_data(out: Path, height: int) -> Path:
     return out / "data" / f"level-{height}.jsonl"
 
 
-def _synth(config: LevelsConfig, out: Path, height: int, manifest: BundleManifest) -> None:
+def _synth(config: LevelsConfig, out: Path, height: int, manifest: BundleManifest) -> int:
     """Comparisons for `height` from summaries made with the bundle trained so far; the last level
     also takes the heights above it (one merge adapter serves them all)."""
     data = config.data
@@ -145,7 +155,7 @@ def _synth(config: LevelsConfig, out: Path, height: int, manifest: BundleManifes
     comparisons = [c for c in (*synthetic, *given) if c.task == task_of(height) and c.height is not None
                    and (c.height == height or (last and c.height > height))]
     level_data(out, height).parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl(level_data(out, height), comparisons)
+    return write_jsonl(level_data(out, height), comparisons)
 
 
 def _read_levels(out: Path, heights: range) -> list[Comparison]:
@@ -175,6 +185,9 @@ def _policy(config: LevelsConfig, out: Path, height: int) -> AdapterEntry:
     target = out / role
     shutil.rmtree(target, ignore_errors=True)
     dpo = msgspec.structs.replace(config.dpo, lora=config.lora)
-    metrics = train_dpo(_read_levels(out, heights), target, dpo)
+    comparisons, held_out = _read_levels(out, heights), []
+    if dpo.early_stop:  # otherwise the policy trains on every comparison, as before
+        comparisons, held_out = split_by_group(comparisons, config.held_out_fraction, seed=height)
+    metrics = train_dpo(comparisons, target, dpo, held_out)
     return AdapterEntry(role=role, path=role, heights=list(heights), method="dpo",
                         data_sha256=_data_hash(out, heights), metrics=numeric_metrics(metrics))

@@ -1,5 +1,6 @@
 """Models for training: the serving base (same directory, same quantization) with a fresh or resumed LoRA,
-and the settings every training method shares (`LoraTraining`, which each method's config extends).
+and the settings every training method shares (`LoraTraining`, which each method's config extends), and
+the trainer every method runs, with its reporting (`training_callbacks`).
 
 QLoRA is the base in bitsandbytes nf4 with trainable LoRA weights in fp32; it runs on CPU and CUDA.
 Everything else the trainers need (tokenizer, device, dtype) is resolved the way the service
@@ -20,6 +21,7 @@ from recursum.service.engine.models.runtime import (
     resolve_device,
     resolve_dtype,
 )
+from recursum.training.callbacks import METRICS_FILE, MetricsLog, ProgressBar
 
 Head = Literal["causal", "reward"]
 _NOT_ADAPTED = {"lm_head", "score"}  # output layers: the reward head is trained whole, never LoRA-adapted
@@ -65,6 +67,14 @@ class LoraTraining(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         "Seed the trainer sets when training starts (data order, dropout); `train reward` also draws its "
         "held-out groups with it."
     ))] = 0
+    early_stop: Annotated[int, Meta(ge=1, description=(
+        "Stop once the held-out loss has not improved for this many evaluations, and keep the adapter of "
+        "the best one; unset, train the whole schedule. Needs held-out data."
+    ))] | None = None
+    eval_steps: Annotated[int, Meta(ge=1, description=(
+        "Optimizer steps between held-out evaluations (when there is held-out data)."
+    ))] = 10
+    report_to: tuple[Literal["tensorboard"], ...] = ()  # also log to these trackers (beside the adapter)
 
     def __post_init__(self) -> None:
         # Unset method defaults are filled in here, once, so every constructed config holds numbers.
@@ -149,9 +159,15 @@ def _keep_training_dtype(model) -> None:
             parameter.data = parameter.data.float()
 
 
-def make_trainer(trainer_class, model, args, dataset, tokenizer):
-    """A TRL trainer on `model` with its trainable weights in the training dtype (`_keep_training_dtype`)."""
-    trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+def make_trainer(trainer_class, model, args, dataset, tokenizer, eval_dataset=None, callbacks=()):
+    """A TRL trainer on `model` with its trainable weights in the training dtype (`_keep_training_dtype`),
+    reporting through `callbacks` instead of transformers' own printer and bar (which write to stdout)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer = trainer_class(model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
+                            processing_class=tokenizer, callbacks=list(callbacks))
+    for replaced in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(replaced)
     _keep_training_dtype(trainer.model)
     return trainer
 
@@ -175,21 +191,57 @@ def load_trainable(config: LoraTraining, head: Head):
     return tokenizer, model, sequence_limit(config.max_tokens, model)
 
 
-def run_trainer(trainer_class, args_class, config: LoraTraining, model, dataset, tokenizer, **method_args):
+def run_trainer(trainer_class, args_class, config: LoraTraining, model, dataset, tokenizer, out: Path,
+                eval_dataset=None, **method_args):
     """Train `model` on `dataset` with a TRL trainer whose arguments are the method's `method_args` plus the
-    shared `trainer_args` (its output directory a scratch one, removed after); returns the trainer and what
-    its `train()` returned."""
+    shared `trainer_args` (its output directory a scratch one, removed after), reporting as
+    `training_callbacks` says into `out`; returns the trainer and what its `train()` returned."""
+    if config.early_stop and eval_dataset is None:
+        raise ValueError("early stopping needs held-out data to watch (--held-out > 0)")
     with tempfile.TemporaryDirectory() as scratch:
-        args = args_class(**method_args, **trainer_args(config, scratch))
-        trainer = make_trainer(trainer_class, model, args, dataset, tokenizer)
+        args = args_class(**method_args, **trainer_args(config, scratch, evaluates=eval_dataset is not None))
+        trainer = make_trainer(trainer_class, model, args, dataset, tokenizer, eval_dataset,
+                               training_callbacks(config, out))
         return trainer, trainer.train()
 
 
-def trainer_args(method: LoraTraining, output_dir: str) -> dict:
-    """TrainingArguments every method shares, from the method config's `LoraTraining` fields: no
-    checkpoints, no trackers, bf16 autocast where native, CPU when there is no CUDA."""
+def training_callbacks(config: LoraTraining, out: Path) -> list:
+    """A progress bar on stderr, the per-step log beside the adapter, early stopping and trackers as
+    `config` asks."""
+    from transformers import EarlyStoppingCallback
+    from transformers.integrations import TensorBoardCallback, is_tensorboard_available
+
+    callbacks = [ProgressBar(out.name), MetricsLog(out / METRICS_FILE)]
+    if config.early_stop:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stop))
+    if "tensorboard" in config.report_to:
+        if not is_tensorboard_available():
+            raise ValueError("--report-to tensorboard needs the tensorboard package: pip install tensorboard")
+        callbacks.append(TensorBoardCallback(tb_writer=_summary_writer(out / "tensorboard")))
+    return callbacks
+
+
+def _summary_writer(directory: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        from tensorboardX import SummaryWriter
+    return SummaryWriter(log_dir=str(directory))
+
+
+def trainer_args(method: LoraTraining, output_dir: str, evaluates: bool = False) -> dict:
+    """TrainingArguments every method shares, from the method config's `LoraTraining` fields: every step
+    logged (to our callbacks, no tracker unless asked), bf16 autocast where native, CPU when there is no
+    CUDA; checkpoints only where early stopping must restore the best one."""
     device = resolve_device("auto")
-    return {"output_dir": output_dir, "num_train_epochs": method.epochs, "max_steps": method.max_steps,
+    args = {"output_dir": output_dir, "num_train_epochs": method.epochs, "max_steps": method.max_steps,
             "learning_rate": method.learning_rate, "per_device_train_batch_size": method.batch_size,
             "seed": method.seed, "save_strategy": "no", "report_to": [], "gradient_checkpointing": False,
+            "logging_steps": 1, "disable_tqdm": True,
             "bf16": training_dtype() == torch.bfloat16, "use_cpu": device.type == "cpu"}
+    if evaluates:
+        args |= {"eval_strategy": "steps", "eval_steps": method.eval_steps}
+    if evaluates and method.early_stop:
+        args |= {"save_strategy": "steps", "save_steps": method.eval_steps, "load_best_model_at_end": True,
+                 "metric_for_best_model": "eval_loss", "greater_is_better": False, "save_total_limit": 2}
+    return args

@@ -59,7 +59,8 @@ def preference_pairs(comparisons: Sequence[Comparison]) -> tuple[list[tuple[Comp
 def train_reward(train: Sequence[Comparison], held_out: Sequence[Comparison], out: Path,
                  config: RewardTraining) -> RewardMetrics:
     """Train on `train`, export to `out`, and measure pairwise accuracy on `held_out` with the
-    exported adapter reloaded the way the service loads it."""
+    exported adapter reloaded the way the service loads it (with `config.early_stop`, the held-out loss
+    also decides when to stop)."""
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
@@ -72,10 +73,15 @@ def train_reward(train: Sequence[Comparison], held_out: Sequence[Comparison], ou
     def ids(comparison: Comparison, summary: str) -> list[int]:
         return reward_input_ids(tokenizer, limit, task_prompt(comparison.task, comparison.input), summary)
 
-    dataset = Dataset.from_list([{"chosen_ids": ids(c, chosen), "rejected_ids": ids(c, rejected)}
-                                 for c, chosen, rejected in pairs])
-    _, result = run_trainer(RewardTrainer, RewardConfig, config, model, dataset, tokenizer,
-                            max_length=None, logging_steps=10, dataloader_num_workers=0)
+    def rows(examples: list[tuple[Comparison, str, str]]) -> Dataset:
+        return Dataset.from_list([{"chosen_ids": ids(c, chosen), "rejected_ids": ids(c, rejected)}
+                                  for c, chosen, rejected in examples])
+
+    dataset = rows(pairs)
+    held = preference_pairs(held_out)[0] if config.early_stop else []
+    _, result = run_trainer(RewardTrainer, RewardConfig, config, model, dataset, tokenizer, out,
+                            eval_dataset=rows(held) if held else None, max_length=None,
+                            dataloader_num_workers=0)
     model.eval()
     meta = _reward_meta(model, tokenizer, dataset, limit)
     export_reward_adapter(model, out, meta)

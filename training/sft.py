@@ -24,8 +24,10 @@ class SftMetrics(msgspec.Struct, kw_only=True):
     seconds: float
 
 
-def train_sft(demonstrations: Sequence[Demonstration], out: Path, config: SftTraining) -> SftMetrics:
-    """Fine-tune a LoRA on the demonstrations and save it to `out`."""
+def train_sft(demonstrations: Sequence[Demonstration], out: Path, config: SftTraining,
+              held_out: Sequence[Demonstration] = ()) -> SftMetrics:
+    """Fine-tune a LoRA on the demonstrations and save it to `out`; with `config.early_stop`, its loss on
+    `held_out` decides when to stop."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -34,13 +36,14 @@ def train_sft(demonstrations: Sequence[Demonstration], out: Path, config: SftTra
         raise ValueError("no demonstrations to train on")
     started = time.perf_counter()
     tokenizer, model, limit = load_trainable(config, head="causal")
-    dataset = Dataset.from_list([
-        {"prompt": prompt_messages(tokenizer, limit, d.task, d.input, d.output),
-         "completion": assistant(d.output)}
-        for d in demonstrations
-    ])
-    trainer, _ = run_trainer(SFTTrainer, SFTConfig, config, model, dataset, tokenizer,
-                             max_length=limit, logging_steps=1)
+
+    def rows(examples: Sequence[Demonstration]) -> Dataset:
+        return Dataset.from_list([{"prompt": prompt_messages(tokenizer, limit, d.task, d.input, d.output),
+                                   "completion": assistant(d.output)} for d in examples])
+
+    held = verification_demonstrations(held_out) if config.early_stop else []
+    trainer, _ = run_trainer(SFTTrainer, SFTConfig, config, model, rows(demonstrations), tokenizer, out,
+                             eval_dataset=rows(held) if held else None, max_length=limit)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out))

@@ -13,41 +13,25 @@ has a deadline, so a receiver dripping one byte at a time holds nothing.
 """
 
 import asyncio
-import base64
 import logging
 import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 
 import httpx
 import msgspec
-from standardwebhooks import Webhook
 
 from recursum.schemas.events import JobFinished
 from recursum.schemas.jobs import CallbackAttempt, CallbackOutcome
 from recursum.service.jobs.callback_targets import CallbackTargets, TargetRefused
+from recursum.service.jobs.signing import signed_headers, signing_secret
 from recursum.service.jobs.views import job_read
 from recursum.service.store.callbacks import CallbackDelivery
 from recursum.service.store.repository import Store
 
 log = logging.getLogger("recursum.callbacks")
-
-
-def signing_secret(key_sha256: str) -> str:
-    """The Standard Webhooks secret for an API key, from the sha256 hex digest the server keeps."""
-    return "whsec_" + base64.b64encode(bytes.fromhex(key_sha256)).decode()
-
-
-def signed_headers(delivery_id: str, key_sha256: str, body: str) -> dict[str, str]:
-    """The Standard Webhooks headers of one attempt: the message id, now, and the signature over both and
-    the body."""
-    now = datetime.now(UTC)
-    return {"content-type": "application/json", "webhook-id": delivery_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": Webhook(signing_secret(key_sha256)).sign(delivery_id, now, body)}
 
 
 async def post_pinned(url: httpx.URL, targets: CallbackTargets, body: str, headers: dict[str, str],
@@ -142,8 +126,8 @@ class CallbackDeliverer:
             self.store.callbacks.set_body(delivery.id, body)
         try:
             url = self.targets.check_url(delivery.url)  # the settings may have changed since submit
-            status = asyncio.run(post_pinned(url, self.targets, body, signed_headers(delivery.id, key, body),
-                                             self.deadline))
+            headers = signed_headers(delivery.id, signing_secret(key), body)
+            status = asyncio.run(post_pinned(url, self.targets, body, headers, self.deadline))
         except TargetRefused as error:
             log.warning("callback %s refused: %s", delivery.id, error)
             return "refused"
