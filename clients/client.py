@@ -32,6 +32,7 @@ from recursum.clients.exceptions import (
 from recursum.schemas.adapters import AdapterActivate, AdaptersRead
 from recursum.schemas.evaluations import (
     ComparisonCreate,
+    ComparisonExport,
     ComparisonRead,
     ComparisonRecord,
     EvaluationKind,
@@ -146,6 +147,12 @@ def _read_export(response: httpx.Response) -> list[ComparisonRecord]:
     if announced is not None and int(announced) != len(records):
         raise TransportError(f"the comparisons export was cut short: {len(records)} of {announced} records")
     return records
+
+
+def _read_export_window(response: httpx.Response) -> ComparisonExport:
+    """The records and the cursor that continues after them."""
+    records = _read_export(response)
+    return ComparisonExport(records=records, through=int(response.headers["x-recursum-export-through"]))
 
 
 def _answers_ok(response: httpx.Response) -> bool:
@@ -327,6 +334,10 @@ class _BaseClient:
         params = {"format": "jsonl"} | ({} if since is None else {"since": str(since)})
         return _Call("GET", "/v1/comparisons/export", _read_export, {"params": params})
 
+    def _export_after_call(self, after: int) -> _Call[ComparisonExport]:
+        return _Call("GET", "/v1/comparisons/export", _read_export_window,
+                     {"params": {"format": "jsonl", "after": str(after)}})
+
     def _adapters_call(self) -> _Call[AdaptersRead]:
         return _Call("GET", "/v1/admin/adapters", _reader(AdaptersRead))
 
@@ -475,6 +486,11 @@ class Client(_BaseClient):
         """Comparisons created at or after `since` (epoch seconds or ISO 8601) as training records (admin)."""
         return self._send(self._export_call(since))
 
+    def export_after(self, after: int = 0) -> ComparisonExport:
+        """Comparisons stored after cursor `after` and the cursor to continue from next time (admin): each
+        comparison comes once however often this is called."""
+        return self._send(self._export_after_call(after))
+
     def adapters(self) -> AdaptersRead:
         """The adapter bundle served, the one before it, and what this replica serves (admin)."""
         return self._send(self._adapters_call())
@@ -607,6 +623,9 @@ class AsyncClient(_BaseClient):
 
     async def export_comparisons(self, since: str | float | None = None) -> list[ComparisonRecord]:
         return await self._send(self._export_call(since))
+
+    async def export_after(self, after: int = 0) -> ComparisonExport:
+        return await self._send(self._export_after_call(after))
 
     async def adapters(self) -> AdaptersRead:
         return await self._send(self._adapters_call())

@@ -33,4 +33,5 @@ class AdaptersRead(msgspec.Struct, kw_only=True):
     previous: BundleRead | None
     replica: str
     serving_here: str
+    directory_here: str | None  # the served bundle's directory here (None: bare, or adapters named singly)
     loaded_here: list[str]

@@ -112,6 +112,13 @@ class ComparisonRead(msgspec.Struct, kw_only=True):
     created: float
 
 
+class ComparisonExport(msgspec.Struct, kw_only=True):
+    """One answer of the export: its records and `through`, the `after` that continues from there."""
+
+    records: list["ComparisonRecord"]
+    through: int
+
+
 class ComparisonRecord(msgspec.Struct, kw_only=True):
     """One line of `GET /v1/comparisons/export`: the training `Comparison` schema, field for field
     (training/datasets.py), so `recursum train` reads the export as it is."""

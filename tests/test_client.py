@@ -136,7 +136,8 @@ ADAPTERS = {"served": {"id": 2, "directory": "/bundles/two", "version": "v2", "a
                        "activated_by": "root"},
             "previous": {"id": 1, "directory": "/bundles/one", "version": "v1", "activated": 4.0,
                          "activated_by": "configuration"},
-            "replica": "a", "serving_here": "v2", "loaded_here": ["none", "v2"]}
+            "replica": "a", "serving_here": "v2", "directory_here": "/bundles/two",
+            "loaded_here": ["none", "v2"]}
 
 
 def test_adapter_calls_read_activate_and_roll_back_with_a_long_timeout():

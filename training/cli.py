@@ -6,6 +6,7 @@ import click
 import msgspec
 
 from recursum.clients.cli_errors import one_line_errors
+from recursum.clients.exceptions import RecursumClientError
 from recursum.training.validate import DEFAULT_MAX_INPUT_TOKENS
 
 
@@ -14,7 +15,7 @@ class TrainingError(ValueError):
     (msgspec's ValidationError is one): those are the user's to fix, one line on stderr, exit code 1."""
 
 
-@click.group(cls=one_line_errors(ValueError))
+@click.group(cls=one_line_errors(ValueError, RecursumClientError))
 def train() -> None:
     """Train recursum's adapters and prepare their data."""
 
@@ -277,3 +278,32 @@ def levels_command(config_path: Path, out: Path, hook_url: str | None) -> None:
     manifest = run_levels(config, out, helper_stage=train_helper_stage, on_stage=hook)
     for entry in manifest.adapters:
         click.echo(f"{entry.role}\theights {entry.heights}\t{entry.method}\t{entry.metrics}")
+
+
+@train.command("from-service")
+@click.option("--server", envvar="RECURSUM_SERVER", required=True, metavar="URL",
+              help="The service (env RECURSUM_SERVER).")
+@click.option("--api-key", envvar="RECURSUM_API_KEY", default=None,
+              help="An admin key (env RECURSUM_API_KEY): export and activation are admin routes.")
+@click.option("--policy", type=click.Choice(["none", "dpo"]), default="none", show_default=True,
+              help="Also train the chunk and merge policies by DPO on the comparisons.")
+@_HELD_OUT
+@click.option("--activate/--no-activate", default=True, show_default=True,
+              help="Activate the new bundle when it beats the served one.")
+@_lora_options
+def from_service_command(server: str, api_key: str | None, policy: str, held_out: float, activate: bool,
+                         out: Path, **lora) -> None:
+    """One turn of the loop: export the comparisons since the last turn, train a reward model (and policies)
+    into a new bundle under OUT/bundles/, and activate it only if it beats the served bundle on held-out
+    comparisons. OUT keeps the export cursor and the comparisons so far; run it again for the next turn."""
+    from recursum.clients.client import Client
+    from recursum.training.dpo import DpoTraining
+    from recursum.training.from_service import run_turn
+    from recursum.training.reward import RewardTraining
+
+    reward = _method_config(RewardTraining, **lora)
+    dpo = _method_config(DpoTraining, **lora) if policy == "dpo" else None
+    with Client(server, api_key) as remote:
+        report = run_turn(remote, out, reward, dpo, held_out, activate)
+    click.echo(report.reason, err=True)
+    click.echo(msgspec.json.encode(report).decode())

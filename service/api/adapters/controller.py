@@ -69,4 +69,5 @@ def _adapters_read(worker: JobWorker) -> AdaptersRead:
                         previous=activations[1] if len(activations) > 1 else None,
                         replica=worker.replica_id,
                         serving_here=engine.bundle.version if engine is not None else "loading",
+                        directory_here=engine.bundle.directory if engine is not None else None,
                         loaded_here=engine.loaded_bundles() if engine is not None else [])
