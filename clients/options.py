@@ -13,7 +13,7 @@ class InvalidOptions(ValueError):
 
 
 _CLICK_TYPES = {msgspec.inspect.IntType: int, msgspec.inspect.FloatType: float,
-                msgspec.inspect.BoolType: bool}
+                msgspec.inspect.BoolType: bool, msgspec.inspect.StrType: str}
 
 
 def _flags() -> list[tuple[str, click.ParamType | type, str]]:

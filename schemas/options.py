@@ -26,6 +26,10 @@ RootWords = Annotated[int, msgspec.Meta(
                 "summary).")]
 
 
+Question = Annotated[str, msgspec.Meta(
+    min_length=1, max_length=1000,
+    description="Summarize with this question in mind: every node's prompt, chunk and merge, carries it, and "
+                "the tree is cached apart from the plain summary.")]
 Evaluation = Annotated[bool, msgspec.Meta(
     description="Offer this job to evaluators: its nodes become comparison tasks and evaluate keys may ask "
                 "reports about it, which shows them its source text (off by default).")]
@@ -43,6 +47,7 @@ class SummaryOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, o
     best_of: BestOf | None = None
     best_of_margin: BestOfMargin | None = None
     root_words: RootWords | None = None
+    question: Question | None = None
     evaluation: Evaluation | None = None
 
     def chosen(self) -> dict[str, object]:

@@ -135,3 +135,12 @@ def test_a_dry_run_prints_the_estimate_and_loads_no_model(run, book, monkeypatch
 def test_the_local_command_takes_no_service_only_option(run, book):
     result = CliRunner().invoke(cli, ["summarize", str(book), "--dry-run", "--evaluation", "true"])
     assert result.exit_code == 2 and "No such option '--evaluation'" in result.output
+
+
+def test_a_question_changes_the_dry_run_estimate(run, book):
+    plain = run("summarize", str(book), "--dry-run", "--chunk-tokens", "40", "--model", "/nowhere")
+    asked = run("summarize", str(book), "--dry-run", "--chunk-tokens", "40", "--model", "/nowhere",
+                "--question", "Where does Alice go and why?")
+    assert asked.exit_code == 0, asked.output
+    tokens = [msgspec.json.decode(result.stdout)["prompt_tokens"] for result in (asked, plain)]
+    assert tokens[0] > tokens[1]

@@ -1,6 +1,8 @@
 """Role prompts: what the model is told, shared by serving and training."""
 
-from recursum.service.engine.pipeline.prompts import merge_prompt, render_messages, task_prompt
+import msgspec
+
+from recursum.service.engine.pipeline.prompts import chunk_prompt, merge_prompt, render_messages, task_prompt
 
 CHILDREN = ["Alice followed the Rabbit down a hole. Later Alice grew tall.",
             "The Duchess gave the baby to Alice, and the Cat grinned at Alice."]
@@ -21,3 +23,12 @@ def test_a_merge_of_unnamed_summaries_has_no_cast_line():
 
 def test_training_formats_a_merge_input_as_serving_does():
     assert task_prompt("merge", "\n\n".join(CHILDREN)) == merge_prompt(CHILDREN)
+
+
+def test_a_plain_prompt_encodes_as_before_and_a_question_makes_another_one():
+    plain = chunk_prompt("Alice ran.")
+    assert msgspec.json.encode(plain) == b'{"role":"chunk","passage":"Alice ran.","context":"","cast":[]}'
+    asked = chunk_prompt("Alice ran.", question="  Where does   Alice go? ")
+    assert asked.question == "Where does Alice go?" and asked != plain
+    assert merge_prompt(["Alice ran."], "Why?").question == "Why?"
+    assert chunk_prompt("Alice ran.", question=" ") == plain

@@ -12,6 +12,7 @@ from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.estimate import estimate_work
 from recursum.service.engine.pipeline.events import NodeDone
 from recursum.service.engine.pipeline.node_cache import MemoryNodeCache
+from recursum.service.engine.pipeline.prompts import render_messages
 from recursum.service.engine.pipeline.recursion import Cancelled, Summarizer
 from recursum.service.engine.pipeline.results import RunStats
 from recursum.service.engine.pipeline.scheduler import Scheduler
@@ -295,3 +296,31 @@ def test_a_merge_starts_before_its_height_is_complete(runtime, evidence_scorer):
     while not build.done:
         assert not scheduler.run_batch()
     assert roles.index("merge") < len(roles) - 1 - roles[::-1].index("chunk")
+
+
+def test_a_question_is_in_every_generated_node_s_prompt_and_key_apart_from_the_plain_tree(
+        runtime, evidence_scorer, monkeypatch):
+    question = "What does the Rabbit do with his watch?"
+    prompts = []
+    generate = refill.generate_scheduled
+
+    def recording(runtime, requests, *args, **kwargs):
+        prompts.extend(request.prompt for request in requests)
+        return generate(runtime, requests, *args, **kwargs)
+
+    monkeypatch.setattr(refill, "generate_scheduled", recording)
+    monkeypatch.setattr("recursum.service.engine.pipeline.recursion.generate_scheduled", recording)
+    cache = MemoryNodeCache()
+    focused = Summarizer(runtime, evidence_scorer, msgspec.structs.replace(CONFIG, question=question),
+                         cache).summarize(make_document(STORY))
+    assert {p.role for p in prompts} == {"chunk", "merge"}
+    assert all(p.question == question for p in prompts)
+    rendered = [render_messages(p)[-1]["content"] for p in prompts]
+    assert all(f"Question: {question}" in text for text in rendered)
+    plain_stats = RunStats()
+    plain = Summarizer(runtime, evidence_scorer, CONFIG, cache).summarize(make_document(STORY),
+                                                                        stats=plain_stats)
+    assert plain_stats.cache_hits == 0, "a plain tree shares no generation with a question-focused one"
+    assert not {n.key for n in plain.nodes.values()} & {n.key for n in focused.nodes.values()}
+    assert estimate_work(STORY, msgspec.structs.replace(CONFIG, question=question)).prompt_tokens > \
+        estimate_work(STORY, CONFIG).prompt_tokens, "the estimate counts the question in every prompt"

@@ -172,3 +172,14 @@ def test_tokens_and_batches_are_counted_as_each_batch_finishes(store):
     assert "recursum_generated_tokens_total 5.0" in metrics  # the fake counts the summary's words
     assert "recursum_generation_batch_size_count 1.0" in metrics
     assert 'recursum_jobs_unfinished{state="queued"}' in metrics and "recursum_leased_jobs" in metrics
+
+
+def test_a_question_reaches_the_job_s_config_and_is_not_offered_to_evaluation(store):
+    with _client(FakeEngine(), store) as client:
+        job = _finished_job(client, question="Who follows the Rabbit?")
+        assert store.jobs.get_job(job["id"]).config.question == "Who follows the Rabbit?"
+        both = client.post("/v1/summaries", headers=ALICE, json={
+            "text": STORY, "options": {"question": "Who?", "evaluation": True}})
+        assert both.status_code == 422 and "question" in both.json()["detail"]
+        empty = client.post("/v1/summaries", headers=ALICE, json={"text": STORY, "options": {"question": ""}})
+        assert empty.status_code == 400

@@ -8,6 +8,7 @@ from recursum.schemas.tree import ModelInfo
 from recursum.service.api.auth import Principal, visible_or_404
 from recursum.service.api.callbacks import check_callback_url
 from recursum.service.api.problems import JobTooLarge, NotFound, QueueFull, QuotaReached
+from recursum.service.engine.errors import ConfigError
 from recursum.service.engine.pipeline.document import make_document
 from recursum.service.engine.pipeline.estimate import WorkEstimate, estimate_work
 from recursum.service.engine.pipeline.tree import tree_config
@@ -60,6 +61,9 @@ class SummaryService:
         """Validate, check the bounds and budgets, then store the document and the job in that order."""
         document = make_document(request.text, request.title, self.max_bytes)
         config = tree_config(request.options)
+        if request.options.question and request.options.evaluation:
+            raise ConfigError("a question-focused job cannot be offered to evaluation yet: its comparisons "
+                              "would be exported without the question they were judged against")
         if request.callback_url is not None:
             check_callback_url(request.callback_url, self.settings.callback_targets(),
                                principal.name in self.signers)

@@ -14,7 +14,7 @@ import msgspec
 from recursum.schemas.jobs import EstimateRead, ThroughputBasis
 from recursum.schemas.tree import Role
 from recursum.service.engine.pipeline.chunking import chunk_document
-from recursum.service.engine.pipeline.prompts import CAST_SIZE, PromptInput, render_messages
+from recursum.service.engine.pipeline.prompts import CAST_SIZE, PromptInput, focused, render_messages
 from recursum.service.engine.pipeline.shape import tree_shape
 from recursum.service.engine.pipeline.tokens import count_tokens_batch
 from recursum.service.engine.pipeline.tree import TreeConfig
@@ -23,10 +23,11 @@ CHAT_MARKUP_TOKENS = 5  # a chat template's role header and end marker, per mess
 
 
 @functools.cache
-def prompt_overhead(role: Role) -> int:
-    """Tokens of a prompt beside its input: the instruction (a merge's with a full cast) and chat markup."""
+def prompt_overhead(role: Role, question: str = "") -> int:
+    """Tokens of a prompt beside its input: the instruction (a merge's with a full cast, either with the
+    question if there is one) and chat markup."""
     cast = ("Alice",) * CAST_SIZE if role == "merge" else ()
-    messages = render_messages(PromptInput(role=role, passage="", cast=cast))
+    messages = render_messages(focused(PromptInput(role=role, passage="", cast=cast), question))
     instruction = sum(count_tokens_batch([message["content"] for message in messages]))
     return instruction + CHAT_MARKUP_TOKENS * (len(messages) + 1)
 
@@ -61,12 +62,12 @@ def estimate_work(text: str, config: TreeConfig, summary_length: float | None = 
     chunks = chunk_document(text, config.chunk_tokens)
     summary = min(summary_length or config.summary_tokens, config.summary_tokens)
     context = config.context_tokens if config.context == "preceding-text" else 0
-    prompt = sum(chunk.tokens + context + prompt_overhead("chunk") for chunk in chunks)
+    prompt = sum(chunk.tokens + context + prompt_overhead("chunk", config.question) for chunk in chunks)
     shape = tree_shape(len(chunks), config)
     levels = list(shape.levels)
     composed = len(levels) > 1 and levels[-2] * summary * WORDS_PER_TOKEN <= config.root_words
     merged = levels[1:-1] if composed else levels[1:]  # heights whose nodes are generated merges
-    prompt += sum(below * summary + above * prompt_overhead("merge")  # every child read once
+    prompt += sum(below * summary + above * prompt_overhead("merge", config.question)  # children read once
                   for below, above in zip(levels, merged, strict=False))
     generated = sum(levels) - composed
     samples = config.best_of

@@ -317,6 +317,7 @@ class Summarizer:
                 text[chunk.span.start : chunk.span.end],
                 preceding_text(text, chunk.span.start, self.config.context_tokens)
                 if with_context else "",
+                self.config.question,
             ))
             for chunk in chunks
         ]
@@ -324,7 +325,7 @@ class Summarizer:
     def _plan_parent(self, height: int, index: int, children: list[Node], is_root: bool) -> _Planned:
         """A merge of `children`; the root composes them instead once their words fit in `root_words`."""
         span = Span(children[0].span.start, children[-1].span.end)
-        prompt = merge_prompt([child.summary for child in children])
+        prompt = merge_prompt([child.summary for child in children], self.config.question)
         if not is_root or sum(len(child.summary.split()) for child in children) > self.config.root_words:
             return self._plan(height, index, "merge", span, tuple(children), prompt)
         material = ["composed", [child.key for child in children]]

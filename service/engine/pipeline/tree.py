@@ -56,6 +56,8 @@ class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # (beginning, middle and end, one paragraph per child) instead of compressing them again; a small
     # model's merges lose names and add errors at every height, and a story's plot summary is ~350 words.
     root_words: RootWords = 500
+    # A question-focused summary (`options.question`): every chunk and merge prompt carries it.
+    question: Annotated[str, msgspec.Meta(max_length=1000)] = ""
 
 
 def tree_config(options: SummaryOptions, base: TreeConfig | None = None) -> TreeConfig:
