@@ -38,15 +38,14 @@ class TaskCandidate(msgspec.Struct, frozen=True, kw_only=True):
 
     `ref` names it within the node: "summary" (the chosen one), "candidate:<i>" (a best-of-n
     alternative) or "report:<id>" (a critique). Summary sides carry their sentences with evidence and
-    unsupported flags; critique sides carry their items.
+    unsupported flags; critique sides carry their items. What wrote a side and its reward are not shown:
+    they would bias the judgement (the comparison records them for training).
     """
 
     ref: str
-    policy: str  # what wrote it: "chosen", a Candidate's source ("sample:2", "adapter:x"), a report id
     text: str
     sentences: tuple[Sentence, ...] = ()
     items: tuple[str, ...] = ()
-    reward: float | None = None
     reports: tuple[ReportLink, ...] = ()
 
 
@@ -110,6 +109,32 @@ class ComparisonRead(msgspec.Struct, kw_only=True):
     reports_opened: tuple[str, ...]
     flagged: tuple[FlaggedItem, ...]
     created: float
+
+
+class EvaluatorStats(msgspec.Struct, kw_only=True):
+    """One evaluator's record. Agreement is with the majority of the other evaluators of the same pair
+    (pairs without a strict majority among them are left out)."""
+
+    evaluator: str
+    judged: int  # comparisons, gold items aside
+    gold_answered: int
+    gold_accuracy: float | None  # share of gold items where the original was preferred
+    overlapped: int  # judged pairs that others judged too
+    majority_agreement: float | None
+    median_seconds: float | None  # from lease to answer
+    reports_opened: int  # helper reports opened, over all their comparisons
+    judged_with_reports: int  # comparisons with at least one report opened
+
+
+class EvaluationStats(msgspec.Struct, kw_only=True):
+    """Every evaluator's record, and agreement overall: between evaluators of the same pair, and with the
+    majority for judgements made with helper reports opened and without."""
+
+    evaluators: list[EvaluatorStats]
+    pairs_overlapped: int  # pairs judged by two evaluators or more
+    inter_evaluator_agreement: float | None  # share of evaluator pairs on the same pair who agree
+    agreement_with_reports: float | None
+    agreement_without_reports: float | None
 
 
 class ComparisonExport(msgspec.Struct, kw_only=True):

@@ -27,6 +27,8 @@
     RECURSUM_KEEP_COMPARISONS 0 to delete a job's comparisons (copies of what was judged) with the job
                             (default 1: they stay, as training data)
     RECURSUM_EVALUATION_LEASE_SECONDS how long a comparison task stays leased to its evaluator (default 900)
+    RECURSUM_EVALUATION_OVERLAP distinct evaluators each pair goes to, to measure agreement (default 1)
+    RECURSUM_GOLD_RATE      share of tasks that are gold items with a known answer (default 0.05; 0: none)
     RECURSUM_MODEL, RECURSUM_QUANTIZATION, RECURSUM_DEVICE   the model to serve
     RECURSUM_ADAPTERS       an adapter bundle directory, or none for the bare model (unset: the bundle
                             shipped with the embedded model, default_adapters/)
@@ -78,6 +80,8 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     callback_attempts: int = 12
     callback_first_delay: float = 2.0
     evaluation_lease_seconds: float = 900.0
+    evaluation_overlap: int = 1
+    gold_rate: float = 0.05
     keep_comparisons: bool = True
     streams: StreamLimits = StreamLimits()
     limit_concurrency: int = 512
@@ -174,6 +178,8 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
             callback_attempts=max(1, int(env.get("RECURSUM_CALLBACK_ATTEMPTS", 12))),
             callback_first_delay=float(env.get("RECURSUM_CALLBACK_FIRST_DELAY", 2)),
             evaluation_lease_seconds=float(env.get("RECURSUM_EVALUATION_LEASE_SECONDS", 900)),
+            evaluation_overlap=max(1, int(env.get("RECURSUM_EVALUATION_OVERLAP", 1))),
+            gold_rate=min(1.0, max(0.0, float(env.get("RECURSUM_GOLD_RATE", 0.05)))),
             keep_comparisons=_flag(env.get("RECURSUM_KEEP_COMPARISONS", "1")),
             model=msgspec.convert(
                 {"base": env.get("RECURSUM_MODEL") or None,

@@ -11,8 +11,16 @@ from pathlib import Path
 import msgspec
 
 from recursum.schemas.events import HeightDone, HeightStarted
-from recursum.schemas.reports import CritiqueReport, EvidenceReport, QaAnswer, ReportBody
-from recursum.schemas.tree import ModelInfo, Node, Span
+from recursum.schemas.reports import (
+    CompareReport,
+    CompareRequest,
+    CompareSide,
+    CritiqueReport,
+    EvidenceReport,
+    QaAnswer,
+    ReportBody,
+)
+from recursum.schemas.tree import ModelInfo, Node, Sentence, Span
 from recursum.service.engine.errors import ConfigError, ModelError
 from recursum.service.engine.helpers.tasks import ReportTask
 from recursum.service.engine.interface import Diagnosis, ServedBundle
@@ -65,6 +73,20 @@ class FakeRun:
         self.done = True
         self._emit(NodeDone(node=self.node))
         self._emit(HeightDone(height=0, nodes=1))
+
+
+def _compare(task: ReportTask) -> CompareReport:
+    """Sides as given, a text side split at full stops with no evidence found for any sentence."""
+    def side(ref) -> CompareSide:
+        if isinstance(ref, str):
+            sentences = tuple(Sentence(text=part.strip() + ".", support=0.0, source_support=0.0,
+                                       unsupported=True) for part in ref.split(".") if part.strip())
+            return CompareSide(label="request", summary=ref, sentences=sentences, mean_support=0.0,
+                               unsupported=len(sentences))
+        return CompareSide(label="chosen", summary=task.node.summary, sentences=task.node.sentences,
+                           mean_support=0.0, unsupported=0)
+
+    return CompareReport(a=side(task.request.a), b=side(task.request.b), aligned=())
 
 
 class FakeEngine:
@@ -169,7 +191,8 @@ class FakeEngine:
             "evidence": EvidenceReport(summary="", sentences=(), unsupported=0),
             "critique": CritiqueReport(items=()),
         }
-        return [bodies.get(type(task.request).__struct_config__.tag)
+        return [_compare(task) if isinstance(task.request, CompareRequest)
+                else bodies.get(type(task.request).__struct_config__.tag)
                 or QaAnswer(question="", answer="fake", citations=(), supported=False) for task in tasks]
 
     def health(self) -> bool:

@@ -93,6 +93,7 @@ def test_an_evaluator_opens_a_report_chooses_b_and_the_comparison_is_stored(serv
             page.on("request", lambda request: requested.append(request.url))
             page.goto(f"{url}/evaluate#key=e-secret")  # a fragment: the key never reaches the server
             expect(page.locator("#task")).to_be_visible()
+            expect(page.locator("#figures")).to_contain_text("Your record: 0 judged")
             assert requested and not [u for u in requested if "e-secret" in u], "no address carries the key"
             assert "key=" not in page.url  # the key left the address bar (it stays in sessionStorage)
             expect(page.locator(".side li.unsupported")).to_have_count(2)
@@ -107,6 +108,8 @@ def test_an_evaluator_opens_a_report_chooses_b_and_the_comparison_is_stored(serv
             page.keyboard.press("Enter")
             expect(page.locator("#status")).to_contain_text("Saved comparison")
             saved = page.evaluate("document.body.dataset.saved")
+            page.locator("#next").click()
+            expect(page.locator("#figures")).to_contain_text("Your record: 1 judged")
         finally:
             browser.close()
     assert problems == []  # no script errors, no content-security-policy violations

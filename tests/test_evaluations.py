@@ -268,7 +268,18 @@ def test_a_comparison_is_stored_with_its_texts_and_the_pair_moves_on(client, sto
     assert stored.input == TEXT[:BREAK] and stored.height == 0 and stored.document_id == DOCUMENT.id
     following = _task(client)
     assert (following.node_id, following.candidates) != (task.node_id, task.candidates)
-    assert _task(client, FRANK).candidates == task.candidates  # another evaluator may judge the same pair
+    assert _task(client, FRANK).candidates != task.candidates  # one evaluator per pair by default
+
+
+def test_with_an_overlap_of_two_a_pair_goes_to_two_distinct_evaluators_and_no_third(store, tmp_path):
+    seed_job(store, nodes=(msgspec.structs.replace(LEAF_0, candidates=LEAF_0.candidates[:1]),))
+    with _app(store, tmp_path, evaluation_overlap=2) as client:
+        eve = _task(client, EVE)
+        assert _compare(client, eve.id).status_code == 201
+        frank = _task(client, FRANK)
+        assert frank.candidates == eve.candidates
+        assert _compare(client, frank.id, headers=FRANK).status_code == 201
+        assert client.get("/v1/evaluations/tasks", headers=ROOT).status_code == 204
 
 
 def test_a_second_submission_for_the_same_lease_is_refused_with_409(client, store):
@@ -469,8 +480,8 @@ def test_comparisons_outlive_their_job(client, store):
 URL = "http://recursum.test"
 TASK = EvaluationTask(id="lease-1", kind="summary", job_id=JOB_ID, node_id="leaf-0", title="Alice", height=0,
                       role="chunk", leased_until=1000.0, source="text",
-                      candidates=(TaskCandidate(ref="summary", policy="chosen", text="A."),
-                                  TaskCandidate(ref="candidate:0", policy="sample:1", text="B.")))
+                      candidates=(TaskCandidate(ref="summary", text="A."),
+                                  TaskCandidate(ref="candidate:0", text="B.")))
 SAVED = ComparisonRead(id="c-1", task="lease-1", kind="summary", job_id=JOB_ID, node_id="leaf-0", height=0,
                        evaluator="eve", preference=1, confidence=0.5, rationale="", reports_opened=("r-1",),
                        flagged=(), created=1.0)

@@ -26,6 +26,8 @@ EXPECTED = {
     ("GET", "/v1/summaries/{job_id:str}/nodes/{node_id:str}/reports/{report_id:str}"): ("evaluate",
                                                                                          "summarize"),
     ("GET", "/v1/evaluations/tasks"): "evaluate",
+    ("GET", "/v1/evaluations/stats"): "admin",
+    ("GET", "/v1/evaluations/stats/me"): "evaluate",
     ("POST", "/v1/comparisons"): "evaluate",
     ("GET", "/v1/comparisons/{comparison_id:str}"): "evaluate",
     ("GET", "/v1/comparisons/export"): "admin",

@@ -36,7 +36,7 @@ def _judge_every_task(server: Server) -> int:
     judged = 0
     while (task := httpx.get(f"{server.url}/v1/evaluations/tasks")).status_code == 200:
         candidates = task.json()["candidates"]
-        alternative = next(i for i, side in enumerate(candidates) if side["policy"] != "chosen")
+        alternative = next(i for i, side in enumerate(candidates) if side["ref"] != "summary")
         answer = httpx.post(f"{server.url}/v1/comparisons", json={"task": task.json()["id"],
                                                                    "preference": alternative})
         assert answer.status_code == 201, answer.text

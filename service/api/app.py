@@ -20,7 +20,7 @@ from recursum.service.api.auth import scope_guard
 from recursum.service.api.estimates.controller import EstimateController
 from recursum.service.api.evaluations.controller import ComparisonController, EvaluationController
 from recursum.service.api.evaluations.page import evaluate_page, evaluate_static
-from recursum.service.api.evaluations.service import EvaluationService
+from recursum.service.api.evaluations.service import EvaluationPolicy, EvaluationService
 from recursum.service.api.health import healthz, metrics, readyz
 from recursum.service.api.hosts import AllowedHosts
 from recursum.service.api.nul import RefuseNul
@@ -81,7 +81,10 @@ def _configure_dependencies() -> dict[str, Provide]:
         return ReportService(state.store)
 
     def evaluations(state: State) -> EvaluationService:
-        return EvaluationService(state.store, state.settings.evaluation_lease_seconds)
+        settings = state.settings
+        policy = EvaluationPolicy(lease_seconds=settings.evaluation_lease_seconds,
+                                  overlap=settings.evaluation_overlap, gold_rate=settings.gold_rate)
+        return EvaluationService(state.store, policy, lambda: state.worker.engine)
 
     return {"summaries": Provide(summaries, sync_to_thread=False),
             "reports": Provide(reports, sync_to_thread=False),

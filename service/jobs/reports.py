@@ -5,7 +5,7 @@ import logging
 from recursum.schemas.reports import ReportRead
 from recursum.service.engine.errors import public_message
 from recursum.service.engine.interface import Engine
-from recursum.service.jobs.views import report_task
+from recursum.service.jobs.views import report_task, reported_node
 from recursum.service.store.repository import Store
 
 log = logging.getLogger("recursum.reports")
@@ -24,7 +24,7 @@ def finish_pending_reports(store: Store, engine: Engine, replica: str,
     tasks = []
     for report in pending:
         job = store.jobs.get_job(report.job_id)
-        node = store.nodes.get_job_node(report.job_id, report.node_id)
+        node = reported_node(store, report.job_id, report.node_id)
         if job is None or node is None:  # deleted meanwhile (its reports go with it)
             continue
         tasks.append(report_task(store, job, node, report))

@@ -8,8 +8,9 @@ import msgspec
 from recursum.schemas.events import HeightStarted, JobEvent, NodeSummary
 from recursum.schemas.jobs import HeightProgress, JobRead
 from recursum.schemas.reports import ReportRead
-from recursum.schemas.tree import Node
+from recursum.schemas.tree import Candidate, Node
 from recursum.service.engine.helpers.tasks import ReportTask
+from recursum.service.store.evaluations import GoldPlant
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
 
@@ -50,6 +51,20 @@ def job_read(store: Store, job: JobRecord) -> JobRead:
                    root=job.root, summary=root.summary if root else None, error=job.error,
                    callbacks=callbacks, eta_seconds=eta_seconds(job, job.progress, time.time()),
                    bundle=job.bundle)
+
+
+def reported_node(store: Store, job_id: str, node_id: str) -> Node | None:
+    """A stored node as reports see it: with its gold item's planted summary as one more candidate, so an
+    evaluator's evidence and critique of that side work like any other's (the tree never shows it)."""
+    node = store.nodes.get_job_node(job_id, node_id)
+    gold = store.evaluations.gold_of_node(job_id, node_id) if node is not None else None
+    return node if gold is None else with_gold(node, gold)
+
+
+def with_gold(node: Node, gold: GoldPlant) -> Node:
+    """`node` with the planted summary as its candidate `gold.candidate`."""
+    planted = Candidate(summary=gold.summary, sentences=gold.sentences, source=f"gold:{gold.kind}")
+    return msgspec.structs.replace(node, candidates=node.candidates[: gold.candidate] + (planted,))
 
 
 def report_task(store: Store, job: JobRecord, node: Node, report: ReportRead) -> ReportTask:

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from recursum.schemas.tree import Node
+from recursum.schemas.tree import Node, Sentence
 from recursum.service.store.database import Database
 from recursum.service.store.tables import (
     ComparisonRow,
@@ -28,6 +28,17 @@ _PAGE = 200  # rows read per query while looking for the next eligible pair, or 
 _SEQ_ATTEMPTS = 3  # concurrent submissions on PostgreSQL may draw the same next number; the loser retries
 
 
+class GoldPlant(msgspec.Struct, frozen=True, kw_only=True):
+    """A gold item's planted side: the node's chosen summary with sentence `planted` made false (`kind`),
+    with its evidence, shown as the node's candidate `candidate` (one past its real ones)."""
+
+    summary: str
+    sentences: tuple[Sentence, ...]
+    planted: int
+    kind: str
+    candidate: int
+
+
 class EvaluationPair(msgspec.Struct, frozen=True, kw_only=True):
     """Two outputs of one node, by ref ("summary", "candidate:<i>", "report:<id>"), in the order shown."""
 
@@ -39,6 +50,7 @@ class EvaluationPair(msgspec.Struct, frozen=True, kw_only=True):
     first: str
     second: str
     created: float
+    gold: GoldPlant | None = None  # a gold item: the known answer is the node's chosen summary
 
 
 class EvaluationLease(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,6 +85,18 @@ class StoredComparison(msgspec.Struct, kw_only=True):
     evaluator: str
     created: float
     seq: int = 0  # given by the store: the order comparisons were stored in
+    gold_correct: bool | None = None  # a gold item's: whether the original was preferred
+
+
+class Judgement(msgspec.Struct, frozen=True, kw_only=True):
+    """One comparison as evaluator statistics read it."""
+
+    task_id: str
+    evaluator: str
+    preference: str  # "0" | "1" | "tie"
+    gold_correct: bool | None
+    reports_opened: int
+    seconds: float  # from the lease to the answer
 
 
 class StoredReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -103,7 +127,9 @@ class LeaseConflict(Exception):
 
 
 def _window(since: float | None, after: int, through: int) -> list[Any]:
-    conditions = [ComparisonRow.seq > after, ComparisonRow.seq <= through]
+    """An export's comparisons: gold items are checks of evaluators, never training data."""
+    conditions = [ComparisonRow.seq > after, ComparisonRow.seq <= through,
+                  ComparisonRow.gold_correct.is_(None)]
     return conditions if since is None else [*conditions, ComparisonRow.created >= since]
 
 
@@ -219,6 +245,62 @@ class EvaluationRepository:
         query = sa.select(ComparisonRow.task_id).where(ComparisonRow.evaluator == evaluator)
         with self.db.session() as session:
             return set(session.scalars(query))
+
+    def pairs_judged_enough(self, overlap: int) -> set[str]:
+        """Pairs that `overlap` distinct evaluators have judged already (gold items aside)."""
+        query = (sa.select(ComparisonRow.task_id).where(ComparisonRow.gold_correct.is_(None))
+                 .group_by(ComparisonRow.task_id)
+                 .having(sa.func.count(sa.distinct(ComparisonRow.evaluator)) >= overlap))
+        with self.db.session() as session:
+            return set(session.scalars(query))
+
+    def answered_by(self, evaluator: str) -> int:
+        """Comparisons `evaluator` submitted, gold items included."""
+        query = (sa.select(sa.func.count()).select_from(ComparisonRow)
+                 .where(ComparisonRow.evaluator == evaluator))
+        with self.db.session() as session:
+            return session.scalar(query) or 0
+
+    def gold_of_node(self, job_id: str, node_id: str) -> GoldPlant | None:
+        """The node's gold item, if one was made (one per node, so its candidate index is unambiguous)."""
+        query = (sa.select(EvaluationTaskRow.gold)
+                 .where(EvaluationTaskRow.job_id == job_id, EvaluationTaskRow.node_id == node_id,
+                        EvaluationTaskRow.gold.is_not(None)).limit(1))
+        with self.db.session() as session:
+            found = session.scalars(query).first()
+            return None if found is None else msgspec.convert(found, GoldPlant)
+
+    def gold_nodes_shown(self, evaluator: str) -> set[tuple[str, str]]:
+        """(job, node) of the gold items leased to `evaluator` so far: none is shown to them twice."""
+        query = (sa.select(EvaluationTaskRow.job_id, EvaluationTaskRow.node_id)
+                 .join(EvaluationLeaseRow, EvaluationLeaseRow.task_id == EvaluationTaskRow.id)
+                 .where(EvaluationLeaseRow.evaluator == evaluator, EvaluationTaskRow.gold.is_not(None)))
+        with self.db.session() as session:
+            return {(job_id, node_id) for job_id, node_id in session.execute(query)}
+
+    def other_sentences(self, document_id: str, nodes: int = 20) -> list[str]:
+        """Summary sentences of nodes of other documents (the newest jobs'): where a foreign sentence comes
+        from."""
+        query = (sa.select(JobNodeRow.node).join(JobRow, JobRow.id == JobNodeRow.job_id)
+                 .where(JobRow.document_id != document_id)
+                 .order_by(JobRow.created.desc(), JobNodeRow.node_id).limit(nodes))
+        with self.db.session() as session:
+            return [sentence["text"] for node in session.scalars(query)
+                    for sentence in node.get("sentences", ()) if sentence.get("text")]
+
+    def judgements(self) -> list[Judgement]:
+        """Every comparison with its lease time, oldest first: what evaluator statistics are computed from."""
+        query = (sa.select(ComparisonRow.task_id, ComparisonRow.evaluator, ComparisonRow.preference,
+                           ComparisonRow.gold_correct, ComparisonRow.reports_opened, ComparisonRow.created,
+                           EvaluationLeaseRow.leased)
+                 .join(EvaluationLeaseRow, EvaluationLeaseRow.id == ComparisonRow.lease_id)
+                 .order_by(ComparisonRow.seq))
+        with self.db.session() as session:
+            return [Judgement(task_id=task_id, evaluator=evaluator, preference=preference,
+                              gold_correct=gold_correct, reports_opened=len(opened or ()),
+                              seconds=max(0.0, created - leased))
+                    for task_id, evaluator, preference, gold_correct, opened, created, leased
+                    in session.execute(query)]
 
     def pairs_leased_to_others(self, evaluator: str, now: float) -> set[str]:
         query = sa.select(EvaluationTaskRow.id).where(

@@ -167,6 +167,8 @@ class EvaluationTaskRow(Base):
     lease_id: Mapped[str | None] = mapped_column(sa.String(32))
     lease_owner: Mapped[str | None] = mapped_column(sa.String)
     lease_expires: Mapped[float | None]
+    # A gold item: the planted summary shown as `second`'s candidate (never said to the evaluator).
+    gold: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
 
 
 class EvaluationLeaseRow(Base):
@@ -218,6 +220,7 @@ class ComparisonRow(Base):
     evaluator: Mapped[str] = mapped_column(sa.String)
     created: Mapped[float]
     seq: Mapped[int]  # the order comparisons were stored in: the export's cursor
+    gold_correct: Mapped[bool | None]  # a gold item's: whether the original was preferred (None: no gold)
 
 
 class AdapterActivationRow(Base):

@@ -16,9 +16,12 @@ from recursum.schemas.evaluations import (
     ComparisonRead,
     ComparisonRecord,
     EvaluationKind,
+    EvaluationStats,
     EvaluationTask,
+    EvaluatorStats,
 )
 from recursum.service.api.evaluations.service import EvaluationService
+from recursum.service.api.evaluations.stats import evaluation_stats, evaluator_stats
 
 Evaluations = NamedDependency[EvaluationService]
 PathId = FromPath[str]
@@ -61,6 +64,18 @@ class EvaluationController(Controller):
         if task is None:
             return Response(None, status_code=HTTP_204_NO_CONTENT)
         return Response(task)
+
+    @get("/stats", opt={"scope": "admin"}, sync_to_thread=True)
+    def stats(self, evaluations: Evaluations) -> EvaluationStats:
+        """Per evaluator: judged, gold accuracy, agreement with the majority on overlapped pairs, median
+        seconds per task, reports opened; overall: agreement between evaluators, and with reports opened vs
+        without."""
+        return evaluation_stats(evaluations.store.evaluations.judgements())
+
+    @get("/stats/me", opt={"scope": "evaluate"}, sync_to_thread=True)
+    def my_stats(self, request: Request, evaluations: Evaluations) -> EvaluatorStats:
+        """Your own figures (what the /evaluate page shows you)."""
+        return evaluator_stats(evaluations.store.evaluations.judgements(), request.state.principal.name)
 
 
 class ComparisonController(Controller):

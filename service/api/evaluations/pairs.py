@@ -13,6 +13,7 @@ chose, so position tells the evaluator nothing.
 
 import hashlib
 from collections.abc import Iterator
+from itertools import islice
 
 from recursum.schemas.evaluations import EvaluationKind
 from recursum.schemas.tree import Node, Sentence
@@ -65,16 +66,36 @@ def matches(pair: EvaluationPair, task: TaskFilter) -> bool:
             and (role is None or (role == "chunk") == (pair.height == 0)))
 
 
+RANK_WINDOW = 256  # eligible pairs, oldest first, among which the least certain is offered first
+
+
 def eligible_pairs(store: Store, wanted: TaskFilter, excluded: set[str]) -> Iterator[EvaluationPair]:
+    """Pairs the caller may judge, oldest job first."""
+    return (pair for pair, _ in _with_margins(store, wanted, excluded))
+
+
+def by_information(store: Store, wanted: TaskFilter, excluded: set[str],
+                   window: int = RANK_WINDOW) -> list[EvaluationPair]:
+    """Eligible pairs, the most informative first: among the oldest `window`, summary pairs the reward model
+    was least sure about (the smallest reward difference between the two sides) first, then pairs without
+    rewards (no reward model, critiques) oldest first."""
+    scored = list(islice(_with_margins(store, wanted, excluded), window))
+    order = sorted(range(len(scored)), key=lambda i: (scored[i][1] is None, scored[i][1] or 0.0, i))
+    return [scored[i][0] for i in order]
+
+
+def _with_margins(store: Store, wanted: TaskFilter,
+                  excluded: set[str]) -> Iterator[tuple[EvaluationPair, float | None]]:
     height, role, kind = wanted
     if kind in (None, "summary"):
         yield from summary_pairs(store, height, role, excluded)
     if kind in (None, "critique"):
-        yield from critique_pairs(store, height, role, excluded)
+        yield from ((pair, None) for pair in critique_pairs(store, height, role, excluded))
 
 
 def summary_pairs(store: Store, height: int | None, role: str | None,
-                   excluded: set[str]) -> Iterator[EvaluationPair]:
+                  excluded: set[str]) -> Iterator[tuple[EvaluationPair, float | None]]:
+    """Summary pairs with |reward difference| of their sides (None where either has no reward)."""
     for found in store.evaluations.nodes_with_candidates(height, role):
         node = found.node
         for index, candidate in enumerate(node.candidates):
@@ -83,9 +104,11 @@ def summary_pairs(store: Store, height: int | None, role: str | None,
             if pid in excluded or not differ(node.summary, candidate.summary):
                 continue
             first, second = shown_order(pid, refs)
+            margin = (abs(node.reward - candidate.reward)
+                      if node.reward is not None and candidate.reward is not None else None)
             yield EvaluationPair(id=pid, job_id=found.job_id, node_id=node.id, kind="summary",
                                  height=node.height, first=first, second=second,
-                                 created=found.job_created)
+                                 created=found.job_created), margin
 
 def critique_pairs(store: Store, height: int | None, role: str | None,
                     excluded: set[str]) -> Iterator[EvaluationPair]:

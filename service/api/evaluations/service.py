@@ -6,7 +6,7 @@ is `inputs`; the export's records are `export`.
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,10 +24,11 @@ from recursum.schemas.tree import Node
 from recursum.service.api.auth import Principal, visible_or_404
 from recursum.service.api.evaluations.critiques import critique_lines, critique_policy, critique_text
 from recursum.service.api.evaluations.export import comparison_read, export_record, parse_since
+from recursum.service.api.evaluations.gold import gold_correct, gold_due, gold_pair, gold_view
 from recursum.service.api.evaluations.inputs import critique_task_input, node_input, stored_children
 from recursum.service.api.evaluations.pairs import (
     TaskFilter,
-    eligible_pairs,
+    by_information,
     matches,
     summary_index,
     summary_ref,
@@ -35,6 +36,7 @@ from recursum.service.api.evaluations.pairs import (
 )
 from recursum.service.api.problems import ApiError, Conflict, NotFound
 from recursum.service.engine.helpers.tasks import CHOSEN
+from recursum.service.engine.interface import Engine
 from recursum.service.store.evaluations import (
     EvaluationLease,
     EvaluationPair,
@@ -60,15 +62,27 @@ class ExportWindow:
     through: int
 
 
+@dataclass(frozen=True)
+class EvaluationPolicy:
+    """How tasks are handed out: lease length, distinct evaluators per pair, share of gold items."""
+
+    lease_seconds: float = 900.0
+    overlap: int = 1
+    gold_rate: float = 0.0
+
+
 class EvaluationService:
-    def __init__(self, store: Store, lease_seconds: float) -> None:
+    def __init__(self, store: Store, policy: EvaluationPolicy,
+                 engine: Callable[[], Engine | None] = lambda: None) -> None:
         self.store = store
-        self.lease_seconds = lease_seconds
+        self.policy = policy
+        self.engine = engine  # scores a gold item's evidence; None while the model loads (no gold then)
 
     # Tasks
 
     def next_task(self, principal: Principal, wanted: TaskFilter) -> EvaluationTask | None:
-        """The task the caller holds, or a new lease on the oldest pair they may judge; None when none."""
+        """The task the caller holds, or a new lease on the most informative pair they may judge (a gold
+        item now and then); None when none."""
         now = time.time()
         held = self.store.evaluations.active_lease(principal.name, now)
         if held is not None:
@@ -78,16 +92,37 @@ class EvaluationService:
             # One task at a time: asking for another gives it back.
             self.store.evaluations.release_lease(lease.id, now)
         evaluations = self.store.evaluations
-        excluded = (evaluations.pairs_compared_by(principal.name)
-                    | evaluations.pairs_leased_to_others(principal.name, now))
-        for pair in eligible_pairs(self.store, wanted, excluded):
-            if not self._has_input(pair):
-                continue
+        compared = evaluations.pairs_compared_by(principal.name)
+        excluded = (compared | evaluations.pairs_leased_to_others(principal.name, now)
+                    | evaluations.pairs_judged_enough(self.policy.overlap))
+        pairs = [pair for pair in by_information(self.store, wanted, excluded) if self._has_input(pair)]
+        answered = evaluations.answered_by(principal.name)
+        if gold_due(principal.name, answered, self.policy.gold_rate):
+            pairs = self._gold_pairs(principal.name, pairs, answered, compared) + pairs
+        for pair in pairs:
             lease = EvaluationLease(id=uuid.uuid4().hex, task_id=pair.id, evaluator=principal.name,
-                                    leased=now, expires=now + self.lease_seconds)
+                                    leased=now, expires=now + self.policy.lease_seconds)
             if self.store.evaluations.lease_pair(pair, lease):
                 return self._task(lease, pair)
         return None
+
+    def _gold_pairs(self, evaluator: str, pairs: list[EvaluationPair], answered: int,
+                    compared: set[str]) -> list[EvaluationPair]:
+        """A gold item on the node of the first summary pair whose node has not been a gold item for this
+        evaluator (none when the model is loading)."""
+        engine = self.engine()
+        shown = self.store.evaluations.gold_nodes_shown(evaluator)
+        for pair in pairs:
+            if engine is None or pair.kind != "summary" or (pair.job_id, pair.node_id) in shown:
+                continue
+            job = self.store.jobs.get_job(pair.job_id)
+            node = self.store.nodes.get_job_node(pair.job_id, pair.node_id)
+            if job is None or node is None:
+                continue
+            gold = gold_pair(self.store, engine, job, node, evaluator, answered)
+            if gold is not None and gold.id not in compared:
+                return [gold]
+        return []
 
     def _has_input(self, pair: EvaluationPair) -> bool:
         """Whether the pair's node has a non-blank prompt input (a training Comparison needs one)."""
@@ -112,10 +147,11 @@ class EvaluationService:
         return lease, pair
 
     def _node(self, pair: EvaluationPair) -> Node:
+        """The pair's node as its task shows it (a gold item's planted summary among its candidates)."""
         node = self.store.nodes.get_job_node(pair.job_id, pair.node_id)
         if node is None:  # its job was deleted meanwhile
             raise NotFound(f"the node of task {pair.id} no longer exists")
-        return node
+        return gold_view(node, pair)
 
     def _task(self, lease: EvaluationLease, pair: EvaluationPair) -> EvaluationTask:
         job = self.store.jobs.get_job(pair.job_id)
@@ -149,19 +185,17 @@ class EvaluationService:
 
     @staticmethod
     def _summary_candidate(node: Node, ref: str, url: str) -> TaskCandidate:
-        text, sentences, policy, reward = summary_side(node, ref)
+        text, sentences, _, _ = summary_side(node, ref)
         index = summary_index(ref)
         # Both sides get the same buttons, so none reveals which summary the reward model chose.
         links = [ReportLink(label="Evidence", url=url, request=EvidenceRequest(summary=index)),
                  ReportLink(label="Critique", url=url, request=CritiqueRequest(summary=index))]
-        return TaskCandidate(ref=ref, policy=policy, text=text, sentences=sentences, reward=reward,
-                             reports=tuple(links))
+        return TaskCandidate(ref=ref, text=text, sentences=sentences, reports=tuple(links))
 
     @staticmethod
     def _critique_candidate(reports: dict[str, StoredReport], ref: str) -> TaskCandidate:
         report = reports[ref.removeprefix("report:")]
-        return TaskCandidate(ref=ref, policy=critique_policy(report), text=critique_text(report),
-                             items=critique_lines(report))
+        return TaskCandidate(ref=ref, text=critique_text(report), items=critique_lines(report))
 
     # Comparisons
 
@@ -208,6 +242,7 @@ class EvaluationService:
             reports_opened=tuple(dict.fromkeys(answer.reports_opened)),
             flagged=tuple(sorted({(flag.candidate, flag.item) for flag in answer.flagged})),
             evaluator=principal.name, created=time.time(),
+            gold_correct=gold_correct(pair, str(answer.preference)),
         )
         try:
             self.store.evaluations.add_comparison(comparison)

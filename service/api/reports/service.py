@@ -18,7 +18,7 @@ from recursum.service.api.auth import Principal, visible_or_404
 from recursum.service.api.problems import Conflict, NotFound, NotReady
 from recursum.service.engine.helpers.tasks import check_request
 from recursum.service.engine.interface import Engine
-from recursum.service.jobs.views import report_task
+from recursum.service.jobs.views import report_task, reported_node
 from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
 
@@ -48,7 +48,7 @@ class ReportService:
                               also_scope=evaluators)
 
     def node(self, job: JobRecord, node_id: str) -> Node:
-        node = self.store.nodes.get_job_node(job.id, node_id)
+        node = reported_node(self.store, job.id, node_id)
         if node is None:
             raise NotFound(f"job {job.id} has no node {node_id}")
         return node

@@ -73,8 +73,28 @@ function taskQuery() {
   return query.toString() ? "?" + query : "";
 }
 
+// The evaluator's own record: judged, agreement with others on shared pairs, known-answer checks, pace.
+function percent(share) {
+  return share === null ? "–" : Math.round(share * 100) + "%";
+}
+
+async function showFigures() {
+  try {
+    const mine = await api("GET", "/v1/evaluations/stats/me");
+    const pace = mine.median_seconds === null ? "–" : Math.round(mine.median_seconds) + " s";
+    $("figures").textContent = `Your record: ${mine.judged} judged · agreement with others ` +
+      `${percent(mine.majority_agreement)} (${mine.overlapped} shared) · checks passed ` +
+      `${percent(mine.gold_accuracy)} of ${mine.gold_answered} · median ${pace} per task · ` +
+      `reports opened on ${mine.judged_with_reports}`;
+    $("figures").hidden = false;
+  } catch (error) {
+    $("figures").hidden = true; // the figures are a courtesy: the task flow goes on without them
+  }
+}
+
 async function loadTask() {
   $("next").hidden = true;
+  showFigures();
   setStatus("Looking for a task…");
   try {
     const task = await api("GET", "/v1/evaluations/tasks" + taskQuery());
