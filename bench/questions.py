@@ -81,37 +81,45 @@ def main() -> None:
     parser.add_argument("--stories", type=int, default=None, help="the first N stories (default: all)")
     parser.add_argument("--quantization", default="nf4", choices=["nf4", "int8", "none"])
     parser.add_argument("--summary-tokens", type=int, default=TreeConfig().summary_tokens)
+    parser.add_argument("--root-words", type=int, default=TreeConfig().root_words,
+                        help="of the question-focused tree (0: its root is one generated answer)")
     parser.add_argument("--answer-tokens", type=int, default=160, help="new tokens of a qa or naive answer")
     parser.add_argument("--max-chars", type=int, default=None, help="only each story's start")
     parser.add_argument("--questions", type=int, default=4, help="questions per story (of 4)")
     parser.add_argument("--show", action="store_true", help="print every answer")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated, of: {', '.join(METHODS)} (tuning runs skip the slow ones)")
     add_smoke_flag(parser)
     args = apply_smoke(parser.parse_args(), stories=1, max_chars=3000, questions=1, summary_tokens=48,
                        answer_tokens=32)
     pull_default_model()
     runtime = load_runtime(ModelSpec(quantization=args.quantization))
-    scorer, naive = EvidenceScorer(), NaiveMapReduce()
+    methods = [method for method in METHODS if method in args.methods.split(",")]
+    scorer = EvidenceScorer()
+    naive = NaiveMapReduce() if "naive map-reduce" in methods else None
     config = TreeConfig(summary_tokens=args.summary_tokens)
     rouge_of = rouge_scorer.RougeScorer(list(METRICS), use_stemmer=True)
-    rows: dict[str, list[RougeRow]] = {method: [] for method in METHODS}
-    words: dict[str, list[int]] = {method: [] for method in METHODS}
+    rows: dict[str, list[RougeRow]] = {method: [] for method in methods}
+    words: dict[str, list[int]] = {method: [] for method in methods}
     human_words: list[int] = []
-    seconds: dict[str, float] = dict.fromkeys(METHODS, 0.0)
+    seconds: dict[str, float] = dict.fromkeys(methods, 0.0)
     for title, story, questions in load_questions(args.split, args.stories):
         text = story[: args.max_chars] if args.max_chars else story
         document = make_document(text, title)
         started = time.perf_counter()
-        plain = Summarizer(runtime, scorer, config, MemoryNodeCache()).summarize(document).root_node.summary
+        plain = (Summarizer(runtime, scorer, config, MemoryNodeCache()).summarize(document).root_node.summary
+                 if "from plain summary" in methods else "")
         plain_seconds = time.perf_counter() - started
         chunks = [document.text[c.span.start : c.span.end]
                   for c in chunk_document(document.text, config.chunk_tokens)]
         for question, references in questions[: args.questions]:
             answers = {}
-            for method in METHODS:
+            for method in methods:
                 started = time.perf_counter()
                 match method:
                     case "tree":
-                        focused = TreeConfig(summary_tokens=args.summary_tokens, question=question)
+                        focused = TreeConfig(summary_tokens=args.summary_tokens, question=question,
+                                             root_words=args.root_words)
                         answers[method] = Summarizer(runtime, scorer, focused, MemoryNodeCache()).summarize(
                             document).root_node.summary
                     case "from plain summary":
@@ -128,10 +136,10 @@ def main() -> None:
                 for method, answer in answers.items():
                     print(f"  [{method}] {answer}")
         print(f"{title}: done", flush=True)
-    count = len(rows["tree"])
+    count = len(human_words) // 4
     print(f"\n{count} questions ({args.split}); ROUGE F1 against 4 human answers (best of 4 / mean of 4); "
           f"the human answers have {statistics.mean(human_words):.0f} words on average")
-    for method in METHODS:
+    for method in methods:
         cells = "  ".join(f"{m} {statistics.mean(r[m][0] for r in rows[method]):.3f}/"
                           f"{statistics.mean(r[m][1] for r in rows[method]):.3f}" for m in METRICS)
         print(f"{method:>20}: {cells}  words {statistics.mean(words[method]):.0f}  "

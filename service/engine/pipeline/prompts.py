@@ -74,16 +74,15 @@ def render_messages(prompt: PromptInput) -> list[dict[str, str]]:
     match prompt:
         case QuestionPrompt(role="chunk"):
             user = (
-                f"{_context_lines(prompt)}Passage:\n{prompt.passage}\n\nQuestion: {prompt.question}\n"
-                "Summarize what this passage tells that helps answer the question, in 2 to 4 sentences. "
-                "If it tells nothing about it, summarize what happens in it."
+                f"{_context_lines(prompt)}Passage:\n{prompt.passage}\n\n"
+                "Summarize what happens in this passage in 2 to 4 sentences, keeping what bears on this "
+                f"question: {prompt.question}"
             )
         case QuestionPrompt(role="merge"):
             user = (
                 f"Summaries of consecutive parts of a story, in order:\n{prompt.passage}\n\n"
-                f"{_cast_line(prompt)}Question: {prompt.question}\n"
-                "Combine them into one summary of 4 to 8 sentences that answers the question, keeping the "
-                "events and characters the answer needs, in order."
+                f"{_cast_line(prompt)}Combine them into one summary of 4 to 8 sentences that keeps the main "
+                f"events and characters, in order, and answers this question: {prompt.question}"
             )
         case PromptInput(role="chunk"):
             user = (
