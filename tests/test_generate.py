@@ -97,7 +97,7 @@ def test_generated_text_keeps_no_control_characters():
 
 def test_the_memory_budget_cuts_batches_below_batch_size(runtime, monkeypatch):
     one_row = runtime.batch_memory.row_bytes(60, SETTINGS.max_new_tokens)
-    monkeypatch.setattr(runtime, "batch_memory",
+    monkeypatch.setattr(runtime.loaded, "batch_memory",
                         msgspec.structs.replace(runtime.batch_memory, budget_bytes=2 * one_row))
     stats = GenerationStats()
     generate_batched(runtime, _requests([5] * 6), SETTINGS, batch_size=6, stats=stats)

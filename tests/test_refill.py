@@ -181,10 +181,11 @@ def test_rows_with_different_adapters_share_one_batch_and_each_runs_its_own(tiny
     get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), lora).save_pretrained(adapter)
     runtime = load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none", dtype="float32",
                                      adapters={"chunk": str(adapter)}))
-    requests = [msgspec.structs.replace(request, adapter="chunk" if i % 2 else None)
+    chunk = runtime.adapter_for("chunk")
+    requests = [msgspec.structs.replace(request, adapter=chunk if i % 2 else None)
                 for i, request in enumerate(REQUESTS[:4])]
     alone = {}
-    for name in ("chunk", None):
+    for name in (chunk, None):
         with runtime.using(name):
             mine = [request for request in requests if request.adapter == name]
             alone |= {r.key: r.text for r in generate_batched(runtime, mine, SETTINGS, batch_size=1)}

@@ -1,6 +1,7 @@
 """Helper reports: the strict critique parser, evidence-grounded items, report builders, batching and caching
 in the worker, and the report routes with their errors."""
 
+import dataclasses
 import time
 from unittest.mock import MagicMock
 
@@ -313,7 +314,8 @@ def test_a_calibrated_helper_flags_the_sentences_under_its_threshold(engine, sto
     job_id, tree = _finished_job(client)
     client.app.state.worker.stop()
     everything = VerifyCalibration(flag_below=1.01, summaries=1, sentences=1, recall=1.0, precision=1.0)
-    monkeypatch.setattr(engine.runtime, "verify_calibration", everything)
+    monkeypatch.setattr(engine.runtime, "adapter_set",
+                        dataclasses.replace(engine.runtime.adapter_set, verify_calibration=everything))
     leaf = tree["heights"][0][0]
     service = ReportService(store)
     service.create(job_id, leaf, CritiqueRequest(), Principal(name="eve", scopes=frozenset({"evaluate"})),
