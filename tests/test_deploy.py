@@ -32,7 +32,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 # schema set kubernetes-validate bundles.
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 # Applied on its own (`kubectl create -f`), never by `kubectl apply -k`: see kustomization.yaml.
-NOT_IN_KUSTOMIZATION = {"training-job.yaml"}
+NOT_IN_KUSTOMIZATION = {"training-job.yaml", "train-loop-cronjob.yaml"}
 
 # Non-RECURSUM_* variables the Dockerfile may set, each for the interpreter or the build, not the service.
 RUNTIME_ENV = {
@@ -466,3 +466,18 @@ def test_training_job_command_is_a_real_recursum_command() -> None:
     command, params = _parse_recursum_args(_container(_job())["args"])
     assert command == "train levels"
     assert "/config/levels.toml" in {str(value) for value in params.values()}
+
+
+def test_the_loop_cronjob_runs_from_service_against_the_service_with_an_admin_key_secret() -> None:
+    cronjob = _one("CronJob")
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == _container(_deployment())["image"]
+    command, params = _parse_recursum_args(container["args"])
+    assert command == "train from-service"
+    service = _one("Service")
+    assert params["server"] == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+    assert str(params["out"]).startswith("/data/")
+    (key,) = container["env"]
+    assert key["name"] == "RECURSUM_API_KEY" and "secretKeyRef" in key["valueFrom"]
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid", "turns share the export cursor"
