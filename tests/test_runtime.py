@@ -91,6 +91,12 @@ def test_a_second_bundle_loads_beside_the_first_and_the_first_view_is_unchanged(
     assert set(second.model.peft_config) == set(second.adapter_set.names.values())
     bare = second.with_bundle(None)
     assert bare.adapter_for("chunk") is None and bare.info.bundle == "none"
+    bare.release(set())
+    assert not bare.mixes_adapters, "with every set unloaded the model is the plain base again"
+    plain = load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none", dtype="float32"))
+    assert torch.allclose(_logits(bare, None), _logits(plain, None), atol=1e-5)
+    again = bare.with_bundle(str(one))
+    assert torch.allclose(_logits(again, again.adapter_for("chunk")), before, atol=1e-5)
 
 
 def test_a_bundle_for_another_base_or_with_broken_weights_is_refused_and_nothing_changes(

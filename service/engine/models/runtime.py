@@ -144,6 +144,16 @@ class LoadedModel:
             self.sets[adapters.version] = adapters
         return self.sets[adapters.version]
 
+    def detach(self, versions: list[str]) -> None:
+        """Unload the sets `versions`; with none left but the bare one, the model goes back to the plain
+        base (peft cannot run with every adapter deleted)."""
+        gone = [self.sets.pop(version) for version in versions]
+        if set(self.sets) == {BARE_VERSION} and is_peft(self.model):
+            self.model = self.model.unload()
+            return
+        for adapters in gone:
+            detach_set(self.model, adapters)
+
 
 class ModelRuntime:
     """The loaded model seen through one adapter set: which adapter serves each role, the reward head and
@@ -219,8 +229,7 @@ class ModelRuntime:
         versions unloaded."""
         keep = keep | {self.adapter_set.version, BARE_VERSION}
         gone = [version for version in self.loaded.sets if version not in keep]
-        for version in gone:
-            detach_set(self.model, self.loaded.sets.pop(version))
+        self.loaded.detach(gone)
         return gone
 
 
