@@ -36,7 +36,9 @@ from recursum.schemas.evaluations import (
     ComparisonRead,
     ComparisonRecord,
     EvaluationKind,
+    EvaluationStats,
     EvaluationTask,
+    EvaluatorStats,
     FlaggedItem,
     Preference,
 )
@@ -338,6 +340,11 @@ class _BaseClient:
         return _Call("GET", "/v1/comparisons/export", _read_export_window,
                      {"params": {"format": "jsonl", "after": str(after)}})
 
+    def _stats_call(self, mine: bool) -> _Call[EvaluationStats] | _Call[EvaluatorStats]:
+        if mine:
+            return _Call("GET", "/v1/evaluations/stats/me", _reader(EvaluatorStats))
+        return _Call("GET", "/v1/evaluations/stats", _reader(EvaluationStats))
+
     def _adapters_call(self) -> _Call[AdaptersRead]:
         return _Call("GET", "/v1/admin/adapters", _reader(AdaptersRead))
 
@@ -486,6 +493,14 @@ class Client(_BaseClient):
         """Comparisons created at or after `since` (epoch seconds or ISO 8601) as training records (admin)."""
         return self._send(self._export_call(since))
 
+    def evaluation_stats(self) -> EvaluationStats:
+        """Every evaluator's record and agreement overall (admin)."""
+        return self._send(self._stats_call(mine=False))
+
+    def my_evaluation_stats(self) -> EvaluatorStats:
+        """This key's own evaluator record."""
+        return self._send(self._stats_call(mine=True))
+
     def export_after(self, after: int = 0) -> ComparisonExport:
         """Comparisons stored after cursor `after` and the cursor to continue from next time (admin): each
         comparison comes once however often this is called."""
@@ -623,6 +638,12 @@ class AsyncClient(_BaseClient):
 
     async def export_comparisons(self, since: str | float | None = None) -> list[ComparisonRecord]:
         return await self._send(self._export_call(since))
+
+    async def evaluation_stats(self) -> EvaluationStats:
+        return await self._send(self._stats_call(mine=False))
+
+    async def my_evaluation_stats(self) -> EvaluatorStats:
+        return await self._send(self._stats_call(mine=True))
 
     async def export_after(self, after: int = 0) -> ComparisonExport:
         return await self._send(self._export_after_call(after))

@@ -19,7 +19,9 @@ from recursum.clients.exceptions import Conflict, TransportError
 from recursum.schemas.evaluations import (
     ComparisonRead,
     ComparisonRecord,
+    EvaluationStats,
     EvaluationTask,
+    EvaluatorStats,
     FlaggedItem,
     TaskCandidate,
 )
@@ -482,6 +484,8 @@ TASK = EvaluationTask(id="lease-1", kind="summary", job_id=JOB_ID, node_id="leaf
                       role="chunk", leased_until=1000.0, source="text",
                       candidates=(TaskCandidate(ref="summary", text="A."),
                                   TaskCandidate(ref="candidate:0", text="B.")))
+MINE = EvaluatorStats(evaluator="eve", judged=3, gold_answered=1, gold_accuracy=1.0, overlapped=0,
+                      majority_agreement=None, median_seconds=12.0, reports_opened=2, judged_with_reports=1)
 SAVED = ComparisonRead(id="c-1", task="lease-1", kind="summary", job_id=JOB_ID, node_id="leaf-0", height=0,
                        evaluator="eve", preference=1, confidence=0.5, rationale="", reports_opened=("r-1",),
                        flagged=(), created=1.0)
@@ -505,6 +509,12 @@ def _answer(request: httpx.Request) -> httpx.Response:
                                       created=datetime(2026, 1, 1, tzinfo=UTC))
             line = msgspec.json.encode(record)
             return httpx.Response(200, content=line + b"\n" + line + b"\n")
+        case "GET", "/v1/evaluations/stats/me":
+            return httpx.Response(200, content=msgspec.json.encode(MINE))
+        case "GET", "/v1/evaluations/stats":
+            return httpx.Response(200, content=msgspec.json.encode(EvaluationStats(
+                evaluators=[MINE], pairs_overlapped=0, inter_evaluator_agreement=None,
+                agreement_with_reports=None, agreement_without_reports=None)))
     return httpx.Response(404, json={"type": "about:blank", "title": "Not found", "status": 404})
 
 
@@ -522,6 +532,9 @@ def test_the_client_leases_compares_and_exports():
         with pytest.raises(Conflict, match="already answered"):
             client.compare("answered", "tie")
         assert [r.id for r in client.export_comparisons(since=10.5)] == ["c-1", "c-1"]
+        assert client.my_evaluation_stats() == MINE
+        assert client.evaluation_stats().evaluators == [MINE]
+    requests = [r for r in requests if not r.url.path.startswith("/v1/evaluations/stats")]
     assert requests[0].url.params["height"] == "0" and requests[0].url.params["kind"] == "summary"
     sent = msgspec.json.decode(requests[2].content)
     assert sent == {"task": "lease-1", "preference": 1, "confidence": 0.5, "rationale": "",
@@ -536,6 +549,8 @@ def test_the_async_client_has_the_same_evaluation_methods():
             assert await client.next_task(height=9) is None
             assert (await client.compare("lease-1", 0)).id == "c-1"
             assert len(await client.export_comparisons()) == 2
+            assert await client.my_evaluation_stats() == MINE
+            assert (await client.evaluation_stats()).evaluators == [MINE]
 
     asyncio.run(run())
 
