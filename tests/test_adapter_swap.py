@@ -15,7 +15,10 @@ from recursum.service.api.app import create_app
 from recursum.service.engine.facade import ModelEngine
 from recursum.service.engine.models.runtime import load_runtime
 from recursum.service.engine.models.spec import ModelSpec
+from recursum.service.engine.pipeline.document import make_document
+from recursum.service.engine.pipeline.tree import TreeConfig
 from recursum.service.settings import ServiceSettings, parse_api_keys
+from recursum.service.store.records import JobRecord
 from recursum.service.store.repository import Store
 
 KEYS = parse_api_keys("alice:a-secret:summarize,root:r-secret:admin")
@@ -164,3 +167,19 @@ def test_on_the_model_each_node_carries_the_adapter_of_the_bundle_its_job_starte
         ("chunk", second.fingerprints["chunk"]), ("merge", second.fingerprints["merge"])}
     assert any(n["role"] == "merge" for n in new), "the tree has merges"
     assert not {n["key"] for n in old} & {n["key"] for n in new}, "a node's key names its adapter"
+
+
+def test_a_job_resumed_after_a_crash_goes_back_on_the_bundle_it_started_on(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'resume.db'}")
+    store.adapters.activate("/b/two", "two", "root")
+    store.adapters.activate("/b/one", "one", "root")  # served now; the job started before this
+    document = make_document("Alice followed the White Rabbit. She fell.")
+    store.jobs.put_document(document)
+    store.jobs.create_job(JobRecord(id="resumed", owner="alice", document_id=document.id, title="",
+                                    config=TreeConfig(), created=time.time(), status="running",
+                                    started=time.time(), bundle="two"))
+    engine = FakeEngine()
+    with _app(store, engine) as client:
+        assert wait_finished(client, "resumed", ALICE)["bundle"] == "two"
+        assert _leaf(client, "resumed")["adapter_version"] == "two"
+        assert client.get("/v1/admin/adapters", headers=ROOT).json()["serving_here"] == "one"
