@@ -80,12 +80,13 @@ LABELS = {"static": "static batches (generate_batched)", "refill": "refill (gene
           "transformers": "transformers generate_batch, no penalties"}
 
 
-def chunk_requests(book: str, count: int, chunk_tokens: int) -> list[GenerationRequest]:
-    """The first `count` chunk prompts of `book` past its front matter, as the recursion would build them."""
+def chunk_requests(book: str, count: int, chunk_tokens: int, adapter: str | None) -> list[GenerationRequest]:
+    """The first `count` chunk prompts of `book` past its front matter, as the recursion would build them
+    (with the runtime's chunk `adapter`)."""
     text = shared_path(f"books/{book}").read_text()
     text = text[len(text) // 5 :][: count * chunk_tokens * 6]
     chunks = chunk_document(text, chunk_tokens)[:count]
-    return [GenerationRequest(key=f"chunk-{c.index}", adapter="chunk",
+    return [GenerationRequest(key=f"chunk-{c.index}", adapter=adapter,
                               prompt=chunk_prompt(text[c.span.start : c.span.end])) for c in chunks]
 
 
@@ -109,7 +110,7 @@ def main() -> None:
 
     pull_default_model()
     runtime = load_runtime(ModelSpec(quantization=args.quantization, dtype=args.dtype))
-    requests = chunk_requests(args.book, args.requests, args.chunk_tokens)
+    requests = chunk_requests(args.book, args.requests, args.chunk_tokens, runtime.adapter_for("chunk"))
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     if args.no_penalties:
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens, repetition_penalty=1.0,
