@@ -32,3 +32,19 @@ def test_a_plain_prompt_encodes_as_before_and_a_question_makes_another_one():
     assert asked.question == "Where does Alice go?" and asked != plain
     assert merge_prompt(["Alice ran."], "Why?").question == "Why?"
     assert chunk_prompt("Alice ran.", question=" ") == plain
+
+
+def test_the_template_digest_follows_the_wording_not_the_contents(monkeypatch):
+    from recursum.service.engine.pipeline import prompts
+
+    plain, other = chunk_prompt("Alice ran."), chunk_prompt("The Rabbit hurried.", "before")
+    assert prompts.template_digest(plain) == prompts.template_digest(other)
+    assert prompts.template_digest(plain) != prompts.template_digest(merge_prompt(["Alice ran."]))
+    asked = chunk_prompt("Alice ran.", question="Why?")
+    assert prompts.template_digest(plain) != prompts.template_digest(asked)
+    monkeypatch.setattr(prompts, "SYSTEM", "You summarize stories.")
+    prompts._template_digest.cache_clear()
+    changed = prompts.template_digest(plain)
+    prompts._template_digest.cache_clear()
+    monkeypatch.undo()
+    assert changed != prompts.template_digest(plain), "new instructions give new node keys"

@@ -324,3 +324,17 @@ def test_a_question_is_in_every_generated_node_s_prompt_and_key_apart_from_the_p
     assert not {n.key for n in plain.nodes.values()} & {n.key for n in focused.nodes.values()}
     assert estimate_work(STORY, msgspec.structs.replace(CONFIG, question=question)).prompt_tokens > \
         estimate_work(STORY, CONFIG).prompt_tokens, "the estimate counts the question in every prompt"
+
+
+def test_a_generation_key_names_the_role_s_adapter_by_fingerprint(tiny_model_dir, tmp_path):
+    from bundles import make_bundle
+
+    from recursum.service.engine.pipeline.prompts import qa_prompt
+    from recursum.service.engine.pipeline.recursion import node_key
+    from recursum.service.engine.pipeline.results import GenerationSettings
+
+    bare = load_runtime(ModelSpec(base=str(tiny_model_dir), quantization="none"))  # its own: this test loads
+    helped = bare.with_bundle(str(make_bundle(tiny_model_dir, tmp_path / "helper", {"helper": 3})))
+    prompt, settings = qa_prompt(["Alice ran."], "Who ran?"), GenerationSettings(max_new_tokens=8)
+    assert node_key(helped, "helper", prompt, settings) != node_key(bare, "helper", prompt, settings)
+    assert node_key(helped, "chunk", prompt, settings) == node_key(bare, "chunk", prompt, settings)

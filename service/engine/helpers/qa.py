@@ -70,7 +70,7 @@ def qa_answers(runtime: ModelRuntime, scorer: EvidenceScorer, tasks: dict[int, R
         assert isinstance(task.request, QaRequest)
         passages[position] = qa_passages(scorer, task, task.request.question)
         prompt = qa_prompt([task.text[a:b] for a, b in passages[position]], task.request.question)
-        request = GenerationRequest(key=node_key(runtime, adapter, prompt, HELPER_SETTINGS), adapter=adapter,
+        request = GenerationRequest(key=node_key(runtime, "helper", prompt, HELPER_SETTINGS), adapter=adapter,
                                     prompt=prompt)
         keys[position] = request.key
         if (hit := cache.get(request.key)) is not None:

@@ -1,5 +1,7 @@
 """Role prompts, shared by inference and training: both must format inputs exactly alike."""
 
+import functools
+import hashlib
 import re
 from typing import Literal
 
@@ -101,6 +103,24 @@ def render_messages(prompt: PromptInput) -> list[dict[str, str]]:
         case _:
             raise ValueError(f"no summary prompt for role {prompt.role!r}")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def template_digest(prompt: PromptInput) -> str:
+    """A digest of the wording a prompt of this kind is rendered with, whatever it holds: part of a cached
+    generation's content address, so nothing cached is reused once the instructions change."""
+    return _template_digest(type(prompt), prompt.role, getattr(prompt, "task", ""))
+
+
+@functools.cache
+def _template_digest(kind: type[PromptInput], role: Role, task: str) -> str:
+    fields = {"role": role, "passage": "{passage}", "context": "{context}", "cast": ("{cast}",)}
+    if kind is HelperPrompt:
+        probe = HelperPrompt(**fields, task=task, summary="{summary}", question="{question}")
+    elif kind is QuestionPrompt:
+        probe = QuestionPrompt(**fields, question="{question}")
+    else:
+        probe = PromptInput(**fields)
+    return hashlib.sha256(msgspec.json.encode(render_messages(probe))).hexdigest()[:16]
 
 
 # Helper reports. A critique judges each summary sentence on its own against its closest source sentence

@@ -21,7 +21,7 @@ from recursum.service.engine.pipeline.document import Document
 from recursum.service.engine.pipeline.events import NodeDone, ProgressEvent
 from recursum.service.engine.pipeline.evidence import EvidenceScorer, leaf_evidence, merge_evidence
 from recursum.service.engine.pipeline.node_cache import MemoryNodeCache, NodeCache
-from recursum.service.engine.pipeline.prompts import PromptInput, chunk_prompt, merge_prompt
+from recursum.service.engine.pipeline.prompts import PromptInput, chunk_prompt, merge_prompt, template_digest
 from recursum.service.engine.pipeline.refill import generate_scheduled
 from recursum.service.engine.pipeline.results import (
     GenerationRequest,
@@ -88,14 +88,14 @@ def generation_settings(config: TreeConfig) -> GenerationSettings:
 def node_key(runtime: ModelRuntime, role: Role, prompt: PromptInput, settings: GenerationSettings,
              sample: int = 0) -> str:
     """Content address: same model, adapter (by role and fingerprint, whatever name the set loaded it
-    under), prompt inputs and settings give the same node.
+    under), prompt wording and inputs, and settings give the same node.
 
     `sample` tells apart best-of-n's samples, which share settings so that they share batches.
     """
     adapter = runtime.adapter_for(role)
     info = runtime.info
     parts = [info.fingerprint, info.quantization, info.dtype, role if adapter else None,
-             runtime.adapter_version(role) if adapter else None, prompt, settings]
+             runtime.adapter_version(role) if adapter else None, template_digest(prompt), prompt, settings]
     return hashlib.sha256(msgspec.json.encode(parts + [sample] if sample else parts)).hexdigest()
 
 
