@@ -95,11 +95,13 @@ class EvaluationService:
         compared = evaluations.pairs_compared_by(principal.name)
         excluded = (compared | evaluations.pairs_leased_to_others(principal.name, now)
                     | evaluations.pairs_judged_enough(self.policy.overlap))
-        pairs = [pair for pair in by_information(self.store, wanted, excluded) if self._has_input(pair)]
+        pairs = by_information(self.store, wanted, excluded)
         answered = evaluations.answered_by(principal.name)
         if gold_due(principal.name, answered, self.policy.gold_rate):
             pairs = self._gold_pairs(principal.name, pairs, answered, compared) + pairs
         for pair in pairs:
+            if not self._has_input(pair):  # checked lazily: it reads the node's inputs
+                continue
             lease = EvaluationLease(id=uuid.uuid4().hex, task_id=pair.id, evaluator=principal.name,
                                     leased=now, expires=now + self.policy.lease_seconds)
             if self.store.evaluations.lease_pair(pair, lease):
@@ -113,7 +115,8 @@ class EvaluationService:
         engine = self.engine()
         shown = self.store.evaluations.gold_nodes_shown(evaluator)
         for pair in pairs:
-            if engine is None or pair.kind != "summary" or (pair.job_id, pair.node_id) in shown:
+            if (engine is None or pair.kind != "summary" or (pair.job_id, pair.node_id) in shown
+                    or not self._has_input(pair)):
                 continue
             job = self.store.jobs.get_job(pair.job_id)
             node = self.store.nodes.get_job_node(pair.job_id, pair.node_id)
