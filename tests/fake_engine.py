@@ -4,6 +4,8 @@ Route services and the job worker are tested against it, so they are shown to ne
 engine's interface (no torch, no tokenizer, no runtime).
 """
 
+import dataclasses
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -207,3 +209,24 @@ class FakeEngine:
                          load_seconds=0.0, parameters_millions=0.0, memory_footprint_mb=0.0,
                          gpu_memory_allocated_mb=None, context_window=CONTEXT_WINDOW, probe_prompt_tokens=0,
                          prefill_tokens_per_second=0.0, decode_tokens_per_second=0.0)
+
+
+class HoldsResults:
+    """Mixed into an engine: each generated result (counted in metrics as usual) is held back until `let_go`
+    is set, and `holding` says one is waiting, so a test can act while a job is mid-batch."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.holding, self.let_go = threading.Event(), threading.Event()
+
+    def generate(self, requests, settings, batch_size, hooks) -> None:
+        def held(result) -> None:
+            self.holding.set()
+            self.let_go.wait(30)
+            hooks.on_result(result)
+
+        super().generate(requests, settings, batch_size, dataclasses.replace(hooks, on_result=held))
+
+
+class HeldEngine(HoldsResults, FakeEngine):
+    """The fake engine, holding its results back."""

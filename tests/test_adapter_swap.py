@@ -2,12 +2,11 @@
 refused bundle changes nothing, rollback, a second replica following the store (on the fake engine), and
 the nodes of jobs before and after a switch on the tiny model."""
 
-import dataclasses
 import threading
 import time
 
 from bundles import make_bundle
-from fake_engine import FakeEngine
+from fake_engine import FakeEngine, HeldEngine, HoldsResults
 from litestar.testing import TestClient
 from service_helpers import wait_finished
 
@@ -25,22 +24,6 @@ KEYS = parse_api_keys("alice:a-secret:summarize,root:r-secret:admin")
 ALICE = {"Authorization": "Bearer a-secret"}
 ROOT = {"Authorization": "Bearer r-secret"}
 STORY = {"text": "Alice followed the White Rabbit. She fell."}
-
-
-class HeldEngine(FakeEngine):
-    """Holds each result back until `let_go` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.holding, self.let_go = threading.Event(), threading.Event()
-
-    def generate(self, requests, settings, batch_size, hooks) -> None:
-        def held(result) -> None:
-            self.holding.set()
-            self.let_go.wait(30)
-            hooks.on_result(result)
-
-        super().generate(requests, settings, batch_size, dataclasses.replace(hooks, on_result=held))
 
 
 def _app(store: Store, engine: FakeEngine, replica: str = "a"):
@@ -121,19 +104,8 @@ def test_a_second_replica_follows_the_activation_in_the_store(tmp_path):
         assert 'outcome="followed"' in second.get("/metrics").text
 
 
-class HeldModelEngine(ModelEngine):
-    """The tiny model, holding its first result back until `let_go` is set."""
-
-    holding = threading.Event()
-    let_go = threading.Event()
-
-    def generate(self, requests, settings, batch_size, hooks) -> None:
-        def held(result) -> None:
-            self.holding.set()
-            self.let_go.wait(30)
-            hooks.on_result(result)
-
-        super().generate(requests, settings, batch_size, dataclasses.replace(hooks, on_result=held))
+class HeldModelEngine(HoldsResults, ModelEngine):
+    """The tiny model, holding its results back."""
 
 
 def test_on_the_model_each_node_carries_the_adapter_of_the_bundle_its_job_started_on(
