@@ -25,8 +25,8 @@ import numpy as np
 from _smoke import add_smoke_flag, apply_smoke
 
 from recursum.service.engine.pipeline.evidence import DEFAULT_THRESHOLD, EvidenceScorer, SupportConfig
+from recursum.service.engine.pipeline.planting import KINDS, characters, negate, swap_name
 from recursum.service.engine.pipeline.sentences import split_sentences
-from recursum.training.planting import KINDS, characters, negate, swap_name
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SQUALITY = DATA / "references" / "squality"

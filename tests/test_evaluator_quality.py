@@ -163,11 +163,11 @@ def test_statistics_match_a_fixture_computed_by_hand():
 def test_a_second_document_gives_a_foreign_sentence_otherwise_a_negation():
     import random
 
-    from recursum.service.api.evaluations.gold import plant
+    from recursum.service.api.evaluations.gold import gold_plant
 
-    index, false, kind = plant(list(TWO_SENTENCES), ["The Hatter poured tea."], random.Random(0))
+    index, false, kind = gold_plant(list(TWO_SENTENCES), ["The Hatter poured tea."], random.Random(0))
     assert kind == "foreign" and false == "The Hatter poured tea." and index in (0, 1)
-    index, false, kind = plant(list(TWO_SENTENCES), [], random.Random(0))
+    index, false, kind = gold_plant(list(TWO_SENTENCES), [], random.Random(0))
     assert kind == "negation" and false != TWO_SENTENCES[index]
-    assert plant(["Hello."], [], random.Random(0)) is None
+    assert gold_plant(["Hello."], [], random.Random(0)) is None
     assert DOCUMENT.id

@@ -28,7 +28,7 @@ ENGINE_SURFACE = {
     "recursum.service.engine.pipeline.prompts",
     "recursum.service.engine.pipeline.results",
     "recursum.service.engine.pipeline.scheduler",  # forms batches from ready work; calls Engine.generate
-    "recursum.service.engine.pipeline.polarity",  # gold items negate a sentence (regular expressions)
+    "recursum.service.engine.pipeline.planting",  # gold items plant false sentences (regular expressions)
     "recursum.service.engine.pipeline.tree",
 }
 CALLERS = ("service/api", "service/jobs", "service/cli", "service/store", "service/settings.py")

@@ -26,13 +26,13 @@ from recursum.service.engine.models.bundle import MANIFEST_FILE, AdapterEntry
 from recursum.service.engine.models.runtime import ModelRuntime, load_runtime
 from recursum.service.engine.models.spec import NO_BUNDLE, ModelSpec
 from recursum.service.engine.pipeline.evidence import EvidenceScorer
+from recursum.service.engine.pipeline.planting import KINDS, PlantKind, characters, plant
 from recursum.service.engine.pipeline.prompts import SUPPORTED, critique_input, verify_input
 from recursum.service.engine.pipeline.sentences import split_sentences
 from recursum.training.datasets import Comparison, Demonstration, now, read_jsonl, split_by_group, write_jsonl
 from recursum.training.dpo import DpoMetrics, DpoTraining, train_dpo
 from recursum.training.helper_calibration import average_precision, most_doubted_rate, tune_flag_threshold
 from recursum.training.levels import LevelsConfig, level_data
-from recursum.training.planting import KINDS, PlantKind, characters, plant
 from recursum.training.sft import SftMetrics, SftTraining, train_sft
 
 FABRICATED_PENALTY = 0.5  # per item quoting nothing in the summary

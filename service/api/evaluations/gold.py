@@ -17,7 +17,7 @@ from recursum.schemas.tree import Node
 from recursum.service.api.evaluations.pairs import SUMMARY, pair_id, shown_order, summary_ref
 from recursum.service.engine.helpers.tasks import CHOSEN
 from recursum.service.engine.interface import Engine
-from recursum.service.engine.pipeline.polarity import flip_polarity
+from recursum.service.engine.pipeline.planting import plant
 from recursum.service.jobs.views import report_task, with_gold
 from recursum.service.store.evaluations import EvaluationPair, GoldPlant
 from recursum.service.store.records import JobRecord
@@ -35,17 +35,15 @@ def gold_due(evaluator: str, answered: int, rate: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
 
-def plant(sentences: list[str], foreign: list[str], rng: random.Random) -> tuple[int, str, str] | None:
-    """(index, false sentence, kind) for one of `sentences`: a foreign sentence where there is one, else
-    the first sentence whose polarity flips; None when neither applies."""
-    order = rng.sample(range(len(sentences)), len(sentences))
+def gold_plant(sentences: list[str], foreign: list[str], rng: random.Random) -> tuple[int, str, str] | None:
+    """(index, false sentence, kind) for one of `sentences`: a foreign sentence where there is one, else a
+    negation (`planting.plant`); None when neither applies."""
     candidates = [s for s in foreign if s.strip() and s not in sentences]
-    if candidates:
-        return order[0], rng.choice(candidates), "foreign"
-    for index in order:
-        if (negated := flip_polarity(sentences[index], past_tense=True)) and negated != sentences[index]:
-            return index, negated, "negation"
-    return None
+    kind = "foreign" if candidates else "negation"
+    if (planted := plant(sentences, kind, [], candidates, rng)) is None:
+        return None
+    false, index = planted
+    return index, false[index], kind
 
 
 def gold_pair(store: Store, engine: Engine, job: JobRecord, node: Node, evaluator: str,
@@ -67,7 +65,7 @@ def _new_gold(store: Store, engine: Engine, job: JobRecord, node: Node,
     sentences = [sentence.text for sentence in node.sentences]
     if len(sentences) < 2:
         return None
-    planted = plant(sentences, store.evaluations.other_sentences(job.document_id), rng)
+    planted = gold_plant(sentences, store.evaluations.other_sentences(job.document_id), rng)
     if planted is None:
         return None
     index, false, kind = planted

@@ -1,5 +1,5 @@
-"""Planted errors: the false sentences a simulated labeler knows about, for training helpers and for
-benchmarks of evaluators and evidence.
+"""Planted errors: false sentences whose place is known, for training helpers, for benchmarks of evaluators
+and evidence, and for the service's gold items (evaluations with a known answer).
 
 Three kinds, one per error a summarizer makes: `foreign` (a sentence from elsewhere, a claim from
 nowhere), `swap` (a character's name replaced by another character's) and `negation` (polarity flipped).
